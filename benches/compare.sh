@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Side-by-side: redis-benchmark against a 1-node rockraft and against Redis 7 with
+# `--appendonly yes --appendfsync always` (every write fsync'd, like rockraft's raft log),
+# on this machine, in one run. Usage: benches/compare.sh [redis-benchmark args…]
+# Default workload: -t set,get -n 100000 -c 50 -d 64 -r 100000 -q
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/deps.sh"
+command -v redis-server >/dev/null 2>&1 || {
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
+cargo build --release --manifest-path "$root/Cargo.toml" -p rockraft-server >&2
+
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(-t set,get -n 100000 -c 50 -d 64 -r 100000 -q)
+
+work="$(mktemp -d)"
+rr_port=17379; redis_port=17380
+cleanup() { kill "${rr_pid:-}" "${redis_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$CARGO_TARGET_DIR/release/rockraft-server" --port $rr_port --data-dir "$work/rockraft" \
+  --metrics-addr off --log-level warn & rr_pid=$!
+redis-server --port $redis_port --bind 127.0.0.1 --dir "$work" --save '' \
+  --appendonly yes --appendfsync always --daemonize no --logfile "$work/redis.log" & redis_pid=$!
+
+for port in $rr_port $redis_port; do
+  for _ in $(seq 1 100); do
+    [ "$(redis-cli -p $port SET __probe__ 1 2>/dev/null)" = "OK" ] && break
+    sleep 0.1
+  done
+done
+
+echo "machine: $(nproc) cores, $(uname -r); redis-benchmark ${args[*]}"
+echo "--- rockraft (1 node, raft log fsync per batch)"
+redis-benchmark -p $rr_port "${args[@]}" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v 'rps=' || true
+echo "--- redis $(redis-server --version | grep -o 'v=[0-9.]*') (appendonly yes, appendfsync always)"
+redis-benchmark -p $redis_port "${args[@]}" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v 'rps=' || true

@@ -1,0 +1,90 @@
+//! The RocksDB instance shared by the raft log and the data: one WAL, so a synced write of the
+//! raft log also makes every earlier (unsynced) apply write durable.
+
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as PbMessage;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+use crate::keys::ALL_CFS;
+
+/// The node's RocksDB.
+pub struct Engine {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database under `dir`.
+    pub fn open(dir: &Path) -> Result<Engine> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join("db");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_paranoid_checks(true);
+        opts.increase_parallelism(2);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(DBCompressionType::Lz4);
+            let mut table = BlockBasedOptions::default();
+            table.set_bloom_filter(10.0, false);
+            cf.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
+            Error::Storage(format!("cannot open RocksDB at {}: {e}", path.display()))
+        })?;
+        Ok(Engine { db, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying RocksDB, for reads.
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// A column family by name; the set of families is fixed at open.
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} was created at open"))
+    }
+
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(cf), key)
+            .map_err(|e| Error::Storage(format!("read {cf}: {e}")))
+    }
+
+    pub fn get_msg<M: PbMessage>(&self, cf: &str, key: &[u8]) -> Result<Option<M>> {
+        match self.get(cf, key)? {
+            None => Ok(None),
+            Some(v) => M::parse_from_bytes(&v)
+                .map(Some)
+                .map_err(|e| Error::Corrupted(format!("{cf} key {key:?}: {e}"))),
+        }
+    }
+
+    /// Writes a batch; `sync` makes it durable (fsync of the WAL) before returning.
+    pub fn write(&self, wb: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db
+            .write_opt(wb, &opts)
+            .map_err(|e| Error::Storage(format!("write: {e}")))
+    }
+}
+
+/// Encodes a protobuf message; encoding an in-memory message cannot fail.
+pub fn encode_msg<M: PbMessage>(m: &M) -> Vec<u8> {
+    m.write_to_bytes().expect("encode protobuf message")
+}

@@ -1,0 +1,27 @@
+//! Errors of the raft store.
+
+/// What went wrong with a proposal, a read, or the storage below them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// This node is not the leader; `leader` is the node it believes leads, if any.
+    #[error("not leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    /// The proposal's log index was taken by an entry of another term: it will never apply.
+    #[error("proposal was replaced by an entry of another term")]
+    EntryReplaced,
+    /// raft-rs refused the proposal (e.g. a leader transfer is in progress); it was not logged.
+    #[error("proposal dropped by raft")]
+    ProposalDropped,
+    /// A read could not be confirmed by a quorum in time.
+    #[error("read index not confirmed in time")]
+    ReadTimeout,
+    /// The raft group has shut down.
+    #[error("raft group stopped")]
+    Stopped,
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("corrupted data: {0}")]
+    Corrupted(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

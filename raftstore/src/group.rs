@@ -1,0 +1,634 @@
+//! One raft group: a raft-rs `RawNode` over [`PeerStorage`], driven by its own thread.
+//!
+//! The thread owns all group state (no process-wide singletons; a node will run many groups).
+//! Each turn it drains every queued proposal, read and raft message, then handles one `Ready`
+//! in the order raft-rs documents:
+//!
+//! 1. send `messages()` (a leader replicates before its own fsync);
+//! 2. apply the committed entries, with the apply index in the same `WriteBatch` as the data;
+//! 3. append the new entries and the hard state in one synced `WriteBatch` — one fsync covers
+//!    every proposal of the turn; a failed write panics;
+//! 4. only then send `persisted_messages()` (votes and append acks are never sent from memory);
+//! 5. `advance`, then apply and send what the `LightReady` carries.
+//!
+//! A proposal is matched to its entry by (term, index): its caller is answered only when that
+//! index is applied, with the output of its own entry or, if an entry of another term took the
+//! index, with [`Error::EntryReplaced`]. A proposal whose index is never seen committed stays
+//! pending: its outcome is unknown, and the caller's timeout says so.
+//!
+//! Linearizable reads use ReadIndex: all reads queued in one turn share one `read_index` call;
+//! each is answered once the applied index reaches the index a quorum confirmed.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use rocksdb::WriteBatch;
+use tokio::sync::oneshot;
+
+use crate::apply::{ApplyContext, StateMachine};
+use crate::engine::{encode_msg, Engine};
+use crate::error::{Error, Result};
+use crate::logger::raft_logger;
+use crate::proto::EntryHeader;
+use crate::storage::PeerStorage;
+
+/// How a raft group is run.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub node_id: u64,
+    pub group_id: u64,
+    /// Length of one raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before a follower campaigns (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long a read waits for a quorum to confirm its read index.
+    pub read_timeout: Duration,
+    /// Most queued requests taken in one turn, so a flood cannot starve the ready loop.
+    pub max_batch: usize,
+}
+
+impl GroupConfig {
+    pub fn new(node_id: u64, group_id: u64) -> Self {
+        GroupConfig {
+            node_id,
+            group_id,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            read_timeout: Duration::from_secs(5),
+            max_batch: 4096,
+        }
+    }
+}
+
+/// Sends raft messages to the other members of a group.
+pub trait Transport: Send + 'static {
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// The transport of a group with no other members.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::warn!(count = msgs.len(), "raft messages for peers, but no peer transport");
+        }
+    }
+}
+
+/// A group's state as last published by its thread; read without a round trip.
+#[derive(Default, Debug)]
+pub struct GroupStatus {
+    pub term: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub applied_index: AtomicU64,
+    pub last_index: AtomicU64,
+    /// 0 when no leader is known.
+    pub leader_id: AtomicU64,
+    role: AtomicU8,
+}
+
+impl GroupStatus {
+    pub fn role(&self) -> StateRole {
+        match self.role.load(Ordering::Acquire) {
+            1 => StateRole::Leader,
+            2 => StateRole::Candidate,
+            3 => StateRole::PreCandidate,
+            _ => StateRole::Follower,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role() == StateRole::Leader
+    }
+}
+
+enum Request<O> {
+    Propose {
+        now_ms: u64,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<O>>,
+    },
+    Read {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Raft(Box<Message>),
+    Stop,
+}
+
+/// A cheap, cloneable way to talk to a running raft group.
+pub struct GroupHandle<O> {
+    tx: Sender<Request<O>>,
+    status: Arc<GroupStatus>,
+    node_id: u64,
+    group_id: u64,
+}
+
+impl<O> Clone for GroupHandle<O> {
+    fn clone(&self) -> Self {
+        GroupHandle {
+            tx: self.tx.clone(),
+            status: self.status.clone(),
+            node_id: self.node_id,
+            group_id: self.group_id,
+        }
+    }
+}
+
+impl<O: Send + 'static> GroupHandle<O> {
+    /// Proposes `data` stamped with the proposer's clock. The proposal is queued before this
+    /// returns (so a caller can submit many before awaiting any); the future resolves with the
+    /// state machine's output once the entry is applied. Dropping it does not withdraw it.
+    pub fn propose(
+        &self,
+        now_ms: u64,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<O>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::Propose {
+            now_ms,
+            data,
+            reply,
+        });
+        async move {
+            sent.map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)?
+        }
+    }
+
+    /// Queues a read; the future resolves when local reads are linearizable: the applied index
+    /// has reached a read index that a quorum confirmed after this call.
+    pub fn read_index(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::Read { reply });
+        async move {
+            sent.map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)?
+        }
+    }
+
+    /// Hands a message from a peer to the group.
+    pub fn step(&self, msg: Message) -> Result<()> {
+        self.tx
+            .send(Request::Raft(Box::new(msg)))
+            .map_err(|_| Error::Stopped)
+    }
+
+    pub fn status(&self) -> &GroupStatus {
+        &self.status
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn group_id(&self) -> u64 {
+        self.group_id
+    }
+
+    /// Asks the group's thread to stop; pending callers get [`Error::Stopped`].
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request::Stop);
+    }
+}
+
+struct Pending<O> {
+    index: u64,
+    term: u64,
+    reply: oneshot::Sender<Result<O>>,
+}
+
+struct ReadBatch {
+    id: u64,
+    sent: Instant,
+    replies: Vec<oneshot::Sender<Result<()>>>,
+}
+
+struct RaftGroup<SM: StateMachine, T: Transport> {
+    cfg: GroupConfig,
+    raw: RawNode<PeerStorage>,
+    engine: Arc<Engine>,
+    sm: SM,
+    transport: T,
+    status: Arc<GroupStatus>,
+    proposals: VecDeque<Pending<SM::Output>>,
+    /// Reads not yet sent to raft (no leader commit in this term yet, or queued this turn).
+    reads_queued: Vec<oneshot::Sender<Result<()>>>,
+    /// Reads whose read index a quorum has not yet confirmed.
+    reads_inflight: Vec<ReadBatch>,
+    /// Reads with a confirmed read index, waiting for apply to reach it.
+    reads_ready: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
+    next_read_id: u64,
+}
+
+/// Starts the raft group `cfg.group_id` on its own thread.
+pub fn start_group<SM: StateMachine, T: Transport>(
+    engine: Arc<Engine>,
+    cfg: GroupConfig,
+    voters: &[u64],
+    sm: SM,
+    transport: T,
+) -> Result<(GroupHandle<SM::Output>, JoinHandle<()>)> {
+    let storage = PeerStorage::open(engine.clone(), cfg.group_id, voters)?;
+    let raft_cfg = raft::Config {
+        id: cfg.node_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: cfg.heartbeat_ticks,
+        applied: storage.apply_state().applied_index,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_cfg
+        .validate()
+        .map_err(|e| Error::Storage(format!("raft config: {e}")))?;
+    let single_voter = storage.conf_state().voters == [cfg.node_id];
+    let mut raw = RawNode::new(&raft_cfg, storage, &raft_logger(cfg.group_id))
+        .map_err(|e| Error::Storage(format!("raft init: {e}")))?;
+    if single_voter {
+        // A lone voter needs nobody's vote: lead now rather than after an election timeout.
+        let _ = raw.campaign();
+    }
+    let status = Arc::new(GroupStatus::default());
+    let (tx, rx) = mpsc::channel();
+    let handle = GroupHandle {
+        tx,
+        status: status.clone(),
+        node_id: cfg.node_id,
+        group_id: cfg.group_id,
+    };
+    let mut group = RaftGroup {
+        cfg,
+        raw,
+        engine,
+        sm,
+        transport,
+        status,
+        proposals: VecDeque::new(),
+        reads_queued: Vec::new(),
+        reads_inflight: Vec::new(),
+        reads_ready: VecDeque::new(),
+        next_read_id: 1,
+    };
+    group.publish_status();
+    let name = format!("raft-group-{}", group.cfg.group_id);
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || group.run(rx))
+        .map_err(|e| Error::Storage(format!("spawn raft thread: {e}")))?;
+    Ok((handle, thread))
+}
+
+impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
+    fn run(mut self, rx: Receiver<Request<SM::Output>>) {
+        let mut next_tick = Instant::now() + self.cfg.tick;
+        'run: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(req) => {
+                    if !self.handle(req) {
+                        break 'run;
+                    }
+                    for _ in 1..self.cfg.max_batch {
+                        match rx.try_recv() {
+                            Ok(req) => {
+                                if !self.handle(req) {
+                                    break 'run;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break 'run,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                self.expire_reads(now);
+                next_tick = now + self.cfg.tick;
+            }
+            self.send_reads();
+            self.on_ready();
+        }
+        self.fail_all(Error::Stopped);
+        tracing::info!(group = self.cfg.group_id, "raft group stopped");
+    }
+
+    /// Returns false when the group must stop.
+    fn handle(&mut self, req: Request<SM::Output>) -> bool {
+        match req {
+            Request::Propose {
+                now_ms,
+                data,
+                reply,
+            } => self.propose(now_ms, data, reply),
+            Request::Read { reply } => {
+                if self.raw.raft.state == StateRole::Leader {
+                    self.reads_queued.push(reply);
+                } else {
+                    let _ = reply.send(Err(self.not_leader()));
+                }
+            }
+            Request::Raft(msg) => {
+                if let Err(e) = self.raw.step(*msg) {
+                    tracing::debug!(group = self.cfg.group_id, "raft step: {e}");
+                }
+            }
+            Request::Stop => return false,
+        }
+        true
+    }
+
+    fn not_leader(&self) -> Error {
+        let leader = self.raw.raft.leader_id;
+        Error::NotLeader {
+            leader: (leader != raft::INVALID_ID).then_some(leader),
+        }
+    }
+
+    fn propose(&mut self, now_ms: u64, data: Vec<u8>, reply: oneshot::Sender<Result<SM::Output>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        let header = encode_msg(&EntryHeader {
+            now_ms,
+            ..Default::default()
+        });
+        let result = self.raw.propose(header, data);
+        let index = self.raw.raft.raft_log.last_index();
+        if result.is_err() || index == before {
+            let _ = reply.send(Err(Error::ProposalDropped));
+            return;
+        }
+        self.proposals.push_back(Pending {
+            index,
+            term: self.raw.raft.term,
+            reply,
+        });
+    }
+
+    /// Sends one read-index request for every read queued since the last one.
+    fn send_reads(&mut self) {
+        if self.reads_queued.is_empty() || !self.raw.raft.commit_to_current_term() {
+            // A new leader confirms no read before an entry of its own term is committed.
+            return;
+        }
+        let id = self.next_read_id;
+        self.next_read_id += 1;
+        self.raw.read_index(id.to_be_bytes().to_vec());
+        self.reads_inflight.push(ReadBatch {
+            id,
+            sent: Instant::now(),
+            replies: std::mem::take(&mut self.reads_queued),
+        });
+    }
+
+    fn expire_reads(&mut self, now: Instant) {
+        let timeout = self.cfg.read_timeout;
+        self.reads_inflight.retain_mut(|b| {
+            if now.duration_since(b.sent) < timeout {
+                return true;
+            }
+            for r in b.replies.drain(..) {
+                let _ = r.send(Err(Error::ReadTimeout));
+            }
+            false
+        });
+    }
+
+    fn on_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        if rd.ss().is_some() {
+            self.on_role_change();
+        }
+        if !rd.messages().is_empty() {
+            self.transport.send(rd.take_messages());
+        }
+        assert!(
+            rd.snapshot().get_metadata().index == 0,
+            "group {}: snapshots are not supported yet",
+            self.cfg.group_id
+        );
+        let committed = rd.take_committed_entries();
+        self.apply(committed, None);
+
+        let mut wb = WriteBatch::default();
+        let store = self.raw.mut_store();
+        store.append(rd.entries(), &mut wb);
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(hs.clone(), &mut wb);
+        }
+        if !wb.is_empty() {
+            let started = Instant::now();
+            if let Err(e) = self.engine.write(wb, true) {
+                // Memory and disk would disagree about the log: stopping is the only safe move.
+                panic!("group {}: raft log write failed: {e}", self.cfg.group_id);
+            }
+            metrics::histogram!("rockraft_raft_log_write_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        for rs in rd.take_read_states() {
+            self.on_read_state(&rs.request_ctx, rs.index);
+        }
+        let applied = self.raw.store().apply_state().applied_index;
+        self.answer_reads(applied);
+        if !rd.persisted_messages().is_empty() {
+            self.transport.send(rd.take_persisted_messages());
+        }
+
+        let mut light = self.raw.advance(rd);
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        self.apply(committed, light.commit_index());
+        self.raw.advance_apply();
+        self.publish_status();
+    }
+
+    fn on_read_state(&mut self, ctx: &[u8], index: u64) {
+        let Ok(id) = <[u8; 8]>::try_from(ctx).map(u64::from_be_bytes) else {
+            return;
+        };
+        if let Some(pos) = self.reads_inflight.iter().position(|b| b.id == id) {
+            let batch = self.reads_inflight.remove(pos);
+            self.reads_ready.push_back((index, batch.replies));
+        }
+    }
+
+    fn on_role_change(&mut self) {
+        if self.raw.raft.state == StateRole::Leader {
+            tracing::info!(group = self.cfg.group_id, term = self.raw.raft.term, "became leader");
+            return;
+        }
+        // Unconfirmed reads can no longer be confirmed by this node. Confirmed ones stay:
+        // their read index is still a valid linearization point.
+        let err = self.not_leader();
+        for r in self.reads_queued.drain(..) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for b in self.reads_inflight.drain(..) {
+            for r in b.replies {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        // Pending proposals are kept: their entries may still commit under the new leader.
+    }
+
+    /// Applies `entries` (and stages `commit`, if the commit index moved) in one batch.
+    fn apply(&mut self, entries: Vec<Entry>, commit: Option<u64>) {
+        if entries.is_empty() && commit.is_none() {
+            return;
+        }
+        let engine = self.engine.clone();
+        let mut ctx = ApplyContext::new(&engine);
+        let mut replies = Vec::new();
+        let mut applied = None;
+        for entry in entries {
+            let output = match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => None,
+                EntryType::EntryNormal => {
+                    let now_ms = EntryHeader::parse_from_bytes(&entry.context)
+                        .map(|h| h.now_ms)
+                        .unwrap_or(0);
+                    ctx.set_now_ms(now_ms);
+                    Some(self.sm.apply(&mut ctx, &entry.data))
+                }
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry, &mut ctx);
+                    None
+                }
+            };
+            if let Some(reply) = self.take_proposal(entry.index, entry.term) {
+                match output {
+                    Some(out) => replies.push((reply, out)),
+                    None => {
+                        let _ = reply.send(Err(Error::EntryReplaced));
+                    }
+                }
+            }
+            applied = Some(entry.index);
+        }
+        let store = self.raw.mut_store();
+        if let Some(commit) = commit {
+            store.set_commit(commit, ctx.batch());
+        }
+        if let Some(applied) = applied {
+            store.set_applied(applied, ctx.batch());
+        }
+        if let Err(e) = engine.write(ctx.into_batch(), false) {
+            panic!("group {}: apply write failed: {e}", self.cfg.group_id);
+        }
+        for (reply, out) in replies {
+            let _ = reply.send(Ok(out));
+        }
+        if let Some(applied) = applied {
+            self.status.applied_index.store(applied, Ordering::Release);
+            self.answer_reads(applied);
+        }
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry, ctx: &mut ApplyContext<'_>) {
+        let cs = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let cc = ConfChange::parse_from_bytes(&entry.data)
+                .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
+            self.raw.apply_conf_change(&cc)
+        } else {
+            let cc = ConfChangeV2::parse_from_bytes(&entry.data)
+                .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
+            self.raw.apply_conf_change(&cc)
+        };
+        match cs {
+            Ok(cs) => self.raw.mut_store().set_conf_state(cs, ctx.batch()),
+            Err(e) => tracing::warn!(group = self.cfg.group_id, "conf change rejected: {e}"),
+        }
+    }
+
+    /// The caller waiting on entry (index, term), if any; callers whose index was taken by an
+    /// entry of another term are told so.
+    fn take_proposal(&mut self, index: u64, term: u64) -> Option<oneshot::Sender<Result<SM::Output>>> {
+        while let Some(front) = self.proposals.front() {
+            if front.index > index {
+                return None;
+            }
+            let p = self.proposals.pop_front().expect("front exists");
+            if p.index == index && p.term == term {
+                return Some(p.reply);
+            }
+            let _ = p.reply.send(Err(Error::EntryReplaced));
+        }
+        None
+    }
+
+    fn answer_reads(&mut self, applied: u64) {
+        while let Some((index, _)) = self.reads_ready.front() {
+            if *index > applied {
+                break;
+            }
+            let (_, replies) = self.reads_ready.pop_front().expect("front exists");
+            for r in replies {
+                let _ = r.send(Ok(()));
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.raw.raft;
+        let s = &self.status;
+        s.term.store(raft.term, Ordering::Release);
+        s.commit_index.store(raft.raft_log.committed, Ordering::Release);
+        s.last_index.store(raft.raft_log.last_index(), Ordering::Release);
+        s.leader_id.store(raft.leader_id, Ordering::Release);
+        let role = match raft.state {
+            StateRole::Follower => 0,
+            StateRole::Leader => 1,
+            StateRole::Candidate => 2,
+            StateRole::PreCandidate => 3,
+        };
+        s.role.store(role, Ordering::Release);
+        let applied = self.raw.store().apply_state().applied_index;
+        s.applied_index.store(applied, Ordering::Release);
+        metrics::gauge!("rockraft_raft_term").set(raft.term as f64);
+        metrics::gauge!("rockraft_raft_commit_index").set(raft.raft_log.committed as f64);
+        metrics::gauge!("rockraft_raft_applied_index").set(applied as f64);
+    }
+
+    fn fail_all(&mut self, err: Error) {
+        for p in self.proposals.drain(..) {
+            let _ = p.reply.send(Err(err.clone()));
+        }
+        for r in self.reads_queued.drain(..) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for b in self.reads_inflight.drain(..) {
+            for r in b.replies {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        for (_, replies) in self.reads_ready.drain(..) {
+            for r in replies {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+    }
+}

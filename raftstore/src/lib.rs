@@ -1,0 +1,24 @@
+//! The replicated store under rockraft: raft-rs groups whose log, hard state and applied data
+//! live in one RocksDB. Knows nothing of RESP; the server supplies a [`StateMachine`].
+
+pub mod apply;
+pub mod engine;
+pub mod error;
+pub mod group;
+pub mod keys;
+mod logger;
+pub mod node;
+pub mod slot;
+pub mod storage;
+
+#[allow(warnings, clippy::all)]
+pub mod proto {
+    //! Protobuf messages of the raft store (generated from `proto/raftstore.proto`).
+    include!(concat!(env!("OUT_DIR"), "/raftstore.rs"));
+}
+
+pub use apply::{ApplyContext, StateMachine};
+pub use engine::Engine;
+pub use error::{Error, Result};
+pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, NoPeers, Transport};
+pub use raft::StateRole;

@@ -1,0 +1,396 @@
+//! `PeerStorage`: the raft log, hard state, conf state and apply state of one raft group,
+//! kept in the `raft` column family and read by raft-rs through [`raft::Storage`].
+//!
+//! Writes are staged into a `WriteBatch` by the ready loop, which writes the batch (synced)
+//! before it acts on anything that depends on it. The in-memory copies here are updated as the
+//! writes are staged; a failed write panics the node, so memory never outlives a lost write.
+
+use std::sync::Arc;
+
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::engine::{encode_msg, Engine};
+use crate::error::{Error, Result};
+use crate::keys::{self, CF_RAFT};
+use crate::proto::ApplyState;
+
+pub struct PeerStorage {
+    engine: Arc<Engine>,
+    group_id: u64,
+    hard_state: HardState,
+    conf_state: ConfState,
+    apply_state: ApplyState,
+    last_index: u64,
+    last_term: u64,
+}
+
+impl PeerStorage {
+    /// Loads the state of `group_id`. A group never seen before is created with `voters`
+    /// as its configuration (a one-voter group for a fresh node).
+    pub fn open(engine: Arc<Engine>, group_id: u64, voters: &[u64]) -> Result<PeerStorage> {
+        let hard_state: HardState = engine
+            .get_msg(CF_RAFT, &keys::hard_state_key(group_id))?
+            .unwrap_or_default();
+        let apply_state: ApplyState = engine
+            .get_msg(CF_RAFT, &keys::apply_state_key(group_id))?
+            .unwrap_or_default();
+        let conf_state = match engine.get_msg(CF_RAFT, &keys::conf_state_key(group_id))? {
+            Some(cs) => cs,
+            None => {
+                let mut cs = ConfState::default();
+                cs.set_voters(voters.to_vec());
+                let mut wb = WriteBatch::default();
+                wb.put_cf(engine.cf(CF_RAFT), keys::conf_state_key(group_id), encode_msg(&cs));
+                engine.write(wb, true)?;
+                cs
+            }
+        };
+        let mut s = PeerStorage {
+            engine,
+            group_id,
+            hard_state,
+            conf_state,
+            last_index: apply_state.truncated_index,
+            last_term: apply_state.truncated_term,
+            apply_state,
+        };
+        if let Some(last) = s.read_last_entry()? {
+            s.last_index = last.index;
+            s.last_term = last.term;
+        }
+        s.check_consistency()?;
+        Ok(s)
+    }
+
+    /// Refuses to start on state that cannot have been written by a correct node.
+    fn check_consistency(&self) -> Result<()> {
+        let applied = self.apply_state.applied_index;
+        let commit = self.hard_state.commit;
+        if applied > commit {
+            return Err(Error::Corrupted(format!(
+                "group {}: applied index {applied} is past the commit index {commit}",
+                self.group_id
+            )));
+        }
+        if commit > self.last_index {
+            return Err(Error::Corrupted(format!(
+                "group {}: commit index {commit} is past the last log entry {} (raft log truncated?)",
+                self.group_id, self.last_index
+            )));
+        }
+        if self.last_index > self.apply_state.truncated_index {
+            let first = self.first_index();
+            if self.read_entry(first)?.is_none() {
+                return Err(Error::Corrupted(format!(
+                    "group {}: log entry {first} is missing",
+                    self.group_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_last_entry(&self) -> Result<Option<Entry>> {
+        let end = keys::log_key(self.group_id, u64::MAX);
+        let mut it = self
+            .engine
+            .db()
+            .iterator_cf(self.engine.cf(CF_RAFT), IteratorMode::From(&end, Direction::Reverse));
+        match it.next() {
+            Some(Ok((k, v))) if keys::log_index(&k).is_some() && k[..10] == end[..10] => {
+                Ok(Some(decode_entry(&v)?))
+            }
+            Some(Err(e)) => Err(Error::Storage(e.to_string())),
+            _ => Ok(None),
+        }
+    }
+
+    fn read_entry(&self, index: u64) -> Result<Option<Entry>> {
+        match self.engine.get(CF_RAFT, &keys::log_key(self.group_id, index))? {
+            Some(v) => Ok(Some(decode_entry(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn group_id(&self) -> u64 {
+        self.group_id
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn apply_state(&self) -> &ApplyState {
+        &self.apply_state
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    fn first_index(&self) -> u64 {
+        self.apply_state.truncated_index + 1
+    }
+
+    /// Stages `entries` (which may overwrite a conflicting suffix of the log).
+    pub fn append(&mut self, entries: &[Entry], wb: &mut WriteBatch) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        assert!(
+            first.index > self.apply_state.truncated_index,
+            "append at {} overwrites the compacted log (truncated at {})",
+            first.index,
+            self.apply_state.truncated_index
+        );
+        let cf = self.engine.cf(CF_RAFT);
+        for e in entries {
+            wb.put_cf(cf, keys::log_key(self.group_id, e.index), encode_msg(e));
+        }
+        if last.index < self.last_index {
+            // The tail of the old log conflicts with the new entries: remove it.
+            wb.delete_range_cf(
+                cf,
+                keys::log_key(self.group_id, last.index + 1),
+                keys::log_key(self.group_id, self.last_index + 1),
+            );
+        }
+        self.last_index = last.index;
+        self.last_term = last.term;
+    }
+
+    pub fn set_hard_state(&mut self, hs: HardState, wb: &mut WriteBatch) {
+        wb.put_cf(
+            self.engine.cf(CF_RAFT),
+            keys::hard_state_key(self.group_id),
+            encode_msg(&hs),
+        );
+        self.hard_state = hs;
+    }
+
+    /// Stages a new commit index (from a `LightReady`).
+    pub fn set_commit(&mut self, commit: u64, wb: &mut WriteBatch) {
+        let mut hs = self.hard_state.clone();
+        hs.commit = commit;
+        self.set_hard_state(hs, wb);
+    }
+
+    pub fn set_conf_state(&mut self, cs: ConfState, wb: &mut WriteBatch) {
+        wb.put_cf(
+            self.engine.cf(CF_RAFT),
+            keys::conf_state_key(self.group_id),
+            encode_msg(&cs),
+        );
+        self.conf_state = cs;
+    }
+
+    /// Stages the apply state; it must go in the same batch as the data it covers.
+    pub fn set_applied(&mut self, applied: u64, wb: &mut WriteBatch) {
+        self.apply_state.applied_index = applied;
+        wb.put_cf(
+            self.engine.cf(CF_RAFT),
+            keys::apply_state_key(self.group_id),
+            encode_msg(&self.apply_state),
+        );
+    }
+}
+
+fn decode_entry(v: &[u8]) -> Result<Entry> {
+    Entry::parse_from_bytes(v).map_err(|e| Error::Corrupted(format!("raft log entry: {e}")))
+}
+
+fn store_err(e: Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+impl raft::Storage for PeerStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= self.last_index + 1,
+            "entries [{low}, {high}) past the last index {}",
+            self.last_index
+        );
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        let start = keys::log_key(self.group_id, low);
+        let it = self
+            .engine
+            .db()
+            .iterator_cf(self.engine.cf(CF_RAFT), IteratorMode::From(&start, Direction::Forward));
+        let mut expect = low;
+        for item in it {
+            if expect >= high {
+                break;
+            }
+            let (k, v) = item.map_err(|e| store_err(Error::Storage(e.to_string())))?;
+            if keys::log_index(&k) != Some(expect) || k[..10] != start[..10] {
+                return Err(store_err(Error::Corrupted(format!(
+                    "group {}: log entry {expect} is missing",
+                    self.group_id
+                ))));
+            }
+            size += v.len() as u64;
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(decode_entry(&v).map_err(store_err)?);
+            expect += 1;
+        }
+        if out.is_empty() && low < high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.apply_state.truncated_index {
+            return Ok(self.apply_state.truncated_term);
+        }
+        if idx < self.first_index() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if idx == self.last_index {
+            return Ok(self.last_term);
+        }
+        match self.read_entry(idx).map_err(store_err)? {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first_index())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshots (and the log compaction that needs them) come with multi-node catch-up.
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage;
+
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e.data = vec![index as u8; 10].into();
+        e
+    }
+
+    fn open(dir: &std::path::Path) -> (Arc<Engine>, PeerStorage) {
+        let engine = Arc::new(Engine::open(dir).unwrap());
+        let s = PeerStorage::open(engine.clone(), 3, &[1]).unwrap();
+        (engine, s)
+    }
+
+    #[test]
+    fn appended_entries_survive_reopen_and_conflicts_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1]);
+            let mut wb = WriteBatch::default();
+            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
+            let mut hs = HardState::default();
+            hs.term = 1;
+            hs.commit = 5;
+            s.set_hard_state(hs, &mut wb);
+            engine.write(wb, true).unwrap();
+            // A new leader overwrites the tail from index 7 with two entries of term 2.
+            let mut wb = WriteBatch::default();
+            s.append(&[entry(7, 2), entry(8, 2)], &mut wb);
+            engine.write(wb, true).unwrap();
+            assert_eq!(s.last_index, 8);
+        }
+        let (_engine, s) = open(dir.path());
+        assert_eq!(Storage::last_index(&s).unwrap(), 8);
+        assert_eq!(Storage::first_index(&s).unwrap(), 1);
+        assert_eq!(s.term(8).unwrap(), 2);
+        assert_eq!(s.term(6).unwrap(), 1);
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 5);
+        let ents = s.entries(1, 9, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(ents.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 2), (8, 2)]);
+        // max_size limits the batch but always returns at least one entry.
+        assert_eq!(s.entries(1, 9, 1, GetEntriesContext::empty(false)).unwrap().len(), 1);
+        assert!(matches!(s.term(9), Err(raft::Error::Store(StorageError::Unavailable))));
+    }
+
+    #[test]
+    fn groups_do_not_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let mut a = PeerStorage::open(engine.clone(), 1, &[1]).unwrap();
+        let mut wb = WriteBatch::default();
+        a.append(&[entry(1, 1), entry(2, 1)], &mut wb);
+        let mut hs = HardState::default();
+        hs.commit = 2;
+        a.set_hard_state(hs, &mut wb);
+        engine.write(wb, true).unwrap();
+        let b = PeerStorage::open(engine.clone(), 2, &[1]).unwrap();
+        assert_eq!(Storage::last_index(&b).unwrap(), 0);
+        let a = PeerStorage::open(engine, 1, &[1]).unwrap();
+        assert_eq!(Storage::last_index(&a).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_log_missing_committed_entries_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            let mut wb = WriteBatch::default();
+            s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)], &mut wb);
+            let mut hs = HardState::default();
+            hs.commit = 3;
+            s.set_hard_state(hs, &mut wb);
+            engine.write(wb, true).unwrap();
+            let mut wb = WriteBatch::default();
+            wb.delete_cf(engine.cf(CF_RAFT), keys::log_key(3, 3));
+            wb.delete_cf(engine.cf(CF_RAFT), keys::log_key(3, 2));
+            engine.write(wb, true).unwrap();
+        }
+        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let err = PeerStorage::open(engine, 3, &[1]).err().unwrap();
+        assert!(err.to_string().contains("commit index 3 is past the last log entry 1"), "{err}");
+    }
+}

@@ -1,0 +1,208 @@
+//! Replies, encoded for the protocol the connection speaks.
+//!
+//! Commands build a [`Reply`]; the connection encodes it with `redis-protocol` as RESP2 or RESP3.
+//! RESP3-only types degrade the way Redis degrades them for RESP2 clients: maps and sets become
+//! flat arrays, doubles and verbatim strings become bulk strings, booleans become 1/0.
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::{encode::extend_encode as encode2, types::BytesFrame as F2};
+use redis_protocol::resp3::{
+    encode::complete::extend_encode as encode3,
+    types::{BytesFrame as F3, FrameMap, FrameSet, VerbatimStringFormat},
+};
+
+/// The protocol a connection speaks, chosen with `HELLO`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+/// One reply to a command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// `+OK`-style status.
+    Simple(String),
+    /// Full error text, code included (`ERR …`, `WRONGTYPE …`).
+    Error(String),
+    Int(i64),
+    Bulk(Bytes),
+    /// The null bulk string (`$-1` in RESP2, `_` in RESP3).
+    Nil,
+    /// The null array (`*-1` in RESP2, `_` in RESP3).
+    NilArray,
+    Array(Vec<Reply>),
+    Map(Vec<(Reply, Reply)>),
+    Set(Vec<Reply>),
+    Double(f64),
+    Bool(bool),
+    /// Text shown as-is by clients (`INFO`); a bulk string in RESP2.
+    Verbatim(String),
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::Simple("OK".into())
+    }
+
+    /// An error reply; `msg` carries its code (`ERR …`).
+    pub fn err(msg: impl Into<String>) -> Reply {
+        Reply::Error(msg.into())
+    }
+
+    pub fn bulk(b: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(b.into())
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends the encoded reply to `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        // Encoding an in-memory frame cannot fail: the buffer is extended before writing.
+        match proto {
+            Protocol::Resp2 => {
+                if matches!(self, Reply::NilArray) {
+                    out.extend_from_slice(b"*-1\r\n");
+                    return;
+                }
+                encode2(out, &self.to_resp2(), false).expect("encode RESP2 reply");
+            }
+            Protocol::Resp3 => {
+                encode3(out, &self.to_resp3(), false).expect("encode RESP3 reply");
+            }
+        }
+    }
+
+    fn to_resp2(&self) -> F2 {
+        match self {
+            Reply::Simple(s) => F2::SimpleString(Bytes::copy_from_slice(s.as_bytes())),
+            Reply::Error(e) => F2::Error(sanitize(e).into()),
+            Reply::Int(i) => F2::Integer(*i),
+            Reply::Bulk(b) => F2::BulkString(b.clone()),
+            Reply::Nil | Reply::NilArray => F2::Null,
+            Reply::Array(items) | Reply::Set(items) => {
+                F2::Array(items.iter().map(Reply::to_resp2).collect())
+            }
+            Reply::Map(pairs) => F2::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
+                    .collect(),
+            ),
+            Reply::Double(d) => F2::BulkString(format_double(*d).into()),
+            Reply::Bool(b) => F2::Integer(*b as i64),
+            Reply::Verbatim(s) => F2::BulkString(Bytes::copy_from_slice(s.as_bytes())),
+        }
+    }
+
+    fn to_resp3(&self) -> F3 {
+        match self {
+            Reply::Simple(s) => F3::SimpleString {
+                data: Bytes::copy_from_slice(s.as_bytes()),
+                attributes: None,
+            },
+            Reply::Error(e) => F3::SimpleError {
+                data: sanitize(e).into(),
+                attributes: None,
+            },
+            Reply::Int(i) => F3::Number {
+                data: *i,
+                attributes: None,
+            },
+            Reply::Bulk(b) => F3::BlobString {
+                data: b.clone(),
+                attributes: None,
+            },
+            Reply::Nil | Reply::NilArray => F3::Null,
+            Reply::Array(items) => F3::Array {
+                data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Set(items) => F3::Set {
+                data: items.iter().map(Reply::to_resp3).collect::<FrameSet<_>>(),
+                attributes: None,
+            },
+            Reply::Map(pairs) => F3::Map {
+                data: pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_resp3(), v.to_resp3()))
+                    .collect::<FrameMap<_, _>>(),
+                attributes: None,
+            },
+            Reply::Double(d) => F3::Double {
+                data: *d,
+                attributes: None,
+            },
+            Reply::Bool(b) => F3::Boolean {
+                data: *b,
+                attributes: None,
+            },
+            Reply::Verbatim(s) => F3::VerbatimString {
+                data: Bytes::copy_from_slice(s.as_bytes()),
+                format: VerbatimStringFormat::Text,
+                attributes: None,
+            },
+        }
+    }
+}
+
+/// Redis never lets a newline into an error line (it would break the protocol).
+fn sanitize(e: &str) -> String {
+    e.replace(['\r', '\n'], " ")
+}
+
+/// Formats a double as Redis does for RESP2 replies (human form: no exponent, no trailing zeros; `inf`/`-inf`).
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    // Rust's shortest round-trip form never uses an exponent, like Redis's human format.
+    format!("{}", d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: Reply, p: Protocol) -> String {
+        let mut out = BytesMut::new();
+        r.encode(p, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn resp2_encodings() {
+        use Protocol::Resp2;
+        assert_eq!(enc(Reply::ok(), Resp2), "+OK\r\n");
+        assert_eq!(enc(Reply::err("ERR x"), Resp2), "-ERR x\r\n");
+        assert_eq!(enc(Reply::Nil, Resp2), "$-1\r\n");
+        assert_eq!(enc(Reply::NilArray, Resp2), "*-1\r\n");
+        assert_eq!(enc(Reply::Int(-3), Resp2), ":-3\r\n");
+        assert_eq!(enc(Reply::bulk("ab"), Resp2), "$2\r\nab\r\n");
+        assert_eq!(
+            enc(Reply::Map(vec![(Reply::bulk("a"), Reply::Int(1))]), Resp2),
+            "*2\r\n$1\r\na\r\n:1\r\n"
+        );
+        assert_eq!(enc(Reply::Bool(true), Resp2), ":1\r\n");
+    }
+
+    #[test]
+    fn resp3_encodings() {
+        use Protocol::Resp3;
+        assert_eq!(enc(Reply::Nil, Resp3), "_\r\n");
+        assert_eq!(
+            enc(Reply::Map(vec![(Reply::bulk("a"), Reply::Int(1))]), Resp3),
+            "%1\r\n$1\r\na\r\n:1\r\n"
+        );
+        assert_eq!(enc(Reply::Bool(false), Resp3), "#f\r\n");
+        assert_eq!(enc(Reply::Verbatim("x".into()), Resp3), "=5\r\ntxt:x\r\n");
+    }
+
+    #[test]
+    fn errors_never_carry_newlines() {
+        assert_eq!(enc(Reply::err("ERR a\r\nb"), Protocol::Resp2), "-ERR a  b\r\n");
+    }
+}

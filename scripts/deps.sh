@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test rockraft:
+# clang + libclang-dev (RocksDB's bindings) and redis-tools (redis-cli, redis-benchmark).
+set -euo pipefail
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+if [ "${1:-}" != "--build-only" ]; then
+  command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+  command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,239 @@
+//! Connection commands: PING ECHO QUIT HELLO SELECT CLIENT READONLY READWRITE ASKING.
+//!
+//! ```text
+//! HELLO [protover [AUTH username password] [SETNAME clientname]]
+//! CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value | LIST | INFO | HELP
+//! ```
+
+use bytes::Bytes;
+use rockraft_resp::{Protocol, Reply};
+
+use super::flags::{FAST, LOADING, NOSCRIPT, STALE};
+use super::{int_arg, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind};
+use crate::session::{ClientInfo, Session};
+use crate::Shared;
+
+pub fn commands() -> Vec<CommandSpec> {
+    use Kind::Local;
+    let g = "connection";
+    let f = FAST | LOADING | STALE;
+    vec![
+        spec("ping", -1, f, (0, 0, 0), g, "Returns the server's liveliness response.", Local(ping)),
+        spec("echo", 2, f, (0, 0, 0), g, "Returns the given string.", Local(echo)),
+        spec("quit", -1, f | NOSCRIPT, (0, 0, 0), g, "Closes the connection.", Local(quit)),
+        spec("hello", -1, f | NOSCRIPT, (0, 0, 0), g, "Handshakes with the Redis server.", Local(hello)),
+        spec("select", 2, f, (0, 0, 0), g, "Changes the selected database.", Local(select)),
+        spec("client", -2, LOADING | STALE | NOSCRIPT, (0, 0, 0), g, "A container for client connection commands.", Local(client)),
+        spec("readonly", 1, f, (0, 0, 0), "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node.", Local(readonly)),
+        spec("readwrite", 1, f, (0, 0, 0), "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node.", Local(readwrite)),
+        spec("asking", 1, FAST, (0, 0, 0), "cluster", "Signals that a cluster client is following an -ASK redirect.", Local(asking)),
+    ]
+}
+
+fn ping(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    match argv.len() {
+        1 => Reply::Simple("PONG".into()),
+        2 => Reply::Bulk(argv[1].clone()),
+        _ => wrong_arity("ping"),
+    }
+}
+
+fn echo(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    Reply::Bulk(argv[1].clone())
+}
+
+fn quit(s: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    s.quit = true;
+    Reply::ok()
+}
+
+fn readonly(s: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    s.readonly = true;
+    Reply::ok()
+}
+
+fn readwrite(s: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    s.readonly = false;
+    Reply::ok()
+}
+
+fn asking(_: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    Reply::ok()
+}
+
+fn select(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    match int_arg(&argv[1]) {
+        Ok(0) => Reply::ok(),
+        // rockraft is a cluster: like Redis in cluster mode, it has database 0 only.
+        Ok(_) => Reply::err("ERR SELECT is not allowed in cluster mode"),
+        Err(e) => e,
+    }
+}
+
+fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+const BAD_NAME: &str = "ERR Client names cannot contain spaces, newlines or special characters.";
+
+fn hello(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let mut proto = s.proto;
+    let mut i = 1;
+    if argv.len() > 1 {
+        proto = match super::parse_i64(&argv[1]) {
+            Some(2) => Protocol::Resp2,
+            Some(3) => Protocol::Resp3,
+            Some(_) => return Reply::err("NOPROTO unsupported protocol version"),
+            None => return Reply::err("ERR Protocol version is not an integer or out of range"),
+        };
+        i = 2;
+    }
+    let mut name = None;
+    while i < argv.len() {
+        let opt = upper(&argv[i]);
+        match opt.as_str() {
+            "AUTH" if i + 2 < argv.len() => {
+                // No password is configured: the default user is accepted, as in Redis.
+                if &argv[i + 1][..] != b"default" {
+                    return Reply::err(
+                        "WRONGPASS invalid username-password pair or user is disabled.",
+                    );
+                }
+                i += 3;
+            }
+            "SETNAME" if i + 1 < argv.len() => {
+                if !valid_client_name(&argv[i + 1]) {
+                    return Reply::err(BAD_NAME);
+                }
+                name = Some(argv[i + 1].clone());
+                i += 2;
+            }
+            _ => {
+                return Reply::err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&argv[i])
+                ))
+            }
+        }
+    }
+    s.set_proto(proto);
+    if let Some(n) = name {
+        s.info().name = String::from_utf8_lossy(&n).into_owned();
+    }
+    let role = if shared.group.status().is_leader() { "master" } else { "replica" };
+    let field = |k: &str| Reply::bulk(k.to_string());
+    Reply::Map(vec![
+        (field("server"), field("redis")),
+        (field("version"), field(crate::REDIS_VERSION)),
+        (field("proto"), Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (field("id"), Reply::Int(s.id as i64)),
+        (field("mode"), field("cluster")),
+        (field("role"), field(role)),
+        (field("modules"), Reply::Array(vec![])),
+    ])
+}
+
+fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let sub = upper(&argv[1]);
+    let arity = |n: usize| {
+        if argv.len() != n {
+            Some(wrong_arity(&format!("client|{}", sub.to_ascii_lowercase())))
+        } else {
+            None
+        }
+    };
+    match sub.as_str() {
+        "ID" => arity(2).unwrap_or(Reply::Int(s.id as i64)),
+        "GETNAME" => arity(2).unwrap_or_else(|| {
+            let name = s.info().name.clone();
+            if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::bulk(name)
+            }
+        }),
+        "SETNAME" => arity(3).unwrap_or_else(|| {
+            if !valid_client_name(&argv[2]) {
+                return Reply::err(BAD_NAME);
+            }
+            s.info().name = String::from_utf8_lossy(&argv[2]).into_owned();
+            Reply::ok()
+        }),
+        "SETINFO" => arity(4).unwrap_or_else(|| {
+            let value = String::from_utf8_lossy(&argv[3]).into_owned();
+            if !valid_client_name(&argv[3]) {
+                return Reply::err(format!(
+                    "ERR {} cannot contain spaces, newlines or special characters.",
+                    upper(&argv[2])
+                ));
+            }
+            match upper(&argv[2]).as_str() {
+                "LIB-NAME" => s.info().lib_name = value,
+                "LIB-VER" => s.info().lib_ver = value,
+                _ => {
+                    return Reply::err(format!(
+                        "ERR Unrecognized option '{}'",
+                        String::from_utf8_lossy(&argv[2])
+                    ))
+                }
+            }
+            Reply::ok()
+        }),
+        "LIST" => {
+            let now = std::time::Instant::now();
+            let text: String = shared
+                .clients
+                .snapshot()
+                .iter()
+                .map(|c| client_line(c, now) + "\n")
+                .collect();
+            Reply::Verbatim(text)
+        }
+        "INFO" => arity(2).unwrap_or_else(|| {
+            let line = client_line(&s.info(), std::time::Instant::now());
+            Reply::Verbatim(line + "\n")
+        }),
+        "HELP" => Reply::Array(
+            [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST",
+                "    Return information about client connections.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::Simple(l.to_string()))
+            .collect(),
+        ),
+        _ => unknown_subcommand("client", &argv[1]),
+    }
+}
+
+/// One CLIENT LIST line, in Redis's field order.
+fn client_line(c: &ClientInfo, now: std::time::Instant) -> String {
+    format!(
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+         tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        c.id,
+        c.addr,
+        c.laddr,
+        c.name,
+        now.duration_since(c.created).as_secs(),
+        now.duration_since(c.last_active).as_secs(),
+        c.last_cmd,
+        c.resp,
+        c.lib_name,
+        c.lib_ver
+    )
+}

@@ -1,0 +1,292 @@
+//! Generic keyspace commands: DEL UNLINK EXISTS TYPE KEYS SCAN RENAME RENAMENX EXPIRE PEXPIRE
+//! EXPIREAT PEXPIREAT TTL PTTL PERSIST EXPIRETIME PEXPIRETIME.
+//!
+//! ```text
+//! EXPIRE key seconds [NX | XX | GT | LT]      (proposed as PEXPIREAT key ms-timestamp …)
+//! SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+//! ```
+
+use bytes::Bytes;
+use rockraft_raftstore::keys;
+use rockraft_resp::Reply;
+
+use super::flags::{FAST, READONLY, WRITE};
+use super::{
+    as_is, int_arg, spec, upper, CommandSpec, Kind, ReadCtx, ERR_NO_SUCH_KEY, ERR_SYNTAX,
+};
+use crate::db::Txn;
+use crate::glob::glob_match;
+
+pub fn commands() -> Vec<CommandSpec> {
+    use Kind::{Read, Write};
+    let g = "generic";
+    let expire = Write { prepare: prepare_expire, apply: apply_pexpireat };
+    vec![
+        spec("del", -2, WRITE, (1, -1, 1), g, "Deletes one or more keys.", Write { prepare: as_is, apply: apply_del }),
+        spec("unlink", -2, WRITE | FAST, (1, -1, 1), g, "Asynchronously deletes one or more keys.", Write { prepare: as_is, apply: apply_del }),
+        spec("exists", -2, READONLY | FAST, (1, -1, 1), g, "Determines whether one or more keys exist.", Read(exists)),
+        spec("type", 2, READONLY | FAST, (1, 1, 1), g, "Determines the type of value stored at a key.", Read(type_of)),
+        spec("keys", 2, READONLY, (0, 0, 0), g, "Returns all key names that match a pattern.", Read(keys_cmd)),
+        spec("scan", -2, READONLY, (0, 0, 0), g, "Iterates over the key names in the database.", Read(scan)),
+        spec("rename", 3, WRITE, (1, 2, 1), g, "Renames a key and overwrites the destination.", Write { prepare: as_is, apply: apply_rename }),
+        spec("renamenx", 3, WRITE | FAST, (1, 2, 1), g, "Renames a key only when the target key name doesn't exist.", Write { prepare: as_is, apply: apply_rename }),
+        spec("expire", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key in seconds.", expire),
+        spec("pexpire", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key in milliseconds.", expire),
+        spec("expireat", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key to a Unix timestamp.", expire),
+        spec("pexpireat", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key to a Unix milliseconds timestamp.", expire),
+        spec("persist", 2, WRITE | FAST, (1, 1, 1), g, "Removes the expiration time of a key.", Write { prepare: as_is, apply: apply_persist }),
+        spec("ttl", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time in seconds of a key.", Read(ttl)),
+        spec("pttl", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time in milliseconds of a key.", Read(ttl)),
+        spec("expiretime", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time of a key as a Unix timestamp.", Read(expiretime)),
+        spec("pexpiretime", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time of a key as a Unix milliseconds timestamp.", Read(expiretime)),
+    ]
+}
+
+fn apply_del(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    let mut n = 0;
+    for k in &argv[1..] {
+        n += txn.del(k) as i64;
+    }
+    Reply::Int(n)
+}
+
+fn exists(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    Reply::Int(
+        argv[1..]
+            .iter()
+            .filter(|k| ctx.db.get(k, ctx.now_ms).is_some())
+            .count() as i64,
+    )
+}
+
+fn type_of(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let name = ctx
+        .db
+        .get(&argv[1], ctx.now_ms)
+        .map_or("none", |v| v.type_name());
+    Reply::Simple(name.into())
+}
+
+fn keys_cmd(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let pattern = &argv[1];
+    let mut out = Vec::new();
+    ctx.db.for_each_key(&[], ctx.now_ms, |k, _| {
+        if glob_match(pattern, k, false) {
+            out.push(Reply::Bulk(Bytes::copy_from_slice(k)));
+        }
+        true
+    });
+    Reply::Array(out)
+}
+
+/// SCAN: the cursor names a position in the key order, kept by the node (see `ScanCursors`).
+fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let Ok(cursor) = std::str::from_utf8(&argv[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or(())
+    else {
+        return Reply::err("ERR invalid cursor");
+    };
+    let mut pattern = None;
+    let mut count = 10i64;
+    let mut type_filter = None;
+    let mut i = 2;
+    while i < argv.len() {
+        let opt = upper(&argv[i]);
+        let Some(arg) = argv.get(i + 1) else {
+            return Reply::err(ERR_SYNTAX);
+        };
+        match opt.as_str() {
+            "MATCH" => pattern = Some(arg.clone()),
+            "COUNT" => match int_arg(arg) {
+                Ok(c) if c >= 1 => count = c,
+                Ok(_) => return Reply::err(ERR_SYNTAX),
+                Err(e) => return e,
+            },
+            "TYPE" => type_filter = Some(String::from_utf8_lossy(arg).to_ascii_lowercase()),
+            _ => return Reply::err(ERR_SYNTAX),
+        }
+        i += 2;
+    }
+    let start = if cursor == 0 {
+        keys::slot_start(0).to_vec()
+    } else {
+        match ctx.shared.scan_cursors.take(cursor) {
+            Some(pos) => pos,
+            // An unknown cursor (expired, or from another node) restarts the iteration, so a
+            // client always terminates; Redis likewise accepts any cursor.
+            None => return Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]),
+        }
+    };
+    let mut out = Vec::new();
+    let mut visited = 0i64;
+    let stopped_at = ctx.db.for_each_key(&start, ctx.now_ms, |k, v| {
+        if visited >= count {
+            return false;
+        }
+        visited += 1;
+        let type_ok = type_filter.as_deref().is_none_or(|t| {
+            crate::db::Value::decode(v).is_some_and(|v| v.type_name() == t)
+        });
+        if type_ok && pattern.as_ref().is_none_or(|p| glob_match(p, k, false)) {
+            out.push(Reply::Bulk(Bytes::copy_from_slice(k)));
+        }
+        true
+    });
+    let next = match stopped_at {
+        Some(pos) => ctx.shared.scan_cursors.put(pos),
+        None => 0,
+    };
+    Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)])
+}
+
+fn apply_rename(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    let nx = upper(&argv[0]) == "RENAMENX";
+    let Some(v) = txn.get(&argv[1]) else {
+        return Reply::err(ERR_NO_SUCH_KEY);
+    };
+    if argv[1] == argv[2] {
+        return if nx { Reply::Int(0) } else { Reply::ok() };
+    }
+    if nx && txn.get(&argv[2]).is_some() {
+        return Reply::Int(0);
+    }
+    txn.del(&argv[1]);
+    txn.set(&argv[2], &v);
+    if nx {
+        Reply::Int(1)
+    } else {
+        Reply::ok()
+    }
+}
+
+/// The EXPIRE family's condition flag.
+#[derive(Clone, Copy, PartialEq)]
+enum Cond {
+    Always,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
+}
+
+fn parse_cond(args: &[Bytes]) -> Result<Cond, Reply> {
+    let mut cond = Cond::Always;
+    for a in args {
+        let c = match upper(a).as_str() {
+            "NX" => Cond::Nx,
+            "XX" => Cond::Xx,
+            "GT" => Cond::Gt,
+            "LT" => Cond::Lt,
+            other => return Err(Reply::err(format!("ERR Unsupported option {other}"))),
+        };
+        if cond != Cond::Always && cond != c {
+            let msg = if matches!((cond, c), (Cond::Gt, Cond::Lt) | (Cond::Lt, Cond::Gt)) {
+                "ERR GT and LT options at the same time are not compatible"
+            } else {
+                "ERR NX and XX, GT or LT options at the same time are not compatible"
+            };
+            return Err(Reply::err(msg));
+        }
+        cond = c;
+    }
+    Ok(cond)
+}
+
+/// EXPIRE/PEXPIRE/EXPIREAT key t [cond] → PEXPIREAT key absolute-ms [cond].
+fn prepare_expire(argv: &[Bytes], now: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+    let cmd = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
+    let amount = int_arg(&argv[2])?;
+    parse_cond(&argv[3..])?;
+    let invalid = || Reply::err(format!("ERR invalid expire time in '{cmd}' command"));
+    let ms = match cmd.as_str() {
+        "expire" | "expireat" => amount.checked_mul(1000).ok_or_else(invalid)?,
+        _ => amount,
+    };
+    let at = match cmd.as_str() {
+        "expire" | "pexpire" => ms.checked_add(now as i64).ok_or_else(invalid)?,
+        _ => ms,
+    };
+    let mut out = vec![
+        Bytes::from_static(b"PEXPIREAT"),
+        argv[1].clone(),
+        Bytes::from(at.to_string()),
+    ];
+    out.extend_from_slice(&argv[3..]);
+    Ok(Some(out))
+}
+
+fn apply_pexpireat(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    let (at, cond) = match (int_arg(&argv[2]), parse_cond(&argv[3..])) {
+        (Ok(at), Ok(c)) => (at, c),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let Some(mut v) = txn.get(&argv[1]) else {
+        return Reply::Int(0);
+    };
+    // A key without a TTL counts as an infinite TTL for GT and LT, as in Redis.
+    let ok = match cond {
+        Cond::Always => true,
+        Cond::Nx => v.expire_at == 0,
+        Cond::Xx => v.expire_at != 0,
+        Cond::Gt => v.expire_at != 0 && at > v.expire_at as i64,
+        Cond::Lt => v.expire_at == 0 || at < v.expire_at as i64,
+    };
+    if !ok {
+        return Reply::Int(0);
+    }
+    if at <= txn.now_ms() as i64 {
+        txn.del(&argv[1]);
+    } else {
+        v.expire_at = at as u64;
+        txn.set(&argv[1], &v);
+    }
+    Reply::Int(1)
+}
+
+fn apply_persist(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    match txn.get(&argv[1]) {
+        Some(mut v) if v.expire_at != 0 => {
+            v.expire_at = 0;
+            txn.set(&argv[1], &v);
+            Reply::Int(1)
+        }
+        _ => Reply::Int(0),
+    }
+}
+
+fn ttl(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let ms = upper(&argv[0]) == "PTTL";
+    match ctx.db.get(&argv[1], ctx.now_ms) {
+        None => Reply::Int(-2),
+        Some(v) if v.expire_at == 0 => Reply::Int(-1),
+        Some(v) => {
+            let left = v.expire_at.saturating_sub(ctx.now_ms) as i64;
+            // Redis rounds the remaining seconds to the nearest second.
+            Reply::Int(if ms { left } else { (left + 500) / 1000 })
+        }
+    }
+}
+
+fn expiretime(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let ms = upper(&argv[0]) == "PEXPIRETIME";
+    match ctx.db.get(&argv[1], ctx.now_ms) {
+        None => Reply::Int(-2),
+        Some(v) if v.expire_at == 0 => Reply::Int(-1),
+        Some(v) if ms => Reply::Int(v.expire_at as i64),
+        Some(v) => Reply::Int((v.expire_at / 1000) as i64),
+    }
+}
+
+/// `ROCKRAFT.DELEXPIRED at key [at key …]`, proposed by the leader's expirer: deletes each key
+/// that is expired at the entry's time, and its expiry-index entry either way.
+pub fn apply_delexpired(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    let mut n = 0;
+    for pair in argv[1..].chunks_exact(2) {
+        if let Some(at) = super::parse_i64(&pair[0]) {
+            n += txn.del_if_expired(at as u64, &pair[1]) as i64;
+        }
+    }
+    Reply::Int(n)
+}

@@ -1,0 +1,308 @@
+//! The command table: every command once, with its arity, flags and key positions (as in
+//! kvrocks' command table). The same table drives dispatch, `COMMAND` and key extraction.
+//!
+//! A command is one of three kinds:
+//! - `Local`: answered by this node from connection or server state (PING, CLIENT, CONFIG…);
+//! - `Read`: answered from local data once a ReadIndex round makes the read linearizable;
+//! - `Write`: `prepare` validates the arguments on the proposing node and rewrites relative
+//!   times into absolute ones; the result is proposed to raft, and `apply` computes the effect
+//!   and the reply on every node from the entry alone.
+
+pub mod connection;
+pub mod keyspace;
+pub mod server;
+pub mod string;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use rockraft_resp::Reply;
+
+use crate::db::{Db, Txn};
+use crate::session::Session;
+use crate::Shared;
+
+pub const ERR_SYNTAX: &str = "ERR syntax error";
+pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const ERR_NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const ERR_WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const ERR_NO_SUCH_KEY: &str = "ERR no such key";
+
+/// Command flags, as `COMMAND INFO` names them.
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const ADMIN: u32 = 1 << 2;
+    pub const FAST: u32 = 1 << 3;
+    pub const DENYOOM: u32 = 1 << 4;
+    pub const LOADING: u32 = 1 << 5;
+    pub const STALE: u32 = 1 << 6;
+    pub const NOSCRIPT: u32 = 1 << 7;
+
+    pub const NAMES: [(u32, &str); 8] = [
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+    ];
+}
+
+/// Answers from connection or node state.
+pub type LocalFn = fn(&mut Session, &Shared, &[Bytes]) -> Reply;
+/// Answers from committed data at `now_ms` (the local clock).
+pub type ReadFn = fn(&ReadCtx, &[Bytes]) -> Reply;
+/// Validates and canonicalises a write before it is proposed: `Ok(None)` proposes the
+/// arguments as they are, `Ok(Some(argv))` proposes `argv` instead, `Err` answers at once.
+pub type PrepareFn = fn(&[Bytes], u64) -> Result<Option<Vec<Bytes>>, Reply>;
+/// Applies a write; deterministic in the arguments, the data and `txn.now_ms()`.
+pub type ApplyFn = fn(&mut Txn, &[Bytes]) -> Reply;
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Local(LocalFn),
+    Read(ReadFn),
+    Write { prepare: PrepareFn, apply: ApplyFn },
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Number of arguments including the name; negative means "at least".
+    pub arity: i32,
+    pub flags: u32,
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    /// `COMMAND DOCS` group and summary.
+    pub group: &'static str,
+    pub summary: &'static str,
+    pub kind: Kind,
+}
+
+impl CommandSpec {
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i32;
+        if self.arity >= 0 {
+            argc == self.arity
+        } else {
+            argc >= -self.arity
+        }
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.flags & flags::WRITE != 0
+    }
+
+    /// The key arguments of `argv` by the table's positions.
+    pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Vec<&'a Bytes> {
+        if self.first_key <= 0 {
+            return Vec::new();
+        }
+        let last = if self.last_key < 0 {
+            argv.len() as i32 + self.last_key
+        } else {
+            self.last_key
+        };
+        let mut out = Vec::new();
+        let mut i = self.first_key;
+        while i <= last && (i as usize) < argv.len() {
+            out.push(&argv[i as usize]);
+            i += self.step.max(1);
+        }
+        out
+    }
+}
+
+/// What a read command sees.
+pub struct ReadCtx<'a> {
+    pub db: &'a Db,
+    pub shared: &'a Shared,
+    pub now_ms: u64,
+}
+
+/// The full command table.
+pub fn table() -> &'static [CommandSpec] {
+    static TABLE: OnceLock<Vec<CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Vec::new();
+        t.extend(connection::commands());
+        t.extend(server::commands());
+        t.extend(string::commands());
+        t.extend(keyspace::commands());
+        t
+    })
+}
+
+/// Looks a command up by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        table()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name, i))
+            .collect()
+    });
+    if name.len() > 32 {
+        return None;
+    }
+    let lower = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
+    index.get(lower.as_str()).map(|&i| &table()[i])
+}
+
+/// Write commands that only the server itself proposes (never accepted from clients).
+pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
+    match name {
+        b"rockraft.delexpired" => Some(keyspace::apply_delexpired),
+        _ => None,
+    }
+}
+
+/// `-ERR wrong number of arguments for '<name>' command`.
+pub fn wrong_arity(name: &str) -> Reply {
+    Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+/// Redis's reply to a command it does not know.
+pub fn unknown_command(argv: &[Bytes]) -> Reply {
+    let mut args = String::new();
+    for a in argv.iter().skip(1) {
+        if args.len() >= 128 {
+            break;
+        }
+        let room = 128 - args.len();
+        let s = String::from_utf8_lossy(a);
+        let s: String = s.chars().take(room).collect();
+        args.push_str(&format!("'{s}' "));
+    }
+    let name = String::from_utf8_lossy(&argv[0]);
+    let name: String = name.chars().take(128).collect();
+    Reply::err(format!(
+        "ERR unknown command '{name}', with args beginning with: {args}"
+    ))
+}
+
+/// `-ERR unknown subcommand '<sub>'. Try <CMD> HELP.`
+pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
+    let sub: String = String::from_utf8_lossy(sub).chars().take(128).collect();
+    Reply::err(format!(
+        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+        cmd.to_ascii_uppercase()
+    ))
+}
+
+/// Parses an integer the way Redis's `string2ll` does (no sign `+`, no spaces, no leading zeros).
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    if digits.is_empty()
+        || !digits.iter().all(u8::is_ascii_digit)
+        || (digits[0] == b'0' && (digits.len() > 1 || b[0] == b'-'))
+    {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// An integer argument, or Redis's "not an integer" error.
+pub fn int_arg(b: &[u8]) -> Result<i64, Reply> {
+    parse_i64(b).ok_or_else(|| Reply::err(ERR_NOT_INTEGER))
+}
+
+/// Parses a float the way Redis does for INCRBYFLOAT: no spaces, not NaN.
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// Uppercase copy of an option argument, for matching.
+pub fn upper(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_ascii_uppercase()
+}
+
+/// Milliseconds since the Unix epoch on this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"-"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn every_command_is_unique_and_lowercase() {
+        let mut seen = std::collections::HashSet::new();
+        for c in table() {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert_eq!(c.name, c.name.to_ascii_lowercase());
+            assert!(c.arity != 0);
+            assert_eq!(c.is_write(), matches!(c.kind, Kind::Write { .. }), "{}", c.name);
+        }
+        assert!(lookup(b"GeT").is_some());
+    }
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let argv = [Bytes::from("foo"), Bytes::from("a"), Bytes::from("b")];
+        assert_eq!(
+            unknown_command(&argv),
+            Reply::err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+    }
+}
+
+/// Shorthand for a table row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    keys: (i32, i32, i32),
+    group: &'static str,
+    summary: &'static str,
+    kind: Kind,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        summary,
+        kind,
+    }
+}
+
+/// `prepare` for writes whose arguments need no rewriting.
+pub(crate) fn as_is(_: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+    Ok(None)
+}

@@ -1,0 +1,416 @@
+//! Server commands: INFO CONFIG COMMAND DBSIZE FLUSHDB FLUSHALL TIME.
+//!
+//! ```text
+//! INFO [section …]            sections: server clients memory persistence stats replication
+//!                             keyspace raft cluster (default: all of them), all, everything
+//! CONFIG GET pattern [pattern …] | SET parameter value | RESETSTAT | HELP
+//! COMMAND [COUNT | LIST | INFO [name …] | DOCS [name …] | GETKEYS cmd [arg …]]
+//! FLUSHALL [ASYNC | SYNC]
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use rockraft_resp::Reply;
+
+use super::flags::{self, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
+use super::{
+    lookup, spec, table, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind, ReadCtx,
+    ERR_SYNTAX,
+};
+use crate::db::Txn;
+use crate::glob::glob_match;
+use crate::session::Session;
+use crate::Shared;
+
+pub fn commands() -> Vec<CommandSpec> {
+    use Kind::{Local, Read, Write};
+    let g = "server";
+    vec![
+        spec("info", -1, LOADING | STALE, (0, 0, 0), g, "Returns information and statistics about the server.", Local(info)),
+        spec("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), g, "A container for server configuration commands.", Local(config)),
+        spec("command", -1, LOADING | STALE, (0, 0, 0), g, "Returns detailed information about all commands.", Local(command)),
+        spec("dbsize", 1, READONLY | FAST, (0, 0, 0), g, "Returns the number of keys in the database.", Read(dbsize)),
+        spec("flushdb", -1, WRITE, (0, 0, 0), g, "Remove all keys from the current database.", Write { prepare: prepare_flush, apply: apply_flush }),
+        spec("flushall", -1, WRITE, (0, 0, 0), g, "Removes all keys from all databases.", Write { prepare: prepare_flush, apply: apply_flush }),
+        spec("time", 1, LOADING | STALE | FAST, (0, 0, 0), g, "Returns the server time.", Local(time)),
+    ]
+}
+
+fn dbsize(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
+    Reply::Int(ctx.db.count(ctx.now_ms).0 as i64)
+}
+
+fn prepare_flush(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+    match argv.len() {
+        1 => Ok(None),
+        2 if matches!(upper(&argv[1]).as_str(), "ASYNC" | "SYNC") => Ok(None),
+        _ => Err(Reply::err(ERR_SYNTAX)),
+    }
+}
+
+fn apply_flush(txn: &mut Txn, _: &[Bytes]) -> Reply {
+    txn.flush();
+    Reply::ok()
+}
+
+fn time(_: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        Reply::bulk(now.as_secs().to_string()),
+        Reply::bulk(now.subsec_micros().to_string()),
+    ])
+}
+
+const DEFAULT_SECTIONS: [&str; 9] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+    "raft",
+    "cluster",
+];
+
+fn info(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let wanted: Vec<String> = argv[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    let mut out = String::new();
+    for section in DEFAULT_SECTIONS {
+        if all || wanted.iter().any(|w| w == section) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            info_section(shared, section, &mut out);
+        }
+    }
+    Reply::Verbatim(out)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2}G", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.2}M", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.2}K", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+fn info_section(shared: &Shared, section: &str, out: &mut String) {
+    let status = shared.group.status();
+    let leader = status.is_leader();
+    let mut title = section.to_string();
+    title[..1].make_ascii_uppercase();
+    let _ = write!(out, "# {title}\r\n");
+    let mut kv = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    match section {
+        "server" => {
+            let uptime = shared.started.elapsed().as_secs();
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            kv("redis_version", &crate::REDIS_VERSION);
+            kv("rockraft_version", &env!("CARGO_PKG_VERSION"));
+            kv("redis_git_sha1", &"00000000");
+            kv("redis_git_dirty", &0);
+            kv("redis_mode", &"cluster");
+            kv("os", &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH));
+            kv("arch_bits", &(usize::BITS));
+            kv("multiplexing_api", &"epoll");
+            kv("process_id", &std::process::id());
+            kv("run_id", &shared.run_id);
+            kv("tcp_port", &shared.port);
+            kv("server_time_usec", &now_us);
+            kv("uptime_in_seconds", &uptime);
+            kv("uptime_in_days", &(uptime / 86400));
+            kv("hz", &10);
+            kv("executable", &std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+            kv("config_file", &"");
+        }
+        "clients" => {
+            kv("connected_clients", &shared.clients.count());
+            kv("maxclients", &shared.runtime.maxclients.load(Ordering::Relaxed));
+            kv("blocked_clients", &0);
+        }
+        "memory" => {
+            let rss = rss_bytes();
+            kv("used_memory", &rss);
+            kv("used_memory_human", &human_bytes(rss));
+            kv("used_memory_rss", &rss);
+            kv("used_memory_rss_human", &human_bytes(rss));
+            kv("maxmemory", &0);
+            kv("maxmemory_human", &"0B");
+            kv("maxmemory_policy", &"noeviction");
+        }
+        "persistence" => {
+            kv("loading", &0);
+            kv("async_loading", &0);
+            kv("rdb_changes_since_last_save", &0);
+            kv("rdb_bgsave_in_progress", &0);
+            kv("aof_enabled", &1);
+            kv("aof_rewrite_in_progress", &0);
+            kv("rockraft_durability", &"raft-log-fsync");
+            kv("rockraft_data_dir", &shared.config.data_dir.display());
+        }
+        "stats" => {
+            let s = &shared.stats;
+            kv("total_connections_received", &s.connections_received.load(Ordering::Relaxed));
+            kv("total_commands_processed", &s.commands_processed.load(Ordering::Relaxed));
+            kv("rejected_connections", &s.rejected_connections.load(Ordering::Relaxed));
+            kv("expired_keys", &s.expired_keys.load(Ordering::Relaxed));
+        }
+        "replication" => {
+            kv("role", &if leader { "master" } else { "slave" });
+            kv("connected_slaves", &0);
+            kv("master_replid", &format!("{:040x}", shared.ident.cluster_id));
+            kv("master_repl_offset", &status.applied_index.load(Ordering::Acquire));
+        }
+        "keyspace" => {
+            let (keys, expires) = shared.db.count(super::now_ms());
+            if keys > 0 {
+                kv("db0", &format!("keys={keys},expires={expires},avg_ttl=0"));
+            }
+        }
+        "raft" => {
+            let role = format!("{:?}", status.role()).to_ascii_lowercase();
+            kv("raft_node_id", &shared.ident.node_id);
+            kv("raft_cluster_id", &shared.ident.cluster_id);
+            kv("raft_group_id", &shared.group.group_id());
+            kv("raft_role", &role);
+            kv("raft_term", &status.term.load(Ordering::Acquire));
+            kv("raft_leader_id", &status.leader_id.load(Ordering::Acquire));
+            kv("raft_commit_index", &status.commit_index.load(Ordering::Acquire));
+            kv("raft_applied_index", &status.applied_index.load(Ordering::Acquire));
+            kv("raft_last_index", &status.last_index.load(Ordering::Acquire));
+        }
+        "cluster" => kv("cluster_enabled", &1),
+        _ => {}
+    }
+}
+
+/// One CONFIG parameter: its value now, and whether CONFIG SET may change it.
+fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
+    let c = &shared.config;
+    let r = &shared.runtime;
+    vec![
+        ("bind", c.bind.clone(), false),
+        ("port", shared.port.to_string(), false),
+        ("dir", c.data_dir.display().to_string(), false),
+        ("databases", "1".into(), false),
+        ("save", String::new(), false),
+        // Every acknowledged write is in a synced raft log: the equivalent of AOF "always".
+        ("appendonly", "yes".into(), false),
+        ("appendfsync", "always".into(), false),
+        ("cluster-enabled", "yes".into(), false),
+        ("maxclients", r.maxclients.load(Ordering::Relaxed).to_string(), true),
+        ("proto-max-bulk-len", r.proto_max_bulk_len.load(Ordering::Relaxed).to_string(), true),
+        ("maxmemory", "0".into(), false),
+        ("maxmemory-policy", "noeviction".into(), false),
+        ("timeout", "0".into(), false),
+        ("tcp-keepalive", "300".into(), false),
+        ("hz", "10".into(), false),
+        ("loglevel", c.log_level.clone(), false),
+    ]
+}
+
+fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let sub = upper(&argv[1]);
+    match sub.as_str() {
+        "GET" => {
+            if argv.len() < 3 {
+                return wrong_arity("config|get");
+            }
+            let params = config_params(shared);
+            let mut pairs = Vec::new();
+            for (name, value, _) in &params {
+                if argv[2..].iter().any(|p| glob_match(p, name.as_bytes(), true)) {
+                    pairs.push((Reply::bulk(*name), Reply::bulk(value.clone())));
+                }
+            }
+            Reply::Map(pairs)
+        }
+        "SET" => {
+            if argv.len() < 4 || argv.len() % 2 != 0 {
+                return wrong_arity("config|set");
+            }
+            let params = config_params(shared);
+            for pair in argv[2..].chunks_exact(2) {
+                let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+                match params.iter().find(|(n, _, _)| *n == name) {
+                    None => {
+                        return Reply::err(format!(
+                            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                        ))
+                    }
+                    Some((_, _, false)) => {
+                        return Reply::err(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                let Some(value) = super::parse_i64(&pair[1]).filter(|v| *v > 0) else {
+                    return Reply::err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                    ));
+                };
+                let target = match name.as_str() {
+                    "maxclients" => &shared.runtime.maxclients,
+                    _ => &shared.runtime.proto_max_bulk_len,
+                };
+                target.store(value as u64, Ordering::Relaxed);
+            }
+            Reply::ok()
+        }
+        "RESETSTAT" => {
+            shared.stats.reset();
+            Reply::ok()
+        }
+        "REWRITE" => Reply::err("ERR The server is running without a config file"),
+        "HELP" => Reply::Array(
+            [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::Simple(l.to_string()))
+            .collect(),
+        ),
+        _ => unknown_subcommand("config", &argv[1]),
+    }
+}
+
+fn acl_category(c: &CommandSpec) -> Vec<Reply> {
+    let mut cats = vec![];
+    if c.is_write() {
+        cats.push("@write");
+    }
+    if c.flags & flags::READONLY != 0 {
+        cats.push("@read");
+    }
+    if c.flags & FAST != 0 {
+        cats.push("@fast");
+    } else {
+        cats.push("@slow");
+    }
+    if c.flags & ADMIN != 0 {
+        cats.push("@admin");
+        cats.push("@dangerous");
+    }
+    cats.push(match c.group {
+        "string" => "@string",
+        "generic" => "@keyspace",
+        "connection" | "cluster" => "@connection",
+        _ => "@slow",
+    });
+    cats.dedup();
+    cats.into_iter().map(|c| Reply::Simple(c.into())).collect()
+}
+
+/// A `COMMAND INFO` entry in Redis 7's ten-field form.
+fn command_info(c: &CommandSpec) -> Reply {
+    let flag_names = flags::NAMES
+        .iter()
+        .filter(|(f, _)| c.flags & f != 0)
+        .map(|(_, n)| Reply::Simple((*n).into()))
+        .collect();
+    Reply::Array(vec![
+        Reply::bulk(c.name),
+        Reply::Int(c.arity as i64),
+        Reply::Set(flag_names),
+        Reply::Int(c.first_key as i64),
+        Reply::Int(c.last_key as i64),
+        Reply::Int(c.step as i64),
+        Reply::Set(acl_category(c)),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+fn command_docs(c: &CommandSpec) -> Reply {
+    Reply::Map(vec![
+        (Reply::bulk("summary"), Reply::bulk(c.summary)),
+        (Reply::bulk("since"), Reply::bulk("1.0.0")),
+        (Reply::bulk("group"), Reply::bulk(c.group)),
+    ])
+}
+
+fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    if argv.len() == 1 {
+        return Reply::Array(table().iter().map(command_info).collect());
+    }
+    match upper(&argv[1]).as_str() {
+        "COUNT" if argv.len() == 2 => Reply::Int(table().len() as i64),
+        "LIST" => Reply::Array(table().iter().map(|c| Reply::bulk(c.name)).collect()),
+        "INFO" => {
+            if argv.len() == 2 {
+                return Reply::Array(table().iter().map(command_info).collect());
+            }
+            Reply::Array(
+                argv[2..]
+                    .iter()
+                    .map(|n| lookup(n).map_or(Reply::Nil, command_info))
+                    .collect(),
+            )
+        }
+        "DOCS" => {
+            let docs = if argv.len() == 2 {
+                table().iter().map(|c| (Reply::bulk(c.name), command_docs(c))).collect()
+            } else {
+                argv[2..]
+                    .iter()
+                    .filter_map(|n| lookup(n))
+                    .map(|c| (Reply::bulk(c.name), command_docs(c)))
+                    .collect()
+            };
+            Reply::Map(docs)
+        }
+        "GETKEYS" => {
+            if argv.len() < 3 {
+                return wrong_arity("command|getkeys");
+            }
+            let cmd_argv = &argv[2..];
+            let Some(c) = lookup(&cmd_argv[0]) else {
+                return Reply::err("ERR Invalid command specified");
+            };
+            if !c.arity_ok(cmd_argv.len()) {
+                return Reply::err("ERR Invalid number of arguments specified for command");
+            }
+            let keys = c.keys(cmd_argv);
+            if keys.is_empty() {
+                return Reply::err("ERR The command has no key arguments");
+            }
+            Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect())
+        }
+        "COUNT" => wrong_arity("command|count"),
+        _ => unknown_subcommand("command", &argv[1]),
+    }
+}

@@ -1,0 +1,77 @@
+//! Command-line flags; each also reads an environment variable (`ROCKRAFT_…`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// rockraft-server: a Redis-protocol server whose data is replicated with Raft and stored in
+/// RocksDB. Every acknowledged write is committed to a synced raft log.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "rockraft-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on for clients.
+    #[arg(long, env = "ROCKRAFT_BIND", default_value = "127.0.0.1")]
+    pub bind: String,
+
+    /// Port to listen on for clients (0 picks a free port).
+    #[arg(long, env = "ROCKRAFT_PORT", default_value_t = 6379)]
+    pub port: u16,
+
+    /// Directory holding the node's RocksDB (raft log, raft state and data).
+    #[arg(long, env = "ROCKRAFT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the Prometheus `/metrics` HTTP endpoint; `off` disables it.
+    #[arg(long, env = "ROCKRAFT_METRICS_ADDR", default_value = "127.0.0.1:9379", value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(long, env = "ROCKRAFT_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Most clients connected at once; more are refused with Redis's error.
+    #[arg(long, env = "ROCKRAFT_MAXCLIENTS", default_value_t = 10000)]
+    pub maxclients: u64,
+
+    /// Largest bulk string a client may send, in bytes (Redis's proto-max-bulk-len).
+    #[arg(long, env = "ROCKRAFT_PROTO_MAX_BULK_LEN", default_value_t = 512 * 1024 * 1024)]
+    pub proto_max_bulk_len: u64,
+
+    /// How long a write waits to be committed and applied before the client is told its
+    /// outcome is unknown, in milliseconds.
+    #[arg(long, env = "ROCKRAFT_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+}
+
+/// Where metrics are served, if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsAddr {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsAddr::Off);
+    }
+    s.parse()
+        .map(MetricsAddr::At)
+        .map_err(|e| format!("expected HOST:PORT or 'off': {e}"))
+}
+
+impl Config {
+    /// A configuration for tests and embedding: loopback, a free port, no metrics endpoint.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 0,
+            data_dir: data_dir.into(),
+            metrics_addr: MetricsAddr::Off,
+            log_level: "info".into(),
+            maxclients: 10000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            write_timeout_ms: 10_000,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! One client connection: read requests, execute them in order, write the replies.
+//!
+//! Pipelined requests are submitted as they are decoded, so a batch of writes from one
+//! connection reaches raft together and shares one fsync. Replies are written in request order,
+//! all replies of a batch in one write. A read that follows a not-yet-answered write of the
+//! same connection waits for it, so a connection always reads its own writes.
+//!
+//! A malformed request gets Redis's protocol error, then the connection closes (the stream
+//! cannot be resynchronised); every other error leaves the connection open.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rockraft_raftstore::Error as StoreError;
+use rockraft_resp::{decode_request, Reply, RequestLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use crate::command::{self, Kind, ReadCtx};
+use crate::session::Session;
+use crate::Shared;
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// A reply in the order it must be written.
+struct Slot {
+    name: &'static str,
+    started: Instant,
+    reply: ReplyFuture,
+}
+
+pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut session, _registration) = shared.clients.register(peer, local);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut slots: Vec<Slot> = Vec::new();
+    loop {
+        input.reserve(64 * 1024);
+        tokio::select! {
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = shutdown.recv() => break,
+        }
+        let limits = RequestLimits {
+            max_bulk_len: shared.runtime.proto_max_bulk_len.load(Ordering::Relaxed) as usize,
+        };
+        let mut close = false;
+        let mut pending_write = false;
+        loop {
+            match decode_request(&mut input, &limits) {
+                Ok(None) => break,
+                Ok(Some(argv)) if argv.is_empty() => continue,
+                Ok(Some(argv)) => {
+                    submit(&mut session, &shared, argv, &mut slots, &mut output, &mut pending_write)
+                        .await;
+                    if session.quit {
+                        close = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(client = session.id, %peer, "protocol error: {e}");
+                    slots.push(ready("protocol", Reply::err(format!("ERR {e}"))));
+                    close = true;
+                    break;
+                }
+            }
+        }
+        resolve(&mut session, &mut slots, &mut output).await;
+        if !output.is_empty() {
+            if stream.write_all(&output).await.is_err() {
+                break;
+            }
+            output.clear();
+        }
+        if close {
+            break;
+        }
+        if output.capacity() > 1024 * 1024 {
+            output = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+}
+
+fn ready(name: &'static str, reply: Reply) -> Slot {
+    Slot {
+        name,
+        started: Instant::now(),
+        reply: Box::pin(std::future::ready(reply)),
+    }
+}
+
+/// Waits for every submitted command in order, encoding each reply.
+async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, output: &mut BytesMut) {
+    for slot in slots.drain(..) {
+        let reply = slot.reply.await;
+        reply.encode(session.proto, output);
+        metrics::counter!("rockraft_commands_total", "cmd" => slot.name).increment(1);
+        metrics::histogram!("rockraft_command_duration_seconds", "cmd" => slot.name)
+            .record(slot.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Starts one command: local ones run now, reads and writes are handed to raft and answered
+/// when `resolve` awaits them.
+async fn submit(
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    argv: Vec<Bytes>,
+    slots: &mut Vec<Slot>,
+    output: &mut BytesMut,
+    pending_write: &mut bool,
+) {
+    shared.stats.commands_processed.fetch_add(1, Ordering::Relaxed);
+    let Some(spec) = command::lookup(&argv[0]) else {
+        slots.push(ready("unknown", command::unknown_command(&argv)));
+        return;
+    };
+    {
+        let mut info = session.info();
+        info.last_active = Instant::now();
+        if info.last_cmd != spec.name {
+            info.last_cmd = spec.name.to_string();
+        }
+    }
+    if !spec.arity_ok(argv.len()) {
+        slots.push(ready(spec.name, command::wrong_arity(spec.name)));
+        return;
+    }
+    match spec.kind {
+        Kind::Local(run) => {
+            // Local commands may change the session (HELLO switches protocol): everything
+            // before them is answered first.
+            resolve(session, slots, output).await;
+            *pending_write = false;
+            let reply = run(session, shared, &argv);
+            slots.push(ready(spec.name, reply));
+        }
+        Kind::Read(run) => {
+            if *pending_write {
+                resolve(session, slots, output).await;
+                *pending_write = false;
+            }
+            let shared = shared.clone();
+            let local = session.readonly;
+            let started = Instant::now();
+            let confirmed = (!local).then(|| shared.group.read_index());
+            slots.push(Slot {
+                name: spec.name,
+                started,
+                reply: Box::pin(async move {
+                    if let Some(confirmed) = confirmed {
+                        if let Err(e) = confirmed.await {
+                            return store_error(e, "read");
+                        }
+                    }
+                    let ctx = ReadCtx {
+                        db: &shared.db,
+                        shared: &shared,
+                        now_ms: command::now_ms(),
+                    };
+                    run(&ctx, &argv)
+                }),
+            });
+        }
+        Kind::Write { prepare, .. } => {
+            let now = command::now_ms();
+            let argv = match prepare(&argv, now) {
+                Ok(Some(rewritten)) => rewritten,
+                Ok(None) => argv,
+                Err(reply) => {
+                    slots.push(ready(spec.name, reply));
+                    return;
+                }
+            };
+            let data = crate::state_machine::encode_command(&argv);
+            let proposal = shared.group.propose(now, data);
+            let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+            *pending_write = true;
+            slots.push(Slot {
+                name: spec.name,
+                started: Instant::now(),
+                reply: Box::pin(async move {
+                    match tokio::time::timeout(timeout, proposal).await {
+                        Ok(Ok(reply)) => reply,
+                        Ok(Err(e)) => store_error(e, "write"),
+                        Err(_) => Reply::err(format!(
+                            "TIMEOUT write outcome unknown: not applied within {} ms; it may still be applied",
+                            timeout.as_millis()
+                        )),
+                    }
+                }),
+            });
+        }
+    }
+}
+
+/// The reply for a raft-level failure.
+pub fn store_error(e: StoreError, what: &str) -> Reply {
+    match e {
+        StoreError::NotLeader { .. } => Reply::err("CLUSTERDOWN The cluster is down"),
+        StoreError::EntryReplaced | StoreError::ProposalDropped => Reply::err(format!(
+            "TRYAGAIN {what} was not committed (leadership changed) and was not applied"
+        )),
+        StoreError::ReadTimeout => {
+            Reply::err("TRYAGAIN read could not be confirmed by a quorum in time")
+        }
+        StoreError::Stopped => {
+            Reply::err(format!("ERR server is shutting down; {what} outcome unknown"))
+        }
+        StoreError::Storage(m) | StoreError::Corrupted(m) => Reply::err(format!("ERR {m}")),
+    }
+}

@@ -1,0 +1,232 @@
+//! rockraft-server as a library: [`start`] runs a node inside the caller's tokio runtime and
+//! returns a handle, so tests can start, stop and restart nodes in one process; the binary is
+//! a thin `main` over it.
+
+pub mod command;
+pub mod config;
+mod connection;
+pub mod db;
+mod expire;
+pub mod glob;
+pub mod telemetry;
+mod scan;
+pub mod session;
+pub mod state_machine;
+
+#[allow(warnings, clippy::all)]
+pub mod proto {
+    //! Log entry payloads (generated from `proto/command.proto`).
+    include!(concat!(env!("OUT_DIR"), "/command.rs"));
+}
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rockraft_raftstore::node::load_or_create_ident;
+use rockraft_raftstore::proto::StoreIdent;
+use rockraft_raftstore::{start_group, Engine, GroupConfig, GroupHandle, NoPeers};
+use rockraft_resp::Reply;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+pub use config::{Config, MetricsAddr};
+
+/// The Redis version rockraft reports, so clients enable their Redis 7 features.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+/// The raft group holding the whole key space (one group per node, for now).
+pub const DATA_GROUP_ID: u64 = 1;
+
+/// Settings CONFIG SET may change at run time.
+pub struct RuntimeConfig {
+    pub maxclients: AtomicU64,
+    pub proto_max_bulk_len: AtomicU64,
+}
+
+/// Counters INFO stats reports.
+#[derive(Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub expired_keys: AtomicU64,
+}
+
+impl Stats {
+    pub fn reset(&self) {
+        for c in [
+            &self.connections_received,
+            &self.commands_processed,
+            &self.rejected_connections,
+            &self.expired_keys,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// State shared by every connection of a node.
+pub struct Shared {
+    pub config: Config,
+    pub runtime: RuntimeConfig,
+    pub group: GroupHandle<Reply>,
+    pub db: db::Db,
+    pub clients: Arc<session::Clients>,
+    pub stats: Stats,
+    pub started: Instant,
+    pub run_id: String,
+    pub ident: StoreIdent,
+    /// The client port actually bound.
+    pub port: u16,
+    pub scan_cursors: scan::ScanCursors,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] rockraft_raftstore::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Metrics(String),
+}
+
+/// A running node.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: broadcast::Sender<()>,
+    tasks: JoinSet<()>,
+    raft_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, closes every connection, stops raft and waits for all of it, so the
+    /// data directory can be opened again.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(());
+        let deadline = Duration::from_secs(10);
+        let _ = tokio::time::timeout(deadline, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.shared.group.stop();
+        let thread = self.raft_thread.take();
+        drop(self.shared);
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// Opens the data directory, starts raft and listens for clients.
+pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
+    let engine = Arc::new(Engine::open(&config.data_dir)?);
+    let ident = load_or_create_ident(&engine)?;
+    let (group, raft_thread) = start_group(
+        engine.clone(),
+        GroupConfig::new(ident.node_id, DATA_GROUP_ID),
+        &[ident.node_id],
+        state_machine::KvStateMachine,
+        NoPeers,
+    )?;
+    let bind = format!("{}:{}", config.bind, config.port);
+    let listener = match TcpListener::bind(&bind).await {
+        Ok(l) => l,
+        Err(source) => {
+            group.stop();
+            let _ = raft_thread.join();
+            return Err(StartError::Bind { addr: bind, source });
+        }
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: bind.clone(),
+        source,
+    })?;
+    if let MetricsAddr::At(maddr) = config.metrics_addr {
+        telemetry::install(maddr).map_err(StartError::Metrics)?;
+    }
+    let shared = Arc::new(Shared {
+        runtime: RuntimeConfig {
+            maxclients: AtomicU64::new(config.maxclients),
+            proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
+        },
+        config,
+        group,
+        db: db::Db::new(engine),
+        clients: Arc::new(session::Clients::default()),
+        stats: Stats::default(),
+        started: Instant::now(),
+        run_id: format!("{:040x}", rand::random::<u128>()),
+        ident,
+        port: addr.port(),
+        scan_cursors: scan::ScanCursors::default(),
+    });
+    let (shutdown, _) = broadcast::channel(1);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    tasks.spawn(expire::run(shared.clone(), shutdown.subscribe()));
+    tracing::info!(
+        %addr,
+        node_id = %rockraft_raftstore::node::redis_node_id(shared.ident.node_id),
+        data_dir = %shared.config.data_dir.display(),
+        "rockraft-server ready to accept connections"
+    );
+    Ok(ServerHandle {
+        addr,
+        shared,
+        shutdown,
+        tasks,
+        raft_thread: Some(raft_thread),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: broadcast::Sender<()>) {
+    let mut stop = shutdown.subscribe();
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.recv() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (mut stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        shared.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+        if shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed) {
+            shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            connections.spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            });
+            continue;
+        }
+        connections.spawn(connection::serve(stream, shared.clone(), shutdown.subscribe()));
+    }
+    while connections.join_next().await.is_some() {}
+}

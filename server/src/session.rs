@@ -1,0 +1,111 @@
+//! Per-connection state, and the registry of connected clients that CLIENT LIST reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rockraft_resp::Protocol;
+
+/// What CLIENT LIST shows of a connection.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub name: String,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: String,
+    pub resp: u8,
+}
+
+/// One connection's state.
+pub struct Session {
+    pub id: u64,
+    pub proto: Protocol,
+    /// Close the connection once the pending replies are written (QUIT).
+    pub quit: bool,
+    /// Serve reads from local state without a ReadIndex round (READONLY).
+    pub readonly: bool,
+    info: Arc<Mutex<ClientInfo>>,
+}
+
+impl Session {
+    pub fn info(&self) -> std::sync::MutexGuard<'_, ClientInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_proto(&mut self, proto: Protocol) {
+        self.proto = proto;
+        self.info().resp = if proto == Protocol::Resp3 { 3 } else { 2 };
+    }
+}
+
+/// Every connected client.
+#[derive(Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    map: Mutex<BTreeMap<u64, Arc<Mutex<ClientInfo>>>>,
+}
+
+impl Clients {
+    /// Registers a new connection; it is removed when its [`Registration`] drops.
+    pub fn register(self: &Arc<Self>, addr: SocketAddr, laddr: SocketAddr) -> (Session, Registration) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let info = Arc::new(Mutex::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            name: String::new(),
+            lib_name: String::new(),
+            lib_ver: String::new(),
+            created: now,
+            last_active: now,
+            last_cmd: "NULL".into(),
+            resp: 2,
+        }));
+        self.lock().insert(id, info.clone());
+        metrics::gauge!("rockraft_connected_clients").increment(1.0);
+        let session = Session {
+            id,
+            proto: Protocol::Resp2,
+            quit: false,
+            readonly: false,
+            info,
+        };
+        (session, Registration { clients: self.clone(), id })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Mutex<ClientInfo>>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn snapshot(&self) -> Vec<ClientInfo> {
+        self.lock()
+            .values()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect()
+    }
+}
+
+/// Removes a client from the registry when its connection ends.
+pub struct Registration {
+    clients: Arc<Clients>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.clients.lock().remove(&self.id);
+        metrics::gauge!("rockraft_connected_clients").decrement(1.0);
+    }
+}

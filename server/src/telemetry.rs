@@ -1,0 +1,38 @@
+//! The Prometheus endpoint, and the names of the server's metrics.
+//!
+//! Exported: `rockraft_commands_total{cmd}`, `rockraft_command_duration_seconds{cmd}`,
+//! `rockraft_connected_clients`, `rockraft_raft_term`, `rockraft_raft_commit_index`,
+//! `rockraft_raft_applied_index`, `rockraft_raft_log_write_seconds` (the synced raft log write:
+//! fsync latency), `rockraft_expired_keys_total`.
+
+use std::net::SocketAddr;
+
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// Serves `/metrics` on `addr`. Only one recorder can exist per process.
+pub fn install(addr: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install()
+        .map_err(|e| format!("metrics endpoint on {addr}: {e}"))?;
+    metrics::describe_counter!("rockraft_commands_total", "Commands executed, by command name.");
+    metrics::describe_histogram!(
+        "rockraft_command_duration_seconds",
+        "Time from reading a command to its reply being ready."
+    );
+    metrics::describe_gauge!("rockraft_connected_clients", "Connected clients.");
+    metrics::describe_gauge!("rockraft_raft_term", "Current raft term.");
+    metrics::describe_gauge!("rockraft_raft_commit_index", "Raft commit index.");
+    metrics::describe_gauge!("rockraft_raft_applied_index", "Raft applied index.");
+    metrics::describe_histogram!(
+        "rockraft_raft_log_write_seconds",
+        "Latency of the synced raft log write (one fsync per ready turn)."
+    );
+    Ok(())
+}

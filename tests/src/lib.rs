@@ -1,0 +1,319 @@
+//! Test harness: rockraft nodes started in this process (through the server's library API) or
+//! as real `rockraft-server` processes, each on its own free loopback port and temp directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rockraft_server::{Config, MetricsAddr, ServerHandle};
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Blocks until `addr` answers PING, or panics after `timeout`.
+pub fn wait_ready(addr: SocketAddr, timeout: Duration) {
+    let ok = wait_until(timeout, || {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        // A write only succeeds once the node has elected itself leader.
+        if s.write_all(b"*3\r\n$3\r\nSET\r\n$14\r\n__ready_probe__\r\n$1\r\n1\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+OK"))
+    });
+    assert!(ok, "server at {addr} not ready within {timeout:?}");
+    let mut c = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
+    let _: i64 = redis::cmd("DEL").arg("__ready_probe__").query(&mut c).unwrap();
+}
+
+/// A node running in this process, on its own tokio runtime.
+pub struct InProcess {
+    pub runtime: tokio::runtime::Runtime,
+    pub handle: Option<ServerHandle>,
+    pub data_dir: PathBuf,
+}
+
+impl InProcess {
+    pub fn start(data_dir: &Path) -> InProcess {
+        Self::start_with(Config::for_data_dir(data_dir))
+    }
+
+    pub fn start_with(config: Config) -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let data_dir = config.data_dir.clone();
+        let handle = runtime.block_on(rockraft_server::start(config)).expect("start node");
+        wait_ready(handle.addr(), Duration::from_secs(20));
+        InProcess {
+            runtime,
+            handle: Some(handle),
+            data_dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.as_ref().unwrap().addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr())
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Graceful shutdown; the data directory can be opened again afterwards.
+    pub fn stop(mut self) -> PathBuf {
+        if let Some(h) = self.handle.take() {
+            self.runtime.block_on(h.shutdown());
+        }
+        self.data_dir.clone()
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.runtime.block_on(h.shutdown());
+        }
+    }
+}
+
+/// Path of a binary built in this workspace's target directory.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Test executables live in <target>/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --release --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A real `rockraft-server` process.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub metrics_port: Option<u16>,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn start(data_dir: &Path, port: u16) -> Process {
+        Self::start_args(data_dir, port, None)
+    }
+
+    pub fn start_args(data_dir: &Path, port: u16, metrics_port: Option<u16>) -> Process {
+        let log = data_dir.with_extension(format!("{port}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let metrics = match metrics_port {
+            Some(p) => format!("127.0.0.1:{p}"),
+            None => "off".into(),
+        };
+        let child = Command::new(workspace_binary("rockraft-server"))
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--metrics-addr")
+            .arg(metrics)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn rockraft-server");
+        let p = Process {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            metrics_port,
+            log,
+        };
+        wait_ready(p.addr(), Duration::from_secs(30));
+        p
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}/", self.addr()))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw RESP connection for byte-level tests.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Raw { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one full reply (any RESP2/RESP3 type) as raw bytes.
+    pub fn read_reply(&mut self) -> String {
+        let mut out = String::new();
+        self.read_value(&mut out);
+        out
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "connection closed while reading a reply");
+        line
+    }
+
+    fn read_value(&mut self, out: &mut String) {
+        let line = self.read_line();
+        out.push_str(&line);
+        let body = line.trim_end();
+        let (kind, rest) = body.split_at(1);
+        let n: i64 = rest.parse().unwrap_or(0);
+        match kind {
+            "$" | "=" | "!" if n >= 0 => {
+                let mut data = vec![0u8; n as usize + 2];
+                self.reader.read_exact(&mut data).unwrap();
+                out.push_str(&String::from_utf8_lossy(&data));
+            }
+            "*" | "~" | ">" => (0..n.max(0)).for_each(|_| self.read_value(out)),
+            "%" => (0..n.max(0) * 2).for_each(|_| self.read_value(out)),
+            _ => {}
+        }
+    }
+
+    /// Sends `bytes` and reads one reply.
+    pub fn roundtrip(&mut self, bytes: &[u8]) -> String {
+        self.send(bytes);
+        self.read_reply()
+    }
+
+    /// True when the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+}
+
+/// Encodes a command as a RESP multibulk.
+pub fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Runs a test binary's command-line tool and returns (exit ok, stdout).
+pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+    if let Some(input) = stdin {
+        child.stdin.as_mut().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Config for an in-process node whose metrics endpoint is off.
+pub fn config(data_dir: &Path) -> Config {
+    let mut c = Config::for_data_dir(data_dir);
+    c.metrics_addr = MetricsAddr::Off;
+    c
+}

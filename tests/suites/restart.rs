@@ -1,0 +1,124 @@
+//! Durability across restarts: every acknowledged write survives a graceful restart and a
+//! `kill -9` of the real process, TTLs included.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::cmd;
+use rockraft_tests::{free_port, InProcess, Process};
+
+#[test]
+fn graceful_restart_in_process_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let node = InProcess::start(&data);
+    let c = &mut node.client();
+    for i in 0..200 {
+        let _: () = cmd("SET").arg(format!("k{i}")).arg(i).query(c).unwrap();
+    }
+    let _: i64 = cmd("INCRBY").arg("counter").arg(7).query(c).unwrap();
+    let term_before: String = cmd("INFO").arg("raft").query(c).unwrap();
+    node.stop();
+
+    let node = InProcess::start(&data);
+    let c = &mut node.client();
+    for i in 0..200 {
+        let v: i64 = cmd("GET").arg(format!("k{i}")).query(c).unwrap();
+        assert_eq!(v, i);
+    }
+    assert_eq!(cmd("INCR").arg("counter").query::<i64>(c).unwrap(), 8);
+    let info: String = cmd("INFO").arg("raft").query(c).unwrap();
+    let node_id = |s: &str| s.lines().find(|l| l.starts_with("raft_node_id:")).unwrap().to_string();
+    assert_eq!(node_id(&info), node_id(&term_before), "node identity is persisted");
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let port = free_port();
+    let node = Process::start(&data, port);
+
+    // Writers keep going until the kill; every write they saw acknowledged is recorded.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Vec<Arc<AtomicU64>> = (0..4).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let stop = stop.clone();
+            let acked = acked[w].clone();
+            let addr = node.addr();
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(format!("redis://{addr}/"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                for i in 1..=1_000_000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("w{w}:{i}");
+                    let r: redis::RedisResult<()> = if i % 3 == 0 {
+                        cmd("SET").arg(&key).arg(i).arg("EX").arg(3600).query(&mut c)
+                    } else {
+                        cmd("SET").arg(&key).arg(i).query(&mut c)
+                    };
+                    if r.is_err() {
+                        break;
+                    }
+                    acked.store(i, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    node.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let counts: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    assert!(counts.iter().all(|&n| n > 10), "writers made progress: {counts:?}");
+
+    let node = Process::start(&data, port);
+    let c = &mut node.client();
+    for (w, &n) in counts.iter().enumerate() {
+        for i in 1..=n {
+            let key = format!("w{w}:{i}");
+            let v: Option<u64> = cmd("GET").arg(&key).query(c).unwrap();
+            assert_eq!(v, Some(i), "acknowledged write {key} lost after kill -9");
+            let ttl: i64 = cmd("TTL").arg(&key).query(c).unwrap();
+            if i % 3 == 0 {
+                assert!(ttl > 3500 && ttl <= 3600, "{key} lost its TTL: {ttl}");
+            } else {
+                assert_eq!(ttl, -1, "{key} gained a TTL");
+            }
+        }
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let port = free_port();
+    let node = Process::start(&data, port);
+    let _: () = cmd("SET").arg("k").arg("v").query(&mut node.client()).unwrap();
+    assert_eq!(node.terminate(), Some(0));
+    let node = Process::start(&data, port);
+    let v: String = cmd("GET").arg("k").query(&mut node.client()).unwrap();
+    assert_eq!(v, "v");
+}
+
+#[test]
+fn a_second_node_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let _first = InProcess::start(&data);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(rockraft_server::start(rockraft_tests::config(&data)))
+        .err()
+        .expect("second open must fail");
+    assert!(err.to_string().contains("cannot open RocksDB"), "{err}");
+}

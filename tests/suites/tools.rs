@@ -1,0 +1,102 @@
+//! Real tools against a real server process: redis-cli, redis-benchmark, the metrics endpoint.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rockraft_tests::{free_port, run_tool, wait_until, Process};
+
+#[test]
+fn redis_cli_drives_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Process::start(&dir.path().join("n"), free_port());
+    let port = node.port.to_string();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-p", port.as_str()];
+        all.extend_from_slice(args);
+        run_tool("redis-cli", &all, None)
+    };
+    assert_eq!(cli(&["SET", "k", "v"]), (true, "OK\n".into()));
+    assert_eq!(cli(&["GET", "k"]), (true, "v\n".into()));
+    assert_eq!(cli(&["INCR", "n"]), (true, "1\n".into()));
+    assert_eq!(cli(&["DEL", "k"]), (true, "1\n".into()));
+    assert_eq!(cli(&["GET", "k"]).1, "\n");
+    let (_, out) = cli(&["INCR", "nope", "extra"]);
+    assert!(out.contains("ERR wrong number of arguments for 'incr' command"), "{out}");
+    // Interactive-style use: several commands on stdin, RESP3 included.
+    let (ok, out) = run_tool(
+        "redis-cli",
+        &["-p", &port, "-3"],
+        Some("SET a 1\nGET a\nHELLO 3\nCLIENT SETNAME cli\nCLIENT GETNAME\n"),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("OK") && out.contains("cli"), "{out}");
+    let (ok, out) = cli(&["--no-raw", "INFO", "server"]);
+    assert!(ok && out.contains("redis_version:7."), "{out}");
+}
+
+#[test]
+fn redis_benchmark_runs_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Process::start(&dir.path().join("n"), free_port());
+    let port = node.port.to_string();
+    let (ok, out) = run_tool(
+        "redis-benchmark",
+        &["-p", &port, "-t", "set,get,ping,incr,mset", "-n", "3000", "-c", "20", "-q"],
+        None,
+    );
+    assert!(ok, "{out}");
+    for test in ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{test}:")) && l.contains("requests per second")),
+            "{test} missing from:\n{out}"
+        );
+    }
+    let (ok, out) = run_tool(
+        "redis-benchmark",
+        &["-p", &port, "-t", "set,get", "-n", "5000", "-c", "10", "-P", "16", "-q"],
+        None,
+    );
+    assert!(ok && out.contains("SET:") && out.contains("GET:"), "{out}");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let node = Process::start_args(&dir.path().join("n"), free_port(), Some(metrics_port));
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut node.client()).unwrap();
+    let _: String = redis::cmd("GET").arg("k").query(&mut node.client()).unwrap();
+    let mut body = String::new();
+    let fetched = wait_until(Duration::from_secs(10), || {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", metrics_port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        body.clear();
+        let _ = s.read_to_string(&mut body);
+        body.contains("rockraft_commands_total")
+    });
+    assert!(fetched, "{body}");
+    for name in [
+        "rockraft_commands_total{cmd=\"set\"}",
+        "rockraft_command_duration_seconds_bucket",
+        "rockraft_raft_term",
+        "rockraft_raft_commit_index",
+        "rockraft_raft_applied_index",
+        "rockraft_raft_log_write_seconds",
+        "rockraft_connected_clients",
+    ] {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let bin = rockraft_tests::workspace_binary("rockraft-server");
+    let (ok, out) = run_tool(bin.to_str().unwrap(), &["--help"], None);
+    assert!(ok);
+    for flag in ["--bind", "--port", "--data-dir", "--metrics-addr", "--log-level", "ROCKRAFT_PORT"] {
+        assert!(out.contains(flag), "--help lacks {flag}");
+    }
+}
