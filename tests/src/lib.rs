@@ -37,7 +37,7 @@ pub fn wait_ready(addr: SocketAddr, timeout: Duration) {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         // A write only succeeds once the node has elected itself leader.
-        if s.write_all(b"*3\r\n$3\r\nSET\r\n$14\r\n__ready_probe__\r\n$1\r\n1\r\n").is_err() {
+        if s.write_all(&resp(&[b"SET", b"__ready_probe__", b"1"])).is_err() {
             return false;
         }
         let mut buf = [0u8; 64];
