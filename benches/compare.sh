@@ -11,7 +11,8 @@ command -v redis-server >/dev/null 2>&1 || {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
-cargo build --release --manifest-path "$root/Cargo.toml" -p rockraft-server >&2
+# The same build as the test command, so the two share one set of compiled dependencies.
+cargo build --release --manifest-path "$root/Cargo.toml" --workspace --bins >&2
 
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-t set,get -n 100000 -c 50 -d 64 -r 100000 -q)

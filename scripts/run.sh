@@ -5,5 +5,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/deps.sh" --build-only
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
-cargo build --release --manifest-path "$root/Cargo.toml" -p rockraft-server >&2
+# The same build as the test command, so the two share one set of compiled dependencies.
+cargo build --release --manifest-path "$root/Cargo.toml" --workspace --bins >&2
 exec "$CARGO_TARGET_DIR/release/rockraft-server" "$@"

@@ -21,8 +21,9 @@ pub struct Engine {
 impl Engine {
     /// Opens (creating if needed) the database under `dir`.
     pub fn open(dir: &Path) -> Result<Engine> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Storage(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
         let path = dir.join("db");
         let mut opts = Options::default();
         opts.create_if_missing(true);

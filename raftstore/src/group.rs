@@ -82,7 +82,10 @@ pub struct NoPeers;
 impl Transport for NoPeers {
     fn send(&mut self, msgs: Vec<Message>) {
         if !msgs.is_empty() {
-            tracing::warn!(count = msgs.len(), "raft messages for peers, but no peer transport");
+            tracing::warn!(
+                count = msgs.len(),
+                "raft messages for peers, but no peer transport"
+            );
         }
     }
 }
@@ -478,7 +481,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
 
     fn on_role_change(&mut self) {
         if self.raw.raft.state == StateRole::Leader {
-            tracing::info!(group = self.cfg.group_id, term = self.raw.raft.term, "became leader");
+            tracing::info!(
+                group = self.cfg.group_id,
+                term = self.raw.raft.term,
+                "became leader"
+            );
             return;
         }
         // Unconfirmed reads can no longer be confirmed by this node. Confirmed ones stay:
@@ -566,7 +573,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
 
     /// The caller waiting on entry (index, term), if any; callers whose index was taken by an
     /// entry of another term are told so.
-    fn take_proposal(&mut self, index: u64, term: u64) -> Option<oneshot::Sender<Result<SM::Output>>> {
+    fn take_proposal(
+        &mut self,
+        index: u64,
+        term: u64,
+    ) -> Option<oneshot::Sender<Result<SM::Output>>> {
         while let Some(front) = self.proposals.front() {
             if front.index > index {
                 return None;
@@ -596,8 +607,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let raft = &self.raw.raft;
         let s = &self.status;
         s.term.store(raft.term, Ordering::Release);
-        s.commit_index.store(raft.raft_log.committed, Ordering::Release);
-        s.last_index.store(raft.raft_log.last_index(), Ordering::Release);
+        s.commit_index
+            .store(raft.raft_log.committed, Ordering::Release);
+        s.last_index
+            .store(raft.raft_log.last_index(), Ordering::Release);
         s.leader_id.store(raft.leader_id, Ordering::Release);
         let role = match raft.state {
             StateRole::Follower => 0,

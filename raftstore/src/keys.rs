@@ -80,6 +80,25 @@ pub fn parse_expire_key(k: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(at), &k[8..]))
 }
 
+/// Key in the data column family for a user key: its hash slot first (big-endian), so one
+/// slot's keys are contiguous and the whole key space is the range `[0, SLOT_COUNT)`.
+pub fn data_key(user_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + user_key.len());
+    k.extend_from_slice(&crate::slot::key_slot(user_key).to_be_bytes());
+    k.extend_from_slice(user_key);
+    k
+}
+
+/// The user key inside a key made by [`data_key`].
+pub fn user_key(data_key: &[u8]) -> &[u8] {
+    &data_key[2.min(data_key.len())..]
+}
+
+/// The first data key of `slot`; `slot_start(SLOT_COUNT)` is the end of the key space.
+pub fn slot_start(slot: u16) -> [u8; 2] {
+    slot.to_be_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,23 +117,4 @@ mod tests {
         assert!(expire_key(1, b"zzz") < expire_key(2, b"a"));
         assert_eq!(parse_expire_key(&expire_key(5, b"k")), Some((5, &b"k"[..])));
     }
-}
-
-/// Key in the data column family for a user key: its hash slot first (big-endian), so one
-/// slot's keys are contiguous and the whole key space is the range `[0, SLOT_COUNT)`.
-pub fn data_key(user_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + user_key.len());
-    k.extend_from_slice(&crate::slot::key_slot(user_key).to_be_bytes());
-    k.extend_from_slice(user_key);
-    k
-}
-
-/// The user key inside a key made by [`data_key`].
-pub fn user_key(data_key: &[u8]) -> &[u8] {
-    &data_key[2.min(data_key.len())..]
-}
-
-/// The first data key of `slot`; `slot_start(SLOT_COUNT)` is the end of the key space.
-pub fn slot_start(slot: u16) -> [u8; 2] {
-    slot.to_be_bytes()
 }

@@ -19,7 +19,11 @@ pub fn load_or_create_ident(engine: &Engine) -> Result<StoreIdent> {
         ..Default::default()
     };
     let mut wb = WriteBatch::default();
-    wb.put_cf(engine.cf(CF_RAFT), keys::store_ident_key(), encode_msg(&ident));
+    wb.put_cf(
+        engine.cf(CF_RAFT),
+        keys::store_ident_key(),
+        encode_msg(&ident),
+    );
     engine.write(wb, true)?;
     Ok(ident)
 }

@@ -43,7 +43,11 @@ impl PeerStorage {
                 let mut cs = ConfState::default();
                 cs.set_voters(voters.to_vec());
                 let mut wb = WriteBatch::default();
-                wb.put_cf(engine.cf(CF_RAFT), keys::conf_state_key(group_id), encode_msg(&cs));
+                wb.put_cf(
+                    engine.cf(CF_RAFT),
+                    keys::conf_state_key(group_id),
+                    encode_msg(&cs),
+                );
                 engine.write(wb, true)?;
                 cs
             }
@@ -95,10 +99,10 @@ impl PeerStorage {
 
     fn read_last_entry(&self) -> Result<Option<Entry>> {
         let end = keys::log_key(self.group_id, u64::MAX);
-        let mut it = self
-            .engine
-            .db()
-            .iterator_cf(self.engine.cf(CF_RAFT), IteratorMode::From(&end, Direction::Reverse));
+        let mut it = self.engine.db().iterator_cf(
+            self.engine.cf(CF_RAFT),
+            IteratorMode::From(&end, Direction::Reverse),
+        );
         match it.next() {
             Some(Ok((k, v))) if keys::log_index(&k).is_some() && k[..10] == end[..10] => {
                 Ok(Some(decode_entry(&v)?))
@@ -109,7 +113,10 @@ impl PeerStorage {
     }
 
     fn read_entry(&self, index: u64) -> Result<Option<Entry>> {
-        match self.engine.get(CF_RAFT, &keys::log_key(self.group_id, index))? {
+        match self
+            .engine
+            .get(CF_RAFT, &keys::log_key(self.group_id, index))?
+        {
             Some(v) => Ok(Some(decode_entry(&v)?)),
             None => Ok(None),
         }
@@ -241,12 +248,11 @@ impl raft::Storage for PeerStorage {
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
         let start = keys::log_key(self.group_id, low);
-        let it = self
-            .engine
-            .db()
-            .iterator_cf(self.engine.cf(CF_RAFT), IteratorMode::From(&start, Direction::Forward));
-        let mut expect = low;
-        for item in it {
+        let it = self.engine.db().iterator_cf(
+            self.engine.cf(CF_RAFT),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for (expect, item) in (low..).zip(it) {
             if expect >= high {
                 break;
             }
@@ -262,7 +268,6 @@ impl raft::Storage for PeerStorage {
                 break;
             }
             out.push(decode_entry(&v).map_err(store_err)?);
-            expect += 1;
         }
         if out.is_empty() && low < high {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -299,7 +304,9 @@ impl raft::Storage for PeerStorage {
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         // Snapshots (and the log compaction that needs them) come with multi-node catch-up.
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
     }
 }
 
@@ -310,11 +317,20 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 10].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 10].into(),
+            ..Default::default()
+        }
+    }
+
+    fn hard_state(term: u64, commit: u64) -> HardState {
+        HardState {
+            term,
+            commit,
+            ..Default::default()
+        }
     }
 
     fn open(dir: &std::path::Path) -> (Arc<Engine>, PeerStorage) {
@@ -331,10 +347,7 @@ mod tests {
             assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1]);
             let mut wb = WriteBatch::default();
             s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
-            let mut hs = HardState::default();
-            hs.term = 1;
-            hs.commit = 5;
-            s.set_hard_state(hs, &mut wb);
+            s.set_hard_state(hard_state(1, 5), &mut wb);
             engine.write(wb, true).unwrap();
             // A new leader overwrites the tail from index 7 with two entries of term 2.
             let mut wb = WriteBatch::default();
@@ -348,12 +361,33 @@ mod tests {
         assert_eq!(s.term(8).unwrap(), 2);
         assert_eq!(s.term(6).unwrap(), 1);
         assert_eq!(s.initial_state().unwrap().hard_state.commit, 5);
-        let ents = s.entries(1, 9, None, GetEntriesContext::empty(false)).unwrap();
-        assert_eq!(ents.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
-            [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 2), (8, 2)]);
+        let ents = s
+            .entries(1, 9, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(
+            ents.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(),
+            [
+                (1, 1),
+                (2, 1),
+                (3, 1),
+                (4, 1),
+                (5, 1),
+                (6, 1),
+                (7, 2),
+                (8, 2)
+            ]
+        );
         // max_size limits the batch but always returns at least one entry.
-        assert_eq!(s.entries(1, 9, 1, GetEntriesContext::empty(false)).unwrap().len(), 1);
-        assert!(matches!(s.term(9), Err(raft::Error::Store(StorageError::Unavailable))));
+        assert_eq!(
+            s.entries(1, 9, 1, GetEntriesContext::empty(false))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(matches!(
+            s.term(9),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
     }
 
     #[test]
@@ -363,9 +397,7 @@ mod tests {
         let mut a = PeerStorage::open(engine.clone(), 1, &[1]).unwrap();
         let mut wb = WriteBatch::default();
         a.append(&[entry(1, 1), entry(2, 1)], &mut wb);
-        let mut hs = HardState::default();
-        hs.commit = 2;
-        a.set_hard_state(hs, &mut wb);
+        a.set_hard_state(hard_state(1, 2), &mut wb);
         engine.write(wb, true).unwrap();
         let b = PeerStorage::open(engine.clone(), 2, &[1]).unwrap();
         assert_eq!(Storage::last_index(&b).unwrap(), 0);
@@ -380,9 +412,7 @@ mod tests {
             let (engine, mut s) = open(dir.path());
             let mut wb = WriteBatch::default();
             s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)], &mut wb);
-            let mut hs = HardState::default();
-            hs.commit = 3;
-            s.set_hard_state(hs, &mut wb);
+            s.set_hard_state(hard_state(1, 3), &mut wb);
             engine.write(wb, true).unwrap();
             let mut wb = WriteBatch::default();
             wb.delete_cf(engine.cf(CF_RAFT), keys::log_key(3, 3));
@@ -391,6 +421,10 @@ mod tests {
         }
         let engine = Arc::new(Engine::open(dir.path()).unwrap());
         let err = PeerStorage::open(engine, 3, &[1]).err().unwrap();
-        assert!(err.to_string().contains("commit index 3 is past the last log entry 1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("commit index 3 is past the last log entry 1"),
+            "{err}"
+        );
     }
 }

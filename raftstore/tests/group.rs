@@ -31,7 +31,11 @@ impl StateMachine for Counter {
 fn start(
     dir: &std::path::Path,
     applies: &Arc<AtomicU64>,
-) -> (GroupHandle<(u64, u64)>, std::thread::JoinHandle<()>, Arc<Engine>) {
+) -> (
+    GroupHandle<(u64, u64)>,
+    std::thread::JoinHandle<()>,
+    Arc<Engine>,
+) {
     let engine = Arc::new(Engine::open(dir).unwrap());
     let (h, t) = start_group(
         engine.clone(),
@@ -75,7 +79,9 @@ fn each_proposal_gets_its_own_entry_output() {
         propose_until_leader(&h, b"warmup", 1).await;
         // Submit many before awaiting any: they share ready turns, yet each caller gets the
         // output of its own entry, in order.
-        let futures: Vec<_> = (0..500).map(|i| h.propose(1000 + i, b"c".to_vec())).collect();
+        let futures: Vec<_> = (0..500)
+            .map(|i| h.propose(1000 + i, b"c".to_vec()))
+            .collect();
         for (i, f) in futures.into_iter().enumerate() {
             let (value, now) = f.await.unwrap();
             assert_eq!(value, i as u64 + 1);
@@ -111,7 +117,11 @@ fn restart_resumes_after_the_applied_index() {
         assert_eq!(value, 101, "nothing applied twice, nothing skipped");
         h.read_index().await.unwrap();
     });
-    assert_eq!(again.load(Ordering::SeqCst), 1, "only the new entry is applied");
+    assert_eq!(
+        again.load(Ordering::SeqCst),
+        1,
+        "only the new entry is applied"
+    );
     assert!(h.status().applied_index.load(Ordering::SeqCst) > applied);
     let stored = engine.get(CF_DATA, b"c").unwrap().unwrap();
     assert_eq!(u64::from_be_bytes(stored.try_into().unwrap()), 101);

@@ -42,8 +42,11 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         loop {
             if in_dq {
                 let c = *line.get(i)?;
-                if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x'
-                    && line[i + 2].is_ascii_hexdigit() && line[i + 3].is_ascii_hexdigit()
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && line[i + 2].is_ascii_hexdigit()
+                    && line[i + 3].is_ascii_hexdigit()
                 {
                     cur.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
                     i += 3;
@@ -105,15 +108,21 @@ mod tests {
     use super::*;
 
     fn args(line: &str) -> Option<Vec<String>> {
-        split_args(line.as_bytes())
-            .map(|v| v.into_iter().map(|a| String::from_utf8(a).unwrap()).collect())
+        split_args(line.as_bytes()).map(|v| {
+            v.into_iter()
+                .map(|a| String::from_utf8(a).unwrap())
+                .collect()
+        })
     }
 
     #[test]
     fn splits_like_sdssplitargs() {
         assert_eq!(args("PING").unwrap(), ["PING"]);
         assert_eq!(args("  set  k   v ").unwrap(), ["set", "k", "v"]);
-        assert_eq!(args(r#"set k "a b\n\x41""#).unwrap(), ["set", "k", "a b\nA"]);
+        assert_eq!(
+            args(r#"set k "a b\n\x41""#).unwrap(),
+            ["set", "k", "a b\nA"]
+        );
         assert_eq!(args(r"set k 'it\'s'").unwrap(), ["set", "k", "it's"]);
         assert_eq!(args("").unwrap(), Vec::<String>::new());
         assert_eq!(args(r#"set "k"#), None);
@@ -123,7 +132,10 @@ mod tests {
     #[test]
     fn decode_takes_one_line() {
         let mut buf = BytesMut::from(&b"PING\r\nECHO hi\nPI"[..]);
-        assert_eq!(decode(&mut buf).unwrap().unwrap(), vec![Bytes::from("PING")]);
+        assert_eq!(
+            decode(&mut buf).unwrap().unwrap(),
+            vec![Bytes::from("PING")]
+        );
         assert_eq!(decode(&mut buf).unwrap().unwrap().len(), 2);
         assert_eq!(decode(&mut buf).unwrap(), None);
     }

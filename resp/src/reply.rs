@@ -203,6 +203,9 @@ mod tests {
 
     #[test]
     fn errors_never_carry_newlines() {
-        assert_eq!(enc(Reply::err("ERR a\r\nb"), Protocol::Resp2), "-ERR a  b\r\n");
+        assert_eq!(
+            enc(Reply::err("ERR a\r\nb"), Protocol::Resp2),
+            "-ERR a  b\r\n"
+        );
     }
 }

@@ -186,9 +186,18 @@ mod tests {
 
     #[test]
     fn redis_error_strings() {
-        assert_eq!(decode(b"*x\r\n"), Err(ProtocolError::InvalidMultibulkLength));
-        assert_eq!(decode(b"*1\r\n+OK\r\n"), Err(ProtocolError::ExpectedBulk('+')));
-        assert_eq!(decode(b"*1\r\n$-5\r\n"), Err(ProtocolError::InvalidBulkLength));
+        assert_eq!(
+            decode(b"*x\r\n"),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            decode(b"*1\r\n+OK\r\n"),
+            Err(ProtocolError::ExpectedBulk('+'))
+        );
+        assert_eq!(
+            decode(b"*1\r\n$-5\r\n"),
+            Err(ProtocolError::InvalidBulkLength)
+        );
         assert_eq!(
             ProtocolError::ExpectedBulk('+').to_string(),
             "Protocol error: expected '$', got '+'"

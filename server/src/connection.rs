@@ -34,7 +34,11 @@ struct Slot {
     reply: ReplyFuture,
 }
 
-pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    mut shutdown: broadcast::Receiver<()>,
+) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
@@ -62,8 +66,15 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>, mut shutdown: bro
                 Ok(None) => break,
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
-                    submit(&mut session, &shared, argv, &mut slots, &mut output, &mut pending_write)
-                        .await;
+                    submit(
+                        &mut session,
+                        &shared,
+                        argv,
+                        &mut slots,
+                        &mut output,
+                        &mut pending_write,
+                    )
+                    .await;
                     if session.quit {
                         close = true;
                         break;
@@ -122,7 +133,10 @@ async fn submit(
     output: &mut BytesMut,
     pending_write: &mut bool,
 ) {
-    shared.stats.commands_processed.fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
     let Some(spec) = command::lookup(&argv[0]) else {
         slots.push(ready("unknown", command::unknown_command(&argv)));
         return;
@@ -216,9 +230,9 @@ pub fn store_error(e: StoreError, what: &str) -> Reply {
         StoreError::ReadTimeout => {
             Reply::err("TRYAGAIN read could not be confirmed by a quorum in time")
         }
-        StoreError::Stopped => {
-            Reply::err(format!("ERR server is shutting down; {what} outcome unknown"))
-        }
+        StoreError::Stopped => Reply::err(format!(
+            "ERR server is shutting down; {what} outcome unknown"
+        )),
         StoreError::Storage(m) | StoreError::Corrupted(m) => Reply::err(format!("ERR {m}")),
     }
 }

@@ -71,7 +71,10 @@ fn raw_expire_at(raw: &[u8]) -> Option<u64> {
 }
 
 fn corrupt(key: &[u8]) -> ! {
-    panic!("corrupt value stored for key {:?}", String::from_utf8_lossy(key))
+    panic!(
+        "corrupt value stored for key {:?}",
+        String::from_utf8_lossy(key)
+    )
 }
 
 /// Reads of committed data (the caller has done whatever makes the read linearizable).

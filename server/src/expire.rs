@@ -41,7 +41,10 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
             }
             match shared.group.propose(now, encode_command(&argv)).await {
                 Ok(Reply::Int(n)) => {
-                    shared.stats.expired_keys.fetch_add(n as u64, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .expired_keys
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     ::metrics::counter!("rockraft_expired_keys_total").increment(n as u64);
                 }
                 Ok(_) => {}

@@ -89,7 +89,11 @@ fn match_class(pattern: &[u8], start: usize, c: u8, nocase: bool) -> Option<(boo
                 matched |= fold(pattern[p + 1]) == c;
                 p += 2;
             }
-            Some(&lo) if pattern.get(p + 1) == Some(&b'-') && p + 2 < pattern.len() && pattern[p + 2] != b']' => {
+            Some(&lo)
+                if pattern.get(p + 1) == Some(&b'-')
+                    && p + 2 < pattern.len()
+                    && pattern[p + 2] != b']' =>
+            {
                 let (mut a, mut b) = (fold(lo), fold(pattern[p + 2]));
                 if a > b {
                     std::mem::swap(&mut a, &mut b);

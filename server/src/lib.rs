@@ -8,10 +8,10 @@ mod connection;
 pub mod db;
 mod expire;
 pub mod glob;
-pub mod telemetry;
 mod scan;
 pub mod session;
 pub mod state_machine;
+pub mod telemetry;
 
 #[allow(warnings, clippy::all)]
 pub mod proto {
@@ -217,16 +217,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: broad
                 continue;
             }
         };
-        shared.stats.connections_received.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
         if shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed) {
-            shared.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
             connections.spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
             });
             continue;
         }
-        connections.spawn(connection::serve(stream, shared.clone(), shutdown.subscribe()));
+        connections.spawn(connection::serve(
+            stream,
+            shared.clone(),
+            shutdown.subscribe(),
+        ));
     }
     while connections.join_next().await.is_some() {}
 }

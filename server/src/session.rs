@@ -54,7 +54,11 @@ pub struct Clients {
 
 impl Clients {
     /// Registers a new connection; it is removed when its [`Registration`] drops.
-    pub fn register(self: &Arc<Self>, addr: SocketAddr, laddr: SocketAddr) -> (Session, Registration) {
+    pub fn register(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+    ) -> (Session, Registration) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let info = Arc::new(Mutex::new(ClientInfo {
@@ -78,7 +82,13 @@ impl Clients {
             readonly: false,
             info,
         };
-        (session, Registration { clients: self.clone(), id })
+        (
+            session,
+            Registration {
+                clients: self.clone(),
+                id,
+            },
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Mutex<ClientInfo>>>> {

@@ -21,7 +21,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .install()
         .map_err(|e| format!("metrics endpoint on {addr}: {e}"))?;
-    metrics::describe_counter!("rockraft_commands_total", "Commands executed, by command name.");
+    metrics::describe_counter!(
+        "rockraft_commands_total",
+        "Commands executed, by command name."
+    );
     metrics::describe_histogram!(
         "rockraft_command_duration_seconds",
         "Time from reading a command to its reply being ready."

@@ -37,15 +37,23 @@ pub fn wait_ready(addr: SocketAddr, timeout: Duration) {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         // A write only succeeds once the node has elected itself leader.
-        if s.write_all(&resp(&[b"SET", b"__ready_probe__", b"1"])).is_err() {
+        if s.write_all(&resp(&[b"SET", b"__ready_probe__", b"1"]))
+            .is_err()
+        {
             return false;
         }
         let mut buf = [0u8; 64];
         matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+OK"))
     });
     assert!(ok, "server at {addr} not ready within {timeout:?}");
-    let mut c = redis::Client::open(format!("redis://{addr}/")).unwrap().get_connection().unwrap();
-    let _: i64 = redis::cmd("DEL").arg("__ready_probe__").query(&mut c).unwrap();
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg("__ready_probe__")
+        .query(&mut c)
+        .unwrap();
 }
 
 /// A node running in this process, on its own tokio runtime.
@@ -67,7 +75,9 @@ impl InProcess {
             .build()
             .unwrap();
         let data_dir = config.data_dir.clone();
-        let handle = runtime.block_on(rockraft_server::start(config)).expect("start node");
+        let handle = runtime
+            .block_on(rockraft_server::start(config))
+            .expect("start node");
         wait_ready(handle.addr(), Duration::from_secs(20));
         InProcess {
             runtime,
@@ -302,7 +312,12 @@ pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, Str
         .spawn()
         .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
     if let Some(input) = stdin {
-        child.stdin.as_mut().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();

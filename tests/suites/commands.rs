@@ -39,8 +39,14 @@ fn string_commands() {
     assert_eq!(q::<String>(c, &["GET", "k"]), "v");
     assert_eq!(q::<Option<String>>(c, &["SET", "k", "w", "NX"]), None);
     assert_eq!(q::<Option<String>>(c, &["SET", "new", "w", "XX"]), None);
-    assert_eq!(q::<Option<String>>(c, &["SET", "k", "w", "XX", "GET"]), Some("v".into()));
-    assert_eq!(q::<Option<String>>(c, &["SET", "k2", "x", "NX", "GET"]), None);
+    assert_eq!(
+        q::<Option<String>>(c, &["SET", "k", "w", "XX", "GET"]),
+        Some("v".into())
+    );
+    assert_eq!(
+        q::<Option<String>>(c, &["SET", "k2", "x", "NX", "GET"]),
+        None
+    );
     assert_eq!(q::<String>(c, &["GET", "k2"]), "x");
     assert_eq!(q::<i64>(c, &["SETNX", "k", "z"]), 0);
     assert_eq!(q::<i64>(c, &["SETNX", "nx", "z"]), 1);
@@ -50,7 +56,10 @@ fn string_commands() {
     assert!(q::<i64>(c, &["PTTL", "pex"]) > 99_000);
     assert!(err(c, &["SETEX", "ex", "-1", "v"]).contains("invalid expire time in 'setex' command"));
     assert_eq!(q::<Option<String>>(c, &["GETSET", "gs", "1"]), None);
-    assert_eq!(q::<Option<String>>(c, &["GETSET", "gs", "2"]), Some("1".into()));
+    assert_eq!(
+        q::<Option<String>>(c, &["GETSET", "gs", "2"]),
+        Some("1".into())
+    );
     assert_eq!(q::<Option<String>>(c, &["GETDEL", "gs"]), Some("2".into()));
     assert_eq!(q::<i64>(c, &["EXISTS", "gs"]), 0);
     assert_eq!(q::<String>(c, &["GETEX", "k", "EX", "50"]), "w");
@@ -58,13 +67,19 @@ fn string_commands() {
     assert_eq!(q::<String>(c, &["GETEX", "k", "PERSIST"]), "w");
     assert_eq!(q::<i64>(c, &["TTL", "k"]), -1);
     assert_eq!(q::<String>(c, &["MSET", "a", "1", "b", "2"]), "OK");
-    assert!(err(c, &["MSET", "a", "1", "b"]).contains("wrong number of arguments for 'mset' command"));
+    assert!(
+        err(c, &["MSET", "a", "1", "b"]).contains("wrong number of arguments for 'mset' command")
+    );
     assert_eq!(
         q::<Vec<Option<String>>>(c, &["MGET", "a", "b", "nope"]),
         vec![Some("1".into()), Some("2".into()), None]
     );
     assert_eq!(q::<i64>(c, &["MSETNX", "a", "9", "fresh", "9"]), 0);
-    assert_eq!(q::<Option<String>>(c, &["GET", "fresh"]), None, "MSETNX is all or nothing");
+    assert_eq!(
+        q::<Option<String>>(c, &["GET", "fresh"]),
+        None,
+        "MSETNX is all or nothing"
+    );
     assert_eq!(q::<i64>(c, &["MSETNX", "f1", "1", "f2", "2"]), 1);
     assert_eq!(q::<i64>(c, &["INCR", "n"]), 1);
     assert_eq!(q::<i64>(c, &["INCRBY", "n", "10"]), 11);
@@ -80,7 +95,10 @@ fn string_commands() {
     assert_eq!(q::<String>(c, &["GETRANGE", "ap", "0", "4"]), "Hello");
     assert_eq!(q::<String>(c, &["GETRANGE", "ap", "-5", "-1"]), "World");
     assert_eq!(q::<String>(c, &["GETRANGE", "ap", "5", "2"]), "");
-    assert_eq!(q::<String>(c, &["GETRANGE", "ap", "0", "100"]), "Hello World");
+    assert_eq!(
+        q::<String>(c, &["GETRANGE", "ap", "0", "100"]),
+        "Hello World"
+    );
     assert_eq!(q::<i64>(c, &["SETRANGE", "ap", "6", "Redis"]), 11);
     assert_eq!(q::<String>(c, &["GET", "ap"]), "Hello Redis");
     assert_eq!(q::<i64>(c, &["SETRANGE", "pad", "3", "x"]), 4);
@@ -118,15 +136,25 @@ fn keyspace_commands() {
     let at = q::<i64>(c, &["EXPIRETIME", "user:2"]);
     let pat = q::<i64>(c, &["PEXPIRETIME", "user:2"]);
     assert_eq!(at, pat / 1000);
-    assert_eq!(q::<i64>(c, &["EXPIREAT", "user:2", &(at + 10).to_string()]), 1);
+    assert_eq!(
+        q::<i64>(c, &["EXPIREAT", "user:2", &(at + 10).to_string()]),
+        1
+    );
     assert_eq!(q::<i64>(c, &["EXPIRETIME", "user:2"]), at + 10);
-    assert_eq!(q::<i64>(c, &["PEXPIREAT", "user:2", &((at + 20) * 1000).to_string()]), 1);
+    assert_eq!(
+        q::<i64>(c, &["PEXPIREAT", "user:2", &((at + 20) * 1000).to_string()]),
+        1
+    );
     assert_eq!(q::<i64>(c, &["PERSIST", "user:2"]), 1);
     assert_eq!(q::<i64>(c, &["PERSIST", "user:2"]), 0);
     assert_eq!(q::<i64>(c, &["TTL", "user:2"]), -1);
     assert_eq!(q::<i64>(c, &["TTL", "nope"]), -2);
     assert_eq!(q::<i64>(c, &["EXPIRETIME", "nope"]), -2);
-    assert_eq!(q::<i64>(c, &["EXPIRE", "user:2", "-1"]), 1, "a past time deletes");
+    assert_eq!(
+        q::<i64>(c, &["EXPIRE", "user:2", "-1"]),
+        1,
+        "a past time deletes"
+    );
     assert_eq!(q::<i64>(c, &["EXISTS", "user:2"]), 0);
     assert_eq!(q::<i64>(c, &["DEL", "user:1", "fresh", "nope"]), 2);
     assert_eq!(q::<i64>(c, &["UNLINK", "renamed"]), 0);
@@ -183,7 +211,10 @@ fn server_and_connection_commands() {
     assert_eq!(q::<Option<String>>(c, &["CLIENT", "GETNAME"]), None);
     assert_eq!(q::<String>(c, &["CLIENT", "SETNAME", "tester"]), "OK");
     assert_eq!(q::<String>(c, &["CLIENT", "GETNAME"]), "tester");
-    assert_eq!(q::<String>(c, &["CLIENT", "SETINFO", "LIB-NAME", "mylib"]), "OK");
+    assert_eq!(
+        q::<String>(c, &["CLIENT", "SETINFO", "LIB-NAME", "mylib"]),
+        "OK"
+    );
     let list: String = q(c, &["CLIENT", "LIST"]);
     assert!(list.contains(&format!("id={id} ")), "{list}");
     assert!(list.contains("name=tester"), "{list}");
@@ -220,8 +251,14 @@ fn server_and_connection_commands() {
     let unknown: Vec<String> = q(c, &["CONFIG", "GET", "no-such-param"]);
     assert!(unknown.is_empty());
     assert!(err(c, &["CONFIG", "SET", "no-such", "1"]).contains("Unknown option"));
-    assert_eq!(q::<String>(c, &["CONFIG", "SET", "maxclients", "500"]), "OK");
-    assert_eq!(q::<Vec<String>>(c, &["CONFIG", "GET", "maxclients"])[1], "500");
+    assert_eq!(
+        q::<String>(c, &["CONFIG", "SET", "maxclients", "500"]),
+        "OK"
+    );
+    assert_eq!(
+        q::<Vec<String>>(c, &["CONFIG", "GET", "maxclients"])[1],
+        "500"
+    );
     let (secs, micros): (String, String) = q(c, &["TIME"]);
     assert!(secs.parse::<u64>().unwrap() > 1_600_000_000);
     assert!(micros.parse::<u32>().unwrap() < 1_000_000);
@@ -245,7 +282,9 @@ fn command_introspection() {
     let info: Vec<Value> = q(c, &["COMMAND", "INFO", "get", "nosuch"]);
     assert_eq!(info.len(), 2);
     assert_eq!(info[1], Value::Nil);
-    let Value::Array(get) = &info[0] else { panic!("{info:?}") };
+    let Value::Array(get) = &info[0] else {
+        panic!("{info:?}")
+    };
     assert_eq!(get.len(), 10);
     assert_eq!(get[1], Value::Int(2));
     assert_eq!(get[3], Value::Int(1));

@@ -69,7 +69,10 @@ fn error_strings_match_redis_and_keep_the_connection() {
         c.roundtrip(&resp(&[b"RENAME", b"nokey", b"x"])),
         "-ERR no such key\r\n"
     );
-    assert_eq!(c.roundtrip(&resp(&[b"SET", b"big", b"9223372036854775807"])), "+OK\r\n");
+    assert_eq!(
+        c.roundtrip(&resp(&[b"SET", b"big", b"9223372036854775807"])),
+        "+OK\r\n"
+    );
     assert_eq!(
         c.roundtrip(&resp(&[b"INCR", b"big"])),
         "-ERR increment or decrement would overflow\r\n"
@@ -84,14 +87,21 @@ fn pipelined_requests_are_answered_in_order() {
     let mut c = Raw::connect(n.addr());
     let mut batch = Vec::new();
     for i in 0..100 {
-        batch.extend(resp(&[b"SET", format!("p{i}").as_bytes(), format!("{i}").as_bytes()]));
+        batch.extend(resp(&[
+            b"SET",
+            format!("p{i}").as_bytes(),
+            format!("{i}").as_bytes(),
+        ]));
         batch.extend(resp(&[b"GET", format!("p{i}").as_bytes()]));
         batch.extend(resp(&[b"INCR", b"counter"]));
     }
     c.send(&batch);
     for i in 0..100 {
         assert_eq!(c.read_reply(), "+OK\r\n");
-        assert_eq!(c.read_reply(), format!("${}\r\n{i}\r\n", i.to_string().len()));
+        assert_eq!(
+            c.read_reply(),
+            format!("${}\r\n{i}\r\n", i.to_string().len())
+        );
         assert_eq!(c.read_reply(), format!(":{}\r\n", i + 1));
     }
 }
@@ -112,7 +122,10 @@ fn resp3_after_hello_3() {
     let (_d, n) = node();
     let mut c = Raw::connect(n.addr());
     let hello = c.roundtrip(&resp(&[b"HELLO", b"3"]));
-    assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"), "{hello}");
+    assert!(
+        hello.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"),
+        "{hello}"
+    );
     assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello}");
     assert_eq!(c.roundtrip(&resp(&[b"GET", b"missing"])), "_\r\n");
     let cfg = c.roundtrip(&resp(&[b"CONFIG", b"GET", b"databases"]));
@@ -132,14 +145,34 @@ fn malformed_frames_close_only_that_connection() {
     let mut good = Raw::connect(n.addr());
     assert_eq!(good.roundtrip(&resp(&[b"SET", b"k", b"v"])), "+OK\r\n");
     for (input, error) in [
-        (&b"*x\r\n"[..], "-ERR Protocol error: invalid multibulk length\r\n"),
-        (b"*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"),
-        (b"*1\r\n$-3\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"*1\r\n$abc\r\n", "-ERR Protocol error: invalid bulk length\r\n"),
-        (b"SET \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"),
+        (
+            &b"*x\r\n"[..],
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*1\r\n$-3\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\n$abc\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"SET \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
     ] {
         let mut bad = Raw::connect(n.addr());
-        assert_eq!(bad.roundtrip(input), error, "for {:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            bad.roundtrip(input),
+            error,
+            "for {:?}",
+            String::from_utf8_lossy(input)
+        );
         assert!(bad.is_closed(), "connection should close after {error}");
     }
     assert_eq!(good.roundtrip(&resp(&[b"GET", b"k"])), "$1\r\nv\r\n");
@@ -170,7 +203,11 @@ fn large_values_round_trip() {
     let (_d, n) = node();
     let mut c = n.client();
     let value: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let _: () = redis::cmd("SET").arg("big").arg(&value).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut c)
+        .unwrap();
     let back: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
     assert_eq!(back, value);
 }

@@ -29,8 +29,17 @@ fn graceful_restart_in_process_keeps_data() {
     }
     assert_eq!(cmd("INCR").arg("counter").query::<i64>(c).unwrap(), 8);
     let info: String = cmd("INFO").arg("raft").query(c).unwrap();
-    let node_id = |s: &str| s.lines().find(|l| l.starts_with("raft_node_id:")).unwrap().to_string();
-    assert_eq!(node_id(&info), node_id(&term_before), "node identity is persisted");
+    let node_id = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("raft_node_id:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        node_id(&info),
+        node_id(&term_before),
+        "node identity is persisted"
+    );
 }
 
 #[test]
@@ -59,7 +68,12 @@ fn kill_9_loses_no_acknowledged_write() {
                     }
                     let key = format!("w{w}:{i}");
                     let r: redis::RedisResult<()> = if i % 3 == 0 {
-                        cmd("SET").arg(&key).arg(i).arg("EX").arg(3600).query(&mut c)
+                        cmd("SET")
+                            .arg(&key)
+                            .arg(i)
+                            .arg("EX")
+                            .arg(3600)
+                            .query(&mut c)
                     } else {
                         cmd("SET").arg(&key).arg(i).query(&mut c)
                     };
@@ -78,7 +92,10 @@ fn kill_9_loses_no_acknowledged_write() {
         w.join().unwrap();
     }
     let counts: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
-    assert!(counts.iter().all(|&n| n > 10), "writers made progress: {counts:?}");
+    assert!(
+        counts.iter().all(|&n| n > 10),
+        "writers made progress: {counts:?}"
+    );
 
     let node = Process::start(&data, port);
     let c = &mut node.client();
@@ -103,7 +120,11 @@ fn sigterm_shuts_down_cleanly_and_restarts() {
     let data = dir.path().join("n");
     let port = free_port();
     let node = Process::start(&data, port);
-    let _: () = cmd("SET").arg("k").arg("v").query(&mut node.client()).unwrap();
+    let _: () = cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut node.client())
+        .unwrap();
     assert_eq!(node.terminate(), Some(0));
     let node = Process::start(&data, port);
     let v: String = cmd("GET").arg("k").query(&mut node.client()).unwrap();

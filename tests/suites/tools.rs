@@ -22,7 +22,10 @@ fn redis_cli_drives_the_server() {
     assert_eq!(cli(&["DEL", "k"]), (true, "1\n".into()));
     assert_eq!(cli(&["GET", "k"]).1, "\n");
     let (_, out) = cli(&["INCR", "nope", "extra"]);
-    assert!(out.contains("ERR wrong number of arguments for 'incr' command"), "{out}");
+    assert!(
+        out.contains("ERR wrong number of arguments for 'incr' command"),
+        "{out}"
+    );
     // Interactive-style use: several commands on stdin, RESP3 included.
     let (ok, out) = run_tool(
         "redis-cli",
@@ -42,13 +45,30 @@ fn redis_benchmark_runs_to_the_end() {
     let port = node.port.to_string();
     let (ok, out) = run_tool(
         "redis-benchmark",
-        &["-p", &port, "-t", "set,get,ping,incr,mset", "-n", "3000", "-c", "20", "-q"],
+        &[
+            "-p",
+            &port,
+            "-t",
+            "set,get,ping,incr,mset",
+            "-n",
+            "3000",
+            "-c",
+            "20",
+            "-q",
+        ],
         None,
     );
     assert!(ok, "{out}");
     // Progress updates end in '\r'; the final result of each test is the last one on its line.
     let out = out.replace('\r', "\n");
-    for test in ["PING_INLINE:", "PING_MBULK:", "SET:", "GET:", "INCR:", "MSET (10 keys):"] {
+    for test in [
+        "PING_INLINE:",
+        "PING_MBULK:",
+        "SET:",
+        "GET:",
+        "INCR:",
+        "MSET (10 keys):",
+    ] {
         assert!(
             out.lines()
                 .any(|l| l.trim().starts_with(test) && l.contains("requests per second")),
@@ -57,7 +77,9 @@ fn redis_benchmark_runs_to_the_end() {
     }
     let (ok, out) = run_tool(
         "redis-benchmark",
-        &["-p", &port, "-t", "set,get", "-n", "5000", "-c", "10", "-P", "16", "-q"],
+        &[
+            "-p", &port, "-t", "set,get", "-n", "5000", "-c", "10", "-P", "16", "-q",
+        ],
         None,
     );
     assert!(ok && out.contains("SET:") && out.contains("GET:"), "{out}");
@@ -68,8 +90,15 @@ fn metrics_endpoint_serves_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
     let metrics_port = free_port();
     let node = Process::start_args(&dir.path().join("n"), free_port(), Some(metrics_port));
-    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut node.client()).unwrap();
-    let _: String = redis::cmd("GET").arg("k").query(&mut node.client()).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut node.client())
+        .unwrap();
+    let _: String = redis::cmd("GET")
+        .arg("k")
+        .query(&mut node.client())
+        .unwrap();
     let mut body = String::new();
     let fetched = wait_until(Duration::from_secs(10), || {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", metrics_port)) else {
@@ -99,7 +128,14 @@ fn help_documents_every_flag() {
     let bin = rockraft_tests::workspace_binary("rockraft-server");
     let (ok, out) = run_tool(bin.to_str().unwrap(), &["--help"], None);
     assert!(ok);
-    for flag in ["--bind", "--port", "--data-dir", "--metrics-addr", "--log-level", "ROCKRAFT_PORT"] {
+    for flag in [
+        "--bind",
+        "--port",
+        "--data-dir",
+        "--metrics-addr",
+        "--log-level",
+        "ROCKRAFT_PORT",
+    ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
 }

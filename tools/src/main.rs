@@ -6,10 +6,21 @@ use clap::{Parser, Subcommand};
 #[command(name = "rockraft-ctl", version, about = "Operate rockraft nodes")]
 struct Cli {
     /// Node to talk to.
-    #[arg(long, global = true, env = "ROCKRAFT_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROCKRAFT_HOST",
+        default_value = "127.0.0.1"
+    )]
     host: String,
     /// Client port of the node.
-    #[arg(long, short, global = true, env = "ROCKRAFT_PORT", default_value_t = 6379)]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ROCKRAFT_PORT",
+        default_value_t = 6379
+    )]
     port: u16,
     #[command(subcommand)]
     command: Cmd,
@@ -40,7 +51,12 @@ fn main() {
             Cmd::Ping => {
                 let started = std::time::Instant::now();
                 let pong: String = redis::cmd("PING").query(&mut conn)?;
-                println!("{pong} from {}:{} in {:?}", cli.host, cli.port, started.elapsed());
+                println!(
+                    "{pong} from {}:{} in {:?}",
+                    cli.host,
+                    cli.port,
+                    started.elapsed()
+                );
                 Ok(())
             }
         });

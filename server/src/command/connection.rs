@@ -18,15 +18,87 @@ pub fn commands() -> Vec<CommandSpec> {
     let g = "connection";
     let f = FAST | LOADING | STALE;
     vec![
-        spec("ping", -1, f, (0, 0, 0), g, "Returns the server's liveliness response.", Local(ping)),
-        spec("echo", 2, f, (0, 0, 0), g, "Returns the given string.", Local(echo)),
-        spec("quit", -1, f | NOSCRIPT, (0, 0, 0), g, "Closes the connection.", Local(quit)),
-        spec("hello", -1, f | NOSCRIPT, (0, 0, 0), g, "Handshakes with the Redis server.", Local(hello)),
-        spec("select", 2, f, (0, 0, 0), g, "Changes the selected database.", Local(select)),
-        spec("client", -2, LOADING | STALE | NOSCRIPT, (0, 0, 0), g, "A container for client connection commands.", Local(client)),
-        spec("readonly", 1, f, (0, 0, 0), "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node.", Local(readonly)),
-        spec("readwrite", 1, f, (0, 0, 0), "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node.", Local(readwrite)),
-        spec("asking", 1, FAST, (0, 0, 0), "cluster", "Signals that a cluster client is following an -ASK redirect.", Local(asking)),
+        spec(
+            "ping",
+            -1,
+            f,
+            (0, 0, 0),
+            g,
+            "Returns the server's liveliness response.",
+            Local(ping),
+        ),
+        spec(
+            "echo",
+            2,
+            f,
+            (0, 0, 0),
+            g,
+            "Returns the given string.",
+            Local(echo),
+        ),
+        spec(
+            "quit",
+            -1,
+            f | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "Closes the connection.",
+            Local(quit),
+        ),
+        spec(
+            "hello",
+            -1,
+            f | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "Handshakes with the Redis server.",
+            Local(hello),
+        ),
+        spec(
+            "select",
+            2,
+            f,
+            (0, 0, 0),
+            g,
+            "Changes the selected database.",
+            Local(select),
+        ),
+        spec(
+            "client",
+            -2,
+            LOADING | STALE | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "A container for client connection commands.",
+            Local(client),
+        ),
+        spec(
+            "readonly",
+            1,
+            f,
+            (0, 0, 0),
+            "cluster",
+            "Enables read-only queries for a connection to a Redis Cluster replica node.",
+            Local(readonly),
+        ),
+        spec(
+            "readwrite",
+            1,
+            f,
+            (0, 0, 0),
+            "cluster",
+            "Enables read-write queries for a connection to a Redis Cluster replica node.",
+            Local(readwrite),
+        ),
+        spec(
+            "asking",
+            1,
+            FAST,
+            (0, 0, 0),
+            "cluster",
+            "Signals that a cluster client is following an -ASK redirect.",
+            Local(asking),
+        ),
     ]
 }
 
@@ -120,12 +192,19 @@ fn hello(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     if let Some(n) = name {
         s.info().name = String::from_utf8_lossy(&n).into_owned();
     }
-    let role = if shared.group.status().is_leader() { "master" } else { "replica" };
+    let role = if shared.group.status().is_leader() {
+        "master"
+    } else {
+        "replica"
+    };
     let field = |k: &str| Reply::bulk(k.to_string());
     Reply::Map(vec![
         (field("server"), field("redis")),
         (field("version"), field(crate::REDIS_VERSION)),
-        (field("proto"), Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 })),
+        (
+            field("proto"),
+            Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 }),
+        ),
         (field("id"), Reply::Int(s.id as i64)),
         (field("mode"), field("cluster")),
         (field("role"), field(role)),

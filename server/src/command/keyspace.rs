@@ -11,34 +11,186 @@ use rockraft_raftstore::keys;
 use rockraft_resp::Reply;
 
 use super::flags::{FAST, READONLY, WRITE};
-use super::{
-    as_is, int_arg, spec, upper, CommandSpec, Kind, ReadCtx, ERR_NO_SUCH_KEY, ERR_SYNTAX,
-};
+use super::{as_is, int_arg, spec, upper, CommandSpec, Kind, ReadCtx, ERR_NO_SUCH_KEY, ERR_SYNTAX};
 use crate::db::Txn;
 use crate::glob::glob_match;
 
 pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Read, Write};
     let g = "generic";
-    let expire = Write { prepare: prepare_expire, apply: apply_pexpireat };
+    let expire = Write {
+        prepare: prepare_expire,
+        apply: apply_pexpireat,
+    };
     vec![
-        spec("del", -2, WRITE, (1, -1, 1), g, "Deletes one or more keys.", Write { prepare: as_is, apply: apply_del }),
-        spec("unlink", -2, WRITE | FAST, (1, -1, 1), g, "Asynchronously deletes one or more keys.", Write { prepare: as_is, apply: apply_del }),
-        spec("exists", -2, READONLY | FAST, (1, -1, 1), g, "Determines whether one or more keys exist.", Read(exists)),
-        spec("type", 2, READONLY | FAST, (1, 1, 1), g, "Determines the type of value stored at a key.", Read(type_of)),
-        spec("keys", 2, READONLY, (0, 0, 0), g, "Returns all key names that match a pattern.", Read(keys_cmd)),
-        spec("scan", -2, READONLY, (0, 0, 0), g, "Iterates over the key names in the database.", Read(scan)),
-        spec("rename", 3, WRITE, (1, 2, 1), g, "Renames a key and overwrites the destination.", Write { prepare: as_is, apply: apply_rename }),
-        spec("renamenx", 3, WRITE | FAST, (1, 2, 1), g, "Renames a key only when the target key name doesn't exist.", Write { prepare: as_is, apply: apply_rename }),
-        spec("expire", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key in seconds.", expire),
-        spec("pexpire", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key in milliseconds.", expire),
-        spec("expireat", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key to a Unix timestamp.", expire),
-        spec("pexpireat", -3, WRITE | FAST, (1, 1, 1), g, "Sets the expiration time of a key to a Unix milliseconds timestamp.", expire),
-        spec("persist", 2, WRITE | FAST, (1, 1, 1), g, "Removes the expiration time of a key.", Write { prepare: as_is, apply: apply_persist }),
-        spec("ttl", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time in seconds of a key.", Read(ttl)),
-        spec("pttl", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time in milliseconds of a key.", Read(ttl)),
-        spec("expiretime", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time of a key as a Unix timestamp.", Read(expiretime)),
-        spec("pexpiretime", 2, READONLY | FAST, (1, 1, 1), g, "Returns the expiration time of a key as a Unix milliseconds timestamp.", Read(expiretime)),
+        spec(
+            "del",
+            -2,
+            WRITE,
+            (1, -1, 1),
+            g,
+            "Deletes one or more keys.",
+            Write {
+                prepare: as_is,
+                apply: apply_del,
+            },
+        ),
+        spec(
+            "unlink",
+            -2,
+            WRITE | FAST,
+            (1, -1, 1),
+            g,
+            "Asynchronously deletes one or more keys.",
+            Write {
+                prepare: as_is,
+                apply: apply_del,
+            },
+        ),
+        spec(
+            "exists",
+            -2,
+            READONLY | FAST,
+            (1, -1, 1),
+            g,
+            "Determines whether one or more keys exist.",
+            Read(exists),
+        ),
+        spec(
+            "type",
+            2,
+            READONLY | FAST,
+            (1, 1, 1),
+            g,
+            "Determines the type of value stored at a key.",
+            Read(type_of),
+        ),
+        spec(
+            "keys",
+            2,
+            READONLY,
+            (0, 0, 0),
+            g,
+            "Returns all key names that match a pattern.",
+            Read(keys_cmd),
+        ),
+        spec(
+            "scan",
+            -2,
+            READONLY,
+            (0, 0, 0),
+            g,
+            "Iterates over the key names in the database.",
+            Read(scan),
+        ),
+        spec(
+            "rename",
+            3,
+            WRITE,
+            (1, 2, 1),
+            g,
+            "Renames a key and overwrites the destination.",
+            Write {
+                prepare: as_is,
+                apply: apply_rename,
+            },
+        ),
+        spec(
+            "renamenx",
+            3,
+            WRITE | FAST,
+            (1, 2, 1),
+            g,
+            "Renames a key only when the target key name doesn't exist.",
+            Write {
+                prepare: as_is,
+                apply: apply_rename,
+            },
+        ),
+        spec(
+            "expire",
+            -3,
+            WRITE | FAST,
+            (1, 1, 1),
+            g,
+            "Sets the expiration time of a key in seconds.",
+            expire,
+        ),
+        spec(
+            "pexpire",
+            -3,
+            WRITE | FAST,
+            (1, 1, 1),
+            g,
+            "Sets the expiration time of a key in milliseconds.",
+            expire,
+        ),
+        spec(
+            "expireat",
+            -3,
+            WRITE | FAST,
+            (1, 1, 1),
+            g,
+            "Sets the expiration time of a key to a Unix timestamp.",
+            expire,
+        ),
+        spec(
+            "pexpireat",
+            -3,
+            WRITE | FAST,
+            (1, 1, 1),
+            g,
+            "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+            expire,
+        ),
+        spec(
+            "persist",
+            2,
+            WRITE | FAST,
+            (1, 1, 1),
+            g,
+            "Removes the expiration time of a key.",
+            Write {
+                prepare: as_is,
+                apply: apply_persist,
+            },
+        ),
+        spec(
+            "ttl",
+            2,
+            READONLY | FAST,
+            (1, 1, 1),
+            g,
+            "Returns the expiration time in seconds of a key.",
+            Read(ttl),
+        ),
+        spec(
+            "pttl",
+            2,
+            READONLY | FAST,
+            (1, 1, 1),
+            g,
+            "Returns the expiration time in milliseconds of a key.",
+            Read(ttl),
+        ),
+        spec(
+            "expiretime",
+            2,
+            READONLY | FAST,
+            (1, 1, 1),
+            g,
+            "Returns the expiration time of a key as a Unix timestamp.",
+            Read(expiretime),
+        ),
+        spec(
+            "pexpiretime",
+            2,
+            READONLY | FAST,
+            (1, 1, 1),
+            g,
+            "Returns the expiration time of a key as a Unix milliseconds timestamp.",
+            Read(expiretime),
+        ),
     ]
 }
 
@@ -126,9 +278,9 @@ fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             return false;
         }
         visited += 1;
-        let type_ok = type_filter.as_deref().is_none_or(|t| {
-            crate::db::Value::decode(v).is_some_and(|v| v.type_name() == t)
-        });
+        let type_ok = type_filter
+            .as_deref()
+            .is_none_or(|t| crate::db::Value::decode(v).is_some_and(|v| v.type_name() == t));
         if type_ok && pattern.as_ref().is_none_or(|p| glob_match(p, k, false)) {
             out.push(Reply::Bulk(Bytes::copy_from_slice(k)));
         }

@@ -167,7 +167,9 @@ pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
 
 /// `-ERR wrong number of arguments for '<name>' command`.
 pub fn wrong_arity(name: &str) -> Reply {
-    Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
+    Reply::err(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// Redis's reply to a command it does not know.
@@ -241,43 +243,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn string2ll_rules() {
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"-12"), Some(-12));
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"+1", b"01", b"-0", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"-"] {
-            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn every_command_is_unique_and_lowercase() {
-        let mut seen = std::collections::HashSet::new();
-        for c in table() {
-            assert!(seen.insert(c.name), "duplicate {}", c.name);
-            assert_eq!(c.name, c.name.to_ascii_lowercase());
-            assert!(c.arity != 0);
-            assert_eq!(c.is_write(), matches!(c.kind, Kind::Write { .. }), "{}", c.name);
-        }
-        assert!(lookup(b"GeT").is_some());
-    }
-
-    #[test]
-    fn unknown_command_text_matches_redis() {
-        let argv = [Bytes::from("foo"), Bytes::from("a"), Bytes::from("b")];
-        assert_eq!(
-            unknown_command(&argv),
-            Reply::err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
-        );
-    }
-}
-
 /// Shorthand for a table row.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spec(
@@ -305,4 +270,56 @@ pub(crate) fn spec(
 /// `prepare` for writes whose arguments need no rewriting.
 pub(crate) fn as_is(_: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1 ",
+            b"1.0",
+            b"9223372036854775808",
+            b"-",
+        ] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn every_command_is_unique_and_lowercase() {
+        let mut seen = std::collections::HashSet::new();
+        for c in table() {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert_eq!(c.name, c.name.to_ascii_lowercase());
+            assert!(c.arity != 0);
+            assert_eq!(
+                c.is_write(),
+                matches!(c.kind, Kind::Write { .. }),
+                "{}",
+                c.name
+            );
+        }
+        assert!(lookup(b"GeT").is_some());
+    }
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let argv = [Bytes::from("foo"), Bytes::from("a"), Bytes::from("b")];
+        assert_eq!(
+            unknown_command(&argv),
+            Reply::err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+    }
 }

@@ -28,13 +28,75 @@ pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Local, Read, Write};
     let g = "server";
     vec![
-        spec("info", -1, LOADING | STALE, (0, 0, 0), g, "Returns information and statistics about the server.", Local(info)),
-        spec("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, (0, 0, 0), g, "A container for server configuration commands.", Local(config)),
-        spec("command", -1, LOADING | STALE, (0, 0, 0), g, "Returns detailed information about all commands.", Local(command)),
-        spec("dbsize", 1, READONLY | FAST, (0, 0, 0), g, "Returns the number of keys in the database.", Read(dbsize)),
-        spec("flushdb", -1, WRITE, (0, 0, 0), g, "Remove all keys from the current database.", Write { prepare: prepare_flush, apply: apply_flush }),
-        spec("flushall", -1, WRITE, (0, 0, 0), g, "Removes all keys from all databases.", Write { prepare: prepare_flush, apply: apply_flush }),
-        spec("time", 1, LOADING | STALE | FAST, (0, 0, 0), g, "Returns the server time.", Local(time)),
+        spec(
+            "info",
+            -1,
+            LOADING | STALE,
+            (0, 0, 0),
+            g,
+            "Returns information and statistics about the server.",
+            Local(info),
+        ),
+        spec(
+            "config",
+            -2,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            (0, 0, 0),
+            g,
+            "A container for server configuration commands.",
+            Local(config),
+        ),
+        spec(
+            "command",
+            -1,
+            LOADING | STALE,
+            (0, 0, 0),
+            g,
+            "Returns detailed information about all commands.",
+            Local(command),
+        ),
+        spec(
+            "dbsize",
+            1,
+            READONLY | FAST,
+            (0, 0, 0),
+            g,
+            "Returns the number of keys in the database.",
+            Read(dbsize),
+        ),
+        spec(
+            "flushdb",
+            -1,
+            WRITE,
+            (0, 0, 0),
+            g,
+            "Remove all keys from the current database.",
+            Write {
+                prepare: prepare_flush,
+                apply: apply_flush,
+            },
+        ),
+        spec(
+            "flushall",
+            -1,
+            WRITE,
+            (0, 0, 0),
+            g,
+            "Removes all keys from all databases.",
+            Write {
+                prepare: prepare_flush,
+                apply: apply_flush,
+            },
+        ),
+        spec(
+            "time",
+            1,
+            LOADING | STALE | FAST,
+            (0, 0, 0),
+            g,
+            "Returns the server time.",
+            Local(time),
+        ),
     ]
 }
 
@@ -134,7 +196,10 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("redis_git_sha1", &"00000000");
             kv("redis_git_dirty", &0);
             kv("redis_mode", &"cluster");
-            kv("os", &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH));
+            kv(
+                "os",
+                &format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            );
             kv("arch_bits", &(usize::BITS));
             kv("multiplexing_api", &"epoll");
             kv("process_id", &std::process::id());
@@ -144,12 +209,20 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("uptime_in_seconds", &uptime);
             kv("uptime_in_days", &(uptime / 86400));
             kv("hz", &10);
-            kv("executable", &std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default());
+            kv(
+                "executable",
+                &std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
             kv("config_file", &"");
         }
         "clients" => {
             kv("connected_clients", &shared.clients.count());
-            kv("maxclients", &shared.runtime.maxclients.load(Ordering::Relaxed));
+            kv(
+                "maxclients",
+                &shared.runtime.maxclients.load(Ordering::Relaxed),
+            );
             kv("blocked_clients", &0);
         }
         "memory" => {
@@ -174,16 +247,31 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
         }
         "stats" => {
             let s = &shared.stats;
-            kv("total_connections_received", &s.connections_received.load(Ordering::Relaxed));
-            kv("total_commands_processed", &s.commands_processed.load(Ordering::Relaxed));
-            kv("rejected_connections", &s.rejected_connections.load(Ordering::Relaxed));
+            kv(
+                "total_connections_received",
+                &s.connections_received.load(Ordering::Relaxed),
+            );
+            kv(
+                "total_commands_processed",
+                &s.commands_processed.load(Ordering::Relaxed),
+            );
+            kv(
+                "rejected_connections",
+                &s.rejected_connections.load(Ordering::Relaxed),
+            );
             kv("expired_keys", &s.expired_keys.load(Ordering::Relaxed));
         }
         "replication" => {
             kv("role", &if leader { "master" } else { "slave" });
             kv("connected_slaves", &0);
-            kv("master_replid", &format!("{:040x}", shared.ident.cluster_id));
-            kv("master_repl_offset", &status.applied_index.load(Ordering::Acquire));
+            kv(
+                "master_replid",
+                &format!("{:040x}", shared.ident.cluster_id),
+            );
+            kv(
+                "master_repl_offset",
+                &status.applied_index.load(Ordering::Acquire),
+            );
         }
         "keyspace" => {
             let (keys, expires) = shared.db.count(super::now_ms());
@@ -199,9 +287,18 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("raft_role", &role);
             kv("raft_term", &status.term.load(Ordering::Acquire));
             kv("raft_leader_id", &status.leader_id.load(Ordering::Acquire));
-            kv("raft_commit_index", &status.commit_index.load(Ordering::Acquire));
-            kv("raft_applied_index", &status.applied_index.load(Ordering::Acquire));
-            kv("raft_last_index", &status.last_index.load(Ordering::Acquire));
+            kv(
+                "raft_commit_index",
+                &status.commit_index.load(Ordering::Acquire),
+            );
+            kv(
+                "raft_applied_index",
+                &status.applied_index.load(Ordering::Acquire),
+            );
+            kv(
+                "raft_last_index",
+                &status.last_index.load(Ordering::Acquire),
+            );
         }
         "cluster" => kv("cluster_enabled", &1),
         _ => {}
@@ -222,8 +319,16 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
         ("appendonly", "yes".into(), false),
         ("appendfsync", "always".into(), false),
         ("cluster-enabled", "yes".into(), false),
-        ("maxclients", r.maxclients.load(Ordering::Relaxed).to_string(), true),
-        ("proto-max-bulk-len", r.proto_max_bulk_len.load(Ordering::Relaxed).to_string(), true),
+        (
+            "maxclients",
+            r.maxclients.load(Ordering::Relaxed).to_string(),
+            true,
+        ),
+        (
+            "proto-max-bulk-len",
+            r.proto_max_bulk_len.load(Ordering::Relaxed).to_string(),
+            true,
+        ),
         ("maxmemory", "0".into(), false),
         ("maxmemory-policy", "noeviction".into(), false),
         ("timeout", "0".into(), false),
@@ -243,14 +348,17 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             let params = config_params(shared);
             let mut pairs = Vec::new();
             for (name, value, _) in &params {
-                if argv[2..].iter().any(|p| glob_match(p, name.as_bytes(), true)) {
+                if argv[2..]
+                    .iter()
+                    .any(|p| glob_match(p, name.as_bytes(), true))
+                {
                     pairs.push((Reply::bulk(*name), Reply::bulk(value.clone())));
                 }
             }
             Reply::Map(pairs)
         }
         "SET" => {
-            if argv.len() < 4 || argv.len() % 2 != 0 {
+            if argv.len() < 4 || !argv.len().is_multiple_of(2) {
                 return wrong_arity("config|set");
             }
             let params = config_params(shared);
@@ -383,7 +491,10 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
         }
         "DOCS" => {
             let docs = if argv.len() == 2 {
-                table().iter().map(|c| (Reply::bulk(c.name), command_docs(c))).collect()
+                table()
+                    .iter()
+                    .map(|c| (Reply::bulk(c.name), command_docs(c)))
+                    .collect()
             } else {
                 argv[2..]
                     .iter()

@@ -97,8 +97,16 @@ fn getrange(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     if start < 0 && end < 0 && start > end {
         return Reply::bulk("");
     }
-    let start = if start < 0 { (len + start).max(0) } else { start };
-    let end = if end < 0 { (len + end).max(0) } else { end.min(len - 1) };
+    let start = if start < 0 {
+        (len + start).max(0)
+    } else {
+        start
+    };
+    let end = if end < 0 {
+        (len + end).max(0)
+    } else {
+        end.min(len - 1)
+    };
     if start > end || len == 0 {
         return Reply::bulk("");
     }
@@ -151,7 +159,8 @@ fn parse_set_opts(args: &[Bytes], now: u64) -> Result<SetOpts, Reply> {
                     return Err(Reply::err(ERR_SYNTAX));
                 };
                 let amount = int_arg(arg)?;
-                o.pxat = Some(absolute_expiry(&opt, amount, now).ok_or_else(|| invalid_expire("set"))?);
+                o.pxat =
+                    Some(absolute_expiry(&opt, amount, now).ok_or_else(|| invalid_expire("set"))?);
                 i += 1;
             }
             _ => return Err(Reply::err(ERR_SYNTAX)),
@@ -164,7 +173,12 @@ fn parse_set_opts(args: &[Bytes], now: u64) -> Result<SetOpts, Reply> {
 fn prepare_set(argv: &[Bytes], now: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     let o = parse_set_opts(&argv[3..], now)?;
     let mut out = argv[..3].to_vec();
-    for (on, name) in [(o.nx, "NX"), (o.xx, "XX"), (o.get, "GET"), (o.keepttl, "KEEPTTL")] {
+    for (on, name) in [
+        (o.nx, "NX"),
+        (o.xx, "XX"),
+        (o.get, "GET"),
+        (o.keepttl, "KEEPTTL"),
+    ] {
         if on {
             out.push(Bytes::from_static(name.as_bytes()));
         }
@@ -303,7 +317,7 @@ fn apply_getex(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 }
 
 fn prepare_mset(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         let name = String::from_utf8_lossy(&argv[0]).to_ascii_lowercase();
         return Err(super::wrong_arity(&name));
     }
