@@ -15,6 +15,12 @@ pub enum Error {
     /// A read could not be confirmed by a quorum in time.
     #[error("read index not confirmed in time")]
     ReadTimeout,
+    /// Another membership change has not been applied yet; one at a time.
+    #[error("a membership change is already in progress")]
+    ConfChangeInProgress,
+    /// raft-rs refused to apply a membership change.
+    #[error("membership change rejected: {0}")]
+    ConfChangeRejected(String),
     /// The raft group has shut down.
     #[error("raft group stopped")]
     Stopped,

@@ -19,25 +19,30 @@
 //! Linearizable reads use ReadIndex: all reads queued in one turn share one `read_index` call;
 //! each is answered once the applied index reaches the index a quorum confirmed.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+};
+use raft::{ProgressState, RawNode, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
 use crate::apply::{ApplyContext, StateMachine};
 use crate::engine::{encode_msg, Engine};
 use crate::error::{Error, Result};
+use crate::keys::{self, CF_DATA, CF_EXPIRE, CF_RAFT};
 use crate::logger::raft_logger;
-use crate::proto::EntryHeader;
+use crate::membership::AddressBook;
+use crate::proto::{EntryHeader, NodeInfo, StoreIdent};
+use crate::slot::SLOT_COUNT;
 use crate::storage::PeerStorage;
 
 /// How a raft group is run.
@@ -55,6 +60,10 @@ pub struct GroupConfig {
     pub read_timeout: Duration,
     /// Most queued requests taken in one turn, so a flood cannot starve the ready loop.
     pub max_batch: usize,
+    /// This node's address, which the leader records in the log for the others.
+    pub me: Option<NodeInfo>,
+    /// A learner whose log is within this many entries of the leader's is promoted to voter.
+    pub promote_lag: u64,
 }
 
 impl GroupConfig {
@@ -67,6 +76,8 @@ impl GroupConfig {
             heartbeat_ticks: 2,
             read_timeout: Duration::from_secs(5),
             max_batch: 4096,
+            me: None,
+            promote_lag: 64,
         }
     }
 }
@@ -100,6 +111,16 @@ pub struct GroupStatus {
     /// 0 when no leader is known.
     pub leader_id: AtomicU64,
     role: AtomicU8,
+    members: Mutex<Members>,
+}
+
+/// The group's configuration and, on the leader, each member's replication progress.
+#[derive(Clone, Debug, Default)]
+pub struct Members {
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// (node, matched index, recently active); filled on the leader only.
+    pub progress: Vec<(u64, u64, bool)>,
 }
 
 impl GroupStatus {
@@ -115,6 +136,18 @@ impl GroupStatus {
     pub fn is_leader(&self) -> bool {
         self.role() == StateRole::Leader
     }
+
+    /// The known leader, if any.
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader_id.load(Ordering::Acquire)).filter(|&l| l != raft::INVALID_ID)
+    }
+
+    pub fn members(&self) -> Members {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 enum Request<O> {
@@ -126,7 +159,17 @@ enum Request<O> {
     Read {
         reply: oneshot::Sender<Result<()>>,
     },
-    Raft(Box<Message>),
+    Raft(Box<Message>, Option<NodeInfo>),
+    ConfChange {
+        cc: ConfChangeV2,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    TransferLeader(u64),
+    Reset {
+        ident: StoreIdent,
+        voters: Vec<u64>,
+        reply: oneshot::Sender<Result<()>>,
+    },
     Stop,
 }
 
@@ -181,11 +224,50 @@ impl<O: Send + 'static> GroupHandle<O> {
         }
     }
 
-    /// Hands a message from a peer to the group.
-    pub fn step(&self, msg: Message) -> Result<()> {
+    /// Hands a message from a peer (whose address is `from`, if known) to the group.
+    pub fn step(&self, msg: Message, from: Option<NodeInfo>) -> Result<()> {
         self.tx
-            .send(Request::Raft(Box::new(msg)))
+            .send(Request::Raft(Box::new(msg), from))
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Proposes a membership change; resolves once it is applied here.
+    pub fn conf_change(
+        &self,
+        cc: ConfChangeV2,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::ConfChange { cc, reply });
+        async move {
+            sent.map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)?
+        }
+    }
+
+    /// Asks the leader to hand leadership to `to` (forwarded by a follower).
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        self.tx
+            .send(Request::TransferLeader(to))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Wipes this node's state of the group and its data, and restarts it as a non-member of
+    /// the group that started from `voters`, in the cluster of `ident` (joining a cluster).
+    pub fn reset(
+        &self,
+        ident: StoreIdent,
+        voters: Vec<u64>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(Request::Reset {
+            ident,
+            voters,
+            reply,
+        });
+        async move {
+            sent.map_err(|_| Error::Stopped)?;
+            rx.await.map_err(|_| Error::Stopped)?
+        }
     }
 
     pub fn status(&self) -> &GroupStatus {
@@ -233,6 +315,24 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     /// Reads with a confirmed read index, waiting for apply to reach it.
     reads_ready: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
     next_read_id: u64,
+    book: AddressBook,
+    conf_proposal: Option<(u64, u64, oneshot::Sender<Result<()>>)>,
+    /// When an address update was last proposed for each node (they are rate limited).
+    address_proposed: HashMap<u64, Instant>,
+}
+
+fn raft_config(cfg: &GroupConfig, applied: u64) -> raft::Config {
+    raft::Config {
+        id: cfg.node_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: cfg.heartbeat_ticks,
+        applied,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    }
 }
 
 /// Starts the raft group `cfg.group_id` on its own thread.
@@ -242,19 +342,11 @@ pub fn start_group<SM: StateMachine, T: Transport>(
     voters: &[u64],
     sm: SM,
     transport: T,
+    book: AddressBook,
 ) -> Result<(GroupHandle<SM::Output>, JoinHandle<()>)> {
     let storage = PeerStorage::open(engine.clone(), cfg.group_id, voters)?;
-    let raft_cfg = raft::Config {
-        id: cfg.node_id,
-        election_tick: cfg.election_ticks,
-        heartbeat_tick: cfg.heartbeat_ticks,
-        applied: storage.apply_state().applied_index,
-        max_size_per_msg: 1024 * 1024,
-        max_inflight_msgs: 256,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
+    book.load(&engine, cfg.group_id)?;
+    let raft_cfg = raft_config(&cfg, storage.apply_state().applied_index);
     raft_cfg
         .validate()
         .map_err(|e| Error::Storage(format!("raft config: {e}")))?;
@@ -285,6 +377,9 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         reads_inflight: Vec::new(),
         reads_ready: VecDeque::new(),
         next_read_id: 1,
+        book,
+        conf_proposal: None,
+        address_proposed: HashMap::new(),
     };
     group.publish_status();
     let name = format!("raft-group-{}", group.cfg.group_id);
@@ -323,6 +418,8 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             if now >= next_tick {
                 self.raw.tick();
                 self.expire_reads(now);
+                self.on_leader_tick();
+                self.publish_members();
                 next_tick = now + self.cfg.tick;
             }
             self.send_reads();
@@ -347,10 +444,22 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                     let _ = reply.send(Err(self.not_leader()));
                 }
             }
-            Request::Raft(msg) => {
+            Request::Raft(msg, from) => {
+                if let Some(from) = from {
+                    self.check_address(from);
+                }
                 if let Err(e) = self.raw.step(*msg) {
                     tracing::debug!(group = self.cfg.group_id, "raft step: {e}");
                 }
+            }
+            Request::ConfChange { cc, reply } => self.propose_conf_change(cc, reply),
+            Request::TransferLeader(to) => self.raw.transfer_leader(to),
+            Request::Reset {
+                ident,
+                voters,
+                reply,
+            } => {
+                let _ = reply.send(self.reset(ident, voters));
             }
             Request::Stop => return false,
         }
@@ -385,6 +494,166 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             term: self.raw.raft.term,
             reply,
         });
+    }
+
+    fn propose_conf_change(&mut self, cc: ConfChangeV2, reply: oneshot::Sender<Result<()>>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.conf_proposal.is_some() || self.raw.raft.has_pending_conf() {
+            let _ = reply.send(Err(Error::ConfChangeInProgress));
+            return;
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        let result = self.raw.propose_conf_change(vec![], cc);
+        let index = self.raw.raft.raft_log.last_index();
+        if let Err(e) = result {
+            let _ = reply.send(Err(Error::ConfChangeRejected(e.to_string())));
+            return;
+        }
+        if index == before {
+            let _ = reply.send(Err(Error::ProposalDropped));
+            return;
+        }
+        self.conf_proposal = Some((index, self.raw.raft.term, reply));
+    }
+
+    /// Records `info` as a member's address if the log does not already say so (leader only,
+    /// at most once a second per node).
+    fn check_address(&mut self, info: NodeInfo) {
+        if self.raw.raft.state != StateRole::Leader || info.node_id == 0 {
+            return;
+        }
+        let cs = self.raw.store().conf_state();
+        let member = cs.voters.contains(&info.node_id) || cs.learners.contains(&info.node_id);
+        if !member || self.book.get(info.node_id).as_ref() == Some(&info) {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(at) = self.address_proposed.get(&info.node_id) {
+            if now.duration_since(*at) < Duration::from_secs(1) {
+                return;
+            }
+        }
+        self.address_proposed.insert(info.node_id, now);
+        tracing::info!(
+            group = self.cfg.group_id,
+            node = info.node_id,
+            addr = %crate::membership::client_addr(&info),
+            "recording member address"
+        );
+        let header = EntryHeader {
+            node_update: protobuf::SingularPtrField::some(info),
+            ..Default::default()
+        };
+        let _ = self.raw.propose(encode_msg(&header), vec![]);
+    }
+
+    /// Leader housekeeping: record its own address, promote caught-up learners (one
+    /// membership change at a time).
+    fn on_leader_tick(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        if let Some(me) = self.cfg.me.clone() {
+            self.check_address(me);
+        }
+        if self.conf_proposal.is_some()
+            || self.raw.raft.has_pending_conf()
+            || !self.raw.raft.commit_to_current_term()
+        {
+            return;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let learners = self.raw.store().conf_state().learners.clone();
+        for learner in learners {
+            let caught_up = self.raw.raft.prs().get(learner).is_some_and(|pr| {
+                pr.state == ProgressState::Replicate
+                    && pr.recent_active
+                    && pr.matched > 0
+                    && pr.matched + self.cfg.promote_lag >= last
+            });
+            if !caught_up {
+                continue;
+            }
+            let mut change = ConfChangeSingle::default();
+            change.set_change_type(ConfChangeType::AddNode);
+            change.node_id = learner;
+            let mut cc = ConfChangeV2::default();
+            cc.mut_changes().push(change);
+            tracing::info!(
+                group = self.cfg.group_id,
+                node = learner,
+                "promoting caught-up learner to voter"
+            );
+            if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+                tracing::warn!(group = self.cfg.group_id, "promotion refused: {e}");
+            }
+            return;
+        }
+    }
+
+    /// Leaves the current group and data behind, and restarts as a non-member of a group that
+    /// started from `voters` (in cluster `ident.cluster_id`). All in one synced batch, so a
+    /// crash leaves either the old node or the new one.
+    fn reset(&mut self, ident: StoreIdent, voters: Vec<u64>) -> Result<()> {
+        let g = self.cfg.group_id;
+        let engine = self.engine.clone();
+        let mut wb = WriteBatch::default();
+        let raft_cf = engine.cf(CF_RAFT);
+        wb.delete_range_cf(raft_cf, keys::group_start(g), keys::group_end(g));
+        wb.put_cf(raft_cf, keys::store_ident_key(), encode_msg(&ident));
+        let mut cs = raft::eraftpb::ConfState::default();
+        cs.set_voters(voters.clone());
+        wb.put_cf(raft_cf, keys::initial_conf_key(g), encode_msg(&cs));
+        wb.put_cf(raft_cf, keys::conf_state_key(g), encode_msg(&cs));
+        wb.delete_range_cf(
+            engine.cf(CF_DATA),
+            keys::slot_start(0),
+            keys::slot_start(SLOT_COUNT),
+        );
+        wb.delete_range_cf(engine.cf(CF_EXPIRE), &[0u8; 8][..], &[0xffu8; 9][..]);
+        engine.write(wb, true)?;
+        let storage = PeerStorage::open(engine.clone(), g, &voters)?;
+        let raw = RawNode::new(&raft_config(&self.cfg, 0), storage, &raft_logger(g))
+            .map_err(|e| Error::Storage(format!("raft init: {e}")))?;
+        self.raw = raw;
+        self.fail_all(Error::NotLeader { leader: None });
+        self.book.load(&engine, g)?;
+        self.address_proposed.clear();
+        self.publish_status();
+        self.publish_members();
+        tracing::info!(
+            group = g,
+            cluster = format!("{:016x}", ident.cluster_id),
+            "left the old group; waiting to be added"
+        );
+        Ok(())
+    }
+
+    fn publish_members(&mut self) {
+        let cs = self.raw.store().conf_state();
+        let progress = if self.raw.raft.state == StateRole::Leader {
+            self.raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(id, pr)| (*id, pr.matched, pr.recent_active))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let members = Members {
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            progress,
+        };
+        *self
+            .status
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = members;
     }
 
     /// Sends one read-index request for every read queued since the last one.
@@ -513,16 +782,38 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let mut applied = None;
         for entry in entries {
             let output = match entry.get_entry_type() {
-                EntryType::EntryNormal if entry.data.is_empty() => None,
                 EntryType::EntryNormal => {
-                    let now_ms = EntryHeader::parse_from_bytes(&entry.context)
-                        .map(|h| h.now_ms)
-                        .unwrap_or(0);
-                    ctx.set_now_ms(now_ms);
-                    Some(self.sm.apply(&mut ctx, &entry.data))
+                    let header = if entry.context.is_empty() {
+                        EntryHeader::default()
+                    } else {
+                        EntryHeader::parse_from_bytes(&entry.context).unwrap_or_else(|e| {
+                            panic!("corrupt entry header at {}: {e}", entry.index)
+                        })
+                    };
+                    if let Some(info) = header.node_update.into_option() {
+                        self.record_address(info, &mut ctx);
+                    }
+                    if entry.data.is_empty() {
+                        None
+                    } else {
+                        ctx.set_now_ms(header.now_ms);
+                        Some(self.sm.apply(&mut ctx, &entry.data))
+                    }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry, &mut ctx);
+                    let result = self.apply_conf_change(&entry, &mut ctx);
+                    if self
+                        .conf_proposal
+                        .as_ref()
+                        .is_some_and(|(index, _, _)| *index <= entry.index)
+                    {
+                        let (index, term, reply) = self.conf_proposal.take().expect("checked");
+                        let _ = reply.send(if index == entry.index && term == entry.term {
+                            result
+                        } else {
+                            Err(Error::EntryReplaced)
+                        });
+                    }
                     None
                 }
             };
@@ -555,20 +846,52 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         }
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry, ctx: &mut ApplyContext<'_>) {
-        let cs = if entry.get_entry_type() == EntryType::EntryConfChange {
-            let cc = ConfChange::parse_from_bytes(&entry.data)
-                .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
-            self.raw.apply_conf_change(&cc)
+    /// Applies a membership change; addresses of added nodes travel in its context.
+    fn apply_conf_change(&mut self, entry: &Entry, ctx: &mut ApplyContext<'_>) -> Result<()> {
+        let cc = if entry.get_entry_type() == EntryType::EntryConfChange {
+            ConfChange::parse_from_bytes(&entry.data).map(|c| {
+                let mut single = ConfChangeSingle::default();
+                single.set_change_type(c.get_change_type());
+                single.node_id = c.node_id;
+                let mut v2 = ConfChangeV2::default();
+                v2.mut_changes().push(single);
+                v2.context = c.context;
+                v2
+            })
         } else {
-            let cc = ConfChangeV2::parse_from_bytes(&entry.data)
-                .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
-            self.raw.apply_conf_change(&cc)
-        };
-        match cs {
-            Ok(cs) => self.raw.mut_store().set_conf_state(cs, ctx.batch()),
-            Err(e) => tracing::warn!(group = self.cfg.group_id, "conf change rejected: {e}"),
+            ConfChangeV2::parse_from_bytes(&entry.data)
         }
+        .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
+        let cs = match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                tracing::warn!(group = self.cfg.group_id, "conf change rejected: {e}");
+                return Err(Error::ConfChangeRejected(e.to_string()));
+            }
+        };
+        if !cc.context.is_empty() {
+            if let Ok(info) = NodeInfo::parse_from_bytes(&cc.context) {
+                self.record_address(info, ctx);
+            }
+        }
+        for change in cc.get_changes() {
+            if change.get_change_type() == ConfChangeType::RemoveNode {
+                let key = keys::node_addr_key(self.cfg.group_id, change.node_id);
+                ctx.batch().delete_cf(self.engine.cf(CF_RAFT), key);
+                self.book.remove(change.node_id);
+            }
+        }
+        tracing::info!(group = self.cfg.group_id, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+        self.raw.mut_store().set_conf_state(cs, ctx.batch());
+        self.publish_members();
+        Ok(())
+    }
+
+    fn record_address(&mut self, info: NodeInfo, ctx: &mut ApplyContext<'_>) {
+        let key = keys::node_addr_key(self.cfg.group_id, info.node_id);
+        ctx.batch()
+            .put_cf(self.engine.cf(CF_RAFT), key, encode_msg(&info));
+        self.book.set(info);
     }
 
     /// The caller waiting on entry (index, term), if any; callers whose index was taken by an
@@ -627,6 +950,9 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
     }
 
     fn fail_all(&mut self, err: Error) {
+        if let Some((_, _, reply)) = self.conf_proposal.take() {
+            let _ = reply.send(Err(err.clone()));
+        }
         for p in self.proposals.drain(..) {
             let _ = p.reply.send(Err(err.clone()));
         }

@@ -26,6 +26,8 @@ const LOG_SUFFIX: u8 = 0x01;
 const HARD_STATE_SUFFIX: u8 = 0x02;
 const APPLY_STATE_SUFFIX: u8 = 0x03;
 const CONF_STATE_SUFFIX: u8 = 0x04;
+const NODE_ADDR_SUFFIX: u8 = 0x05;
+const INITIAL_CONF_SUFFIX: u8 = 0x06;
 
 /// The node's identity (node id, cluster id), written once at first start.
 pub fn store_ident_key() -> [u8; 2] {
@@ -64,6 +66,33 @@ pub fn apply_state_key(group_id: u64) -> [u8; 10] {
 
 pub fn conf_state_key(group_id: u64) -> [u8; 10] {
     group_key(group_id, CONF_STATE_SUFFIX)
+}
+
+/// The conf state the group started from (before its first log entry). Every member starts
+/// from it and replays the log, so all members go through the same configurations.
+pub fn initial_conf_key(group_id: u64) -> [u8; 10] {
+    group_key(group_id, INITIAL_CONF_SUFFIX)
+}
+
+/// Address of member `node_id` of group `group_id`, as recorded by the log.
+pub fn node_addr_key(group_id: u64, node_id: u64) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..10].copy_from_slice(&group_key(group_id, NODE_ADDR_SUFFIX));
+    k[10..].copy_from_slice(&node_id.to_be_bytes());
+    k
+}
+
+/// Every key of group `group_id` lies in `[group_start, group_end)`.
+pub fn group_start(group_id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = GROUP_PREFIX;
+    k[1..9].copy_from_slice(&group_id.to_be_bytes());
+    k
+}
+
+/// See [`group_start`].
+pub fn group_end(group_id: u64) -> [u8; 9] {
+    group_start(group_id + 1)
 }
 
 /// Key in the expiry index: expiry time, then the user key.

@@ -7,9 +7,11 @@ pub mod error;
 pub mod group;
 pub mod keys;
 mod logger;
+pub mod membership;
 pub mod node;
 pub mod slot;
 pub mod storage;
+pub mod transport;
 
 #[allow(warnings, clippy::all)]
 pub mod proto {
@@ -20,5 +22,8 @@ pub mod proto {
 pub use apply::{ApplyContext, StateMachine};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, NoPeers, Transport};
+pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, Members, NoPeers, Transport};
+pub use membership::AddressBook;
+pub use raft::eraftpb;
 pub use raft::StateRole;
+pub use transport::PeerNetwork;

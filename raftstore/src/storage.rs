@@ -43,11 +43,10 @@ impl PeerStorage {
                 let mut cs = ConfState::default();
                 cs.set_voters(voters.to_vec());
                 let mut wb = WriteBatch::default();
-                wb.put_cf(
-                    engine.cf(CF_RAFT),
-                    keys::conf_state_key(group_id),
-                    encode_msg(&cs),
-                );
+                let cf = engine.cf(CF_RAFT);
+                wb.put_cf(cf, keys::conf_state_key(group_id), encode_msg(&cs));
+                // Every member of the group starts from this configuration.
+                wb.put_cf(cf, keys::initial_conf_key(group_id), encode_msg(&cs));
                 engine.write(wb, true)?;
                 cs
             }
@@ -211,6 +210,12 @@ impl PeerStorage {
             encode_msg(&self.apply_state),
         );
     }
+}
+
+/// The configuration group `group_id` started from; a node joining the group starts from it
+/// too and replays the whole log.
+pub fn initial_conf_state(engine: &Engine, group_id: u64) -> Result<Option<ConfState>> {
+    engine.get_msg(CF_RAFT, &keys::initial_conf_key(group_id))
 }
 
 fn decode_entry(v: &[u8]) -> Result<Entry> {

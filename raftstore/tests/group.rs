@@ -45,6 +45,7 @@ fn start(
             applies: applies.clone(),
         },
         NoPeers,
+        rockraft_raftstore::AddressBook::default(),
     )
     .unwrap();
     (h, t, engine)

@@ -18,6 +18,15 @@ pub struct Config {
     #[arg(long, env = "ROCKRAFT_PORT", default_value_t = 6379)]
     pub port: u16,
 
+    /// Port for raft traffic between nodes (default: client port + 10000, as Redis Cluster's bus).
+    #[arg(long, env = "ROCKRAFT_BUS_PORT")]
+    pub bus_port: Option<u16>,
+
+    /// Host other nodes and clients are told to use for this node (MOVED, CLUSTER NODES);
+    /// default: the bind address (127.0.0.1 when binding 0.0.0.0).
+    #[arg(long, env = "ROCKRAFT_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+
     /// Directory holding the node's RocksDB (raft log, raft state and data).
     #[arg(long, env = "ROCKRAFT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -61,11 +70,22 @@ fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
 }
 
 impl Config {
+    /// The host this node advertises.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertise_host {
+            Some(h) => h.clone(),
+            None if self.bind == "0.0.0.0" || self.bind == "::" => "127.0.0.1".into(),
+            None => self.bind.clone(),
+        }
+    }
+
     /// A configuration for tests and embedding: loopback, a free port, no metrics endpoint.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             bind: "127.0.0.1".into(),
             port: 0,
+            bus_port: Some(0),
+            advertise_host: None,
             data_dir: data_dir.into(),
             metrics_addr: MetricsAddr::Off,
             log_level: "info".into(),

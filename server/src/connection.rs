@@ -161,7 +161,25 @@ async fn submit(
             let reply = run(session, shared, &argv);
             slots.push(ready(spec.name, reply));
         }
+        Kind::Async(run) => {
+            resolve(session, slots, output).await;
+            *pending_write = false;
+            slots.push(Slot {
+                name: spec.name,
+                started: Instant::now(),
+                reply: run(shared.clone(), argv),
+            });
+        }
         Kind::Read(run) => {
+            // A follower serves reads only to a connection that asked for local reads.
+            if !session.readonly && !shared.group.status().is_leader() {
+                let leader = shared.group.status().leader();
+                slots.push(ready(
+                    spec.name,
+                    redirect(shared, slot_of(spec, &argv), leader),
+                ));
+                return;
+            }
             if *pending_write {
                 resolve(session, slots, output).await;
                 *pending_write = false;
@@ -170,13 +188,14 @@ async fn submit(
             let local = session.readonly;
             let started = Instant::now();
             let confirmed = (!local).then(|| shared.group.read_index());
+            let slot = slot_of(spec, &argv);
             slots.push(Slot {
                 name: spec.name,
                 started,
                 reply: Box::pin(async move {
                     if let Some(confirmed) = confirmed {
                         if let Err(e) = confirmed.await {
-                            return store_error(e, "read");
+                            return store_error(&shared, e, "read", slot);
                         }
                     }
                     let ctx = ReadCtx {
@@ -189,6 +208,12 @@ async fn submit(
             });
         }
         Kind::Write { prepare, .. } => {
+            let slot = slot_of(spec, &argv);
+            if !shared.group.status().is_leader() {
+                let leader = shared.group.status().leader();
+                slots.push(ready(spec.name, redirect(shared, slot, leader)));
+                return;
+            }
             let now = command::now_ms();
             let argv = match prepare(&argv, now) {
                 Ok(Some(rewritten)) => rewritten,
@@ -201,6 +226,7 @@ async fn submit(
             let data = crate::state_machine::encode_command(&argv);
             let proposal = shared.group.propose(now, data);
             let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+            let shared = shared.clone();
             *pending_write = true;
             slots.push(Slot {
                 name: spec.name,
@@ -208,7 +234,7 @@ async fn submit(
                 reply: Box::pin(async move {
                     match tokio::time::timeout(timeout, proposal).await {
                         Ok(Ok(reply)) => reply,
-                        Ok(Err(e)) => store_error(e, "write"),
+                        Ok(Err(e)) => store_error(&shared, e, "write", slot),
                         Err(_) => Reply::err(format!(
                             "TIMEOUT write outcome unknown: not applied within {} ms; it may still be applied",
                             timeout.as_millis()
@@ -220,10 +246,31 @@ async fn submit(
     }
 }
 
+/// The slot a command is routed by: its first key's, or 0 for keyless commands.
+fn slot_of(spec: &command::CommandSpec, argv: &[Bytes]) -> u16 {
+    spec.keys(argv)
+        .first()
+        .map_or(0, |k| rockraft_raftstore::slot::key_slot(k))
+}
+
+/// Where a command that only the leader may serve should go: `-MOVED <slot> <leader>`, or
+/// `-CLUSTERDOWN` when no leader is known.
+pub fn redirect(shared: &Shared, slot: u16, leader: Option<u64>) -> Reply {
+    match leader.and_then(|l| shared.book.get(l)) {
+        Some(info) if info.node_id != shared.node_id => {
+            Reply::err(format!("MOVED {slot} {}:{}", info.host, info.port))
+        }
+        _ => Reply::err("CLUSTERDOWN The cluster is down"),
+    }
+}
+
 /// The reply for a raft-level failure.
-pub fn store_error(e: StoreError, what: &str) -> Reply {
+pub fn store_error(shared: &Shared, e: StoreError, what: &str, slot: u16) -> Reply {
     match e {
-        StoreError::NotLeader { .. } => Reply::err("CLUSTERDOWN The cluster is down"),
+        StoreError::NotLeader { leader } => redirect(shared, slot, leader),
+        StoreError::ConfChangeInProgress | StoreError::ConfChangeRejected(_) => {
+            Reply::err(format!("ERR {e}"))
+        }
         StoreError::EntryReplaced | StoreError::ProposalDropped => Reply::err(format!(
             "TRYAGAIN {what} was not committed (leadership changed) and was not applied"
         )),

@@ -230,3 +230,30 @@ impl<'c, 'e> Txn<'c, 'e> {
         self.ctx.clear(CF_EXPIRE, &[], &[0xff; 9]);
     }
 }
+
+impl Db {
+    /// Up to `limit` live keys of hash slot `slot`, in order.
+    pub fn keys_in_slot(&self, slot: u16, limit: usize, now_ms: u64) -> Vec<Vec<u8>> {
+        let start = keys::slot_start(slot);
+        let end = keys::slot_start(slot + 1);
+        let mut out = Vec::new();
+        let it = self.engine.db().iterator_cf(
+            self.engine.cf(CF_DATA),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in it {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.unwrap_or_else(|e| panic!("scan failed: {e}"));
+            if k[..] >= end[..] {
+                break;
+            }
+            if raw_expire_at(&v).is_some_and(|at| at != 0 && at <= now_ms) {
+                continue;
+            }
+            out.push(keys::user_key(&k).to_vec());
+        }
+        out
+    }
+}

@@ -8,6 +8,7 @@ mod connection;
 pub mod db;
 mod expire;
 pub mod glob;
+mod peer_client;
 mod scan;
 pub mod session;
 pub mod state_machine;
@@ -25,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rockraft_raftstore::node::load_or_create_ident;
-use rockraft_raftstore::proto::StoreIdent;
-use rockraft_raftstore::{start_group, Engine, GroupConfig, GroupHandle, NoPeers};
+use rockraft_raftstore::proto::NodeInfo;
+use rockraft_raftstore::{start_group, AddressBook, Engine, GroupConfig, GroupHandle, PeerNetwork};
 use rockraft_resp::Reply;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -78,7 +79,11 @@ pub struct Shared {
     pub stats: Stats,
     pub started: Instant,
     pub run_id: String,
-    pub ident: StoreIdent,
+    pub node_id: u64,
+    /// This node's addresses as advertised to others.
+    pub me: NodeInfo,
+    pub book: AddressBook,
+    pub network: PeerNetwork,
     /// The client port actually bound.
     pub port: u16,
     pub scan_cursors: scan::ScanCursors,
@@ -117,6 +122,11 @@ impl ServerHandle {
         &self.shared
     }
 
+    /// The address of the peer (raft) port.
+    pub fn bus_port(&self) -> u16 {
+        self.shared.me.bus_port as u16
+    }
+
     /// Stops accepting, closes every connection, stops raft and waits for all of it, so the
     /// data directory can be opened again.
     pub async fn shutdown(mut self) {
@@ -137,32 +147,82 @@ impl ServerHandle {
     }
 }
 
-/// Opens the data directory, starts raft and listens for clients.
+/// Opens the data directory, starts raft and listens for clients and peers.
 pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
-    let engine = Arc::new(Engine::open(&config.data_dir)?);
-    let ident = load_or_create_ident(&engine)?;
-    let (group, raft_thread) = start_group(
-        engine.clone(),
-        GroupConfig::new(ident.node_id, DATA_GROUP_ID),
-        &[ident.node_id],
-        state_machine::KvStateMachine,
-        NoPeers,
-    )?;
     let bind = format!("{}:{}", config.bind, config.port);
-    let listener = match TcpListener::bind(&bind).await {
-        Ok(l) => l,
-        Err(source) => {
-            group.stop();
-            let _ = raft_thread.join();
-            return Err(StartError::Bind { addr: bind, source });
-        }
-    };
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: bind.clone(),
         source,
     })?;
+    let bus_port = match config.bus_port {
+        Some(p) => p,
+        None => addr
+            .port()
+            .checked_add(10000)
+            .ok_or_else(|| StartError::Bind {
+                addr: bind.clone(),
+                source: std::io::Error::other("client port + 10000 is not a port; set --bus-port"),
+            })?,
+    };
+    let bus_bind = format!("{}:{}", config.bind, bus_port);
+    let bus_listener = TcpListener::bind(&bus_bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: bus_bind.clone(),
+            source,
+        })?;
+    let bus_addr = bus_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: bus_bind,
+            source,
+        })?;
+
+    let engine = Arc::new(Engine::open(&config.data_dir)?);
+    let ident = load_or_create_ident(&engine)?;
+    let me = NodeInfo {
+        node_id: ident.node_id,
+        host: config.advertised_host(),
+        port: addr.port() as u32,
+        bus_port: bus_addr.port() as u32,
+        ..Default::default()
+    };
+    let book = AddressBook::default();
+    let network = PeerNetwork::new(
+        ident.cluster_id,
+        me.clone(),
+        book.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let mut group_cfg = GroupConfig::new(ident.node_id, DATA_GROUP_ID);
+    group_cfg.me = Some(me.clone());
+    let (group, raft_thread) = start_group(
+        engine.clone(),
+        group_cfg,
+        &[ident.node_id],
+        state_machine::KvStateMachine,
+        network.transport(DATA_GROUP_ID),
+        book.clone(),
+    )?;
+    let router = group.clone();
+    network.register(
+        DATA_GROUP_ID,
+        Box::new(move |msg, from| {
+            let _ = router.step(msg, Some(from));
+        }),
+    );
     if let MetricsAddr::At(maddr) = config.metrics_addr {
-        telemetry::install(maddr).map_err(StartError::Metrics)?;
+        if let Err(e) = telemetry::install(maddr) {
+            group.stop();
+            let _ = raft_thread.join();
+            return Err(StartError::Metrics(e));
+        }
     }
     let shared = Arc::new(Shared {
         runtime: RuntimeConfig {
@@ -176,17 +236,22 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         stats: Stats::default(),
         started: Instant::now(),
         run_id: format!("{:040x}", rand::random::<u128>()),
-        ident,
+        node_id: ident.node_id,
+        me,
+        book,
+        network: network.clone(),
         port: addr.port(),
         scan_cursors: scan::ScanCursors::default(),
     });
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    tasks.spawn(network.serve(bus_listener, shutdown.subscribe()));
     tasks.spawn(expire::run(shared.clone(), shutdown.subscribe()));
     tracing::info!(
         %addr,
-        node_id = %rockraft_raftstore::node::redis_node_id(shared.ident.node_id),
+        bus = %bus_addr,
+        node_id = %rockraft_raftstore::node::redis_node_id(shared.node_id),
         data_dir = %shared.config.data_dir.display(),
         "rockraft-server ready to accept connections"
     );

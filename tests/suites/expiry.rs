@@ -171,7 +171,13 @@ fn apply_uses_the_entrys_clock_not_the_local_one() {
     let c = &mut n.client();
     let now = rockraft_server::command::now_ms();
     let at = now + 60_000;
-    let _: () = cmd("SET").arg("k").arg("v1").arg("PXAT").arg(at).query(c).unwrap();
+    let _: () = cmd("SET")
+        .arg("k")
+        .arg("v1")
+        .arg("PXAT")
+        .arg(at)
+        .query(c)
+        .unwrap();
     let shared = n.handle.as_ref().unwrap().shared().clone();
     let propose = |entry_now: u64, args: &[&str]| {
         let data = rockraft_server::state_machine::encode_command(&argv(args));
@@ -184,13 +190,21 @@ fn apply_uses_the_entrys_clock_not_the_local_one() {
     assert_eq!(reply, rockraft_resp::Reply::ok());
     assert_eq!(get(c, "k").as_deref(), Some("v2"));
     // And an entry from before the expiry sees the key alive: NX fails.
-    let _: () = cmd("SET").arg("j").arg("v1").arg("PXAT").arg(at).query(c).unwrap();
+    let _: () = cmd("SET")
+        .arg("j")
+        .arg("v1")
+        .arg("PXAT")
+        .arg(at)
+        .query(c)
+        .unwrap();
     let reply = propose(at - 1, &["SET", "j", "v2", "NX"]);
     assert_eq!(reply, rockraft_resp::Reply::Nil);
 }
 
 mod bytes_of {
     pub fn argv(args: &[&str]) -> Vec<bytes::Bytes> {
-        args.iter().map(|a| bytes::Bytes::from(a.to_string())).collect()
+        args.iter()
+            .map(|a| bytes::Bytes::from(a.to_string()))
+            .collect()
     }
 }

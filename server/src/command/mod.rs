@@ -8,6 +8,7 @@
 //!   times into absolute ones; the result is proposed to raft, and `apply` computes the effect
 //!   and the reply on every node from the entry alone.
 
+pub mod cluster;
 pub mod connection;
 pub mod keyspace;
 pub mod server;
@@ -55,6 +56,12 @@ pub mod flags {
 
 /// Answers from connection or node state.
 pub type LocalFn = fn(&mut Session, &Shared, &[Bytes]) -> Reply;
+/// Answers asynchronously (cluster administration that talks to other nodes or waits for a
+/// membership change). Runs on leaders and followers alike.
+pub type AsyncFn = fn(
+    std::sync::Arc<Shared>,
+    Vec<Bytes>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>;
 /// Answers from committed data at `now_ms` (the local clock).
 pub type ReadFn = fn(&ReadCtx, &[Bytes]) -> Reply;
 /// Validates and canonicalises a write before it is proposed: `Ok(None)` proposes the
@@ -66,6 +73,7 @@ pub type ApplyFn = fn(&mut Txn, &[Bytes]) -> Reply;
 #[derive(Clone, Copy)]
 pub enum Kind {
     Local(LocalFn),
+    Async(AsyncFn),
     Read(ReadFn),
     Write { prepare: PrepareFn, apply: ApplyFn },
 }
@@ -136,6 +144,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(server::commands());
         t.extend(string::commands());
         t.extend(keyspace::commands());
+        t.extend(cluster::commands());
         t
     })
 }

@@ -266,7 +266,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("connected_slaves", &0);
             kv(
                 "master_replid",
-                &format!("{:040x}", shared.ident.cluster_id),
+                &format!("{:040x}", shared.network.cluster_id()),
             );
             kv(
                 "master_repl_offset",
@@ -281,8 +281,8 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
         }
         "raft" => {
             let role = format!("{:?}", status.role()).to_ascii_lowercase();
-            kv("raft_node_id", &shared.ident.node_id);
-            kv("raft_cluster_id", &shared.ident.cluster_id);
+            kv("raft_node_id", &shared.node_id);
+            kv("raft_cluster_id", &shared.network.cluster_id());
             kv("raft_group_id", &shared.group.group_id());
             kv("raft_role", &role);
             kv("raft_term", &status.term.load(Ordering::Acquire));

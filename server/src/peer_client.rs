@@ -1,0 +1,54 @@
+//! A minimal client for one request to another rockraft node's client port (CLUSTER MEET
+//! uses it to invite a node).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis_protocol::resp2::{decode::decode_bytes_mut, types::BytesFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends `args` to `addr` and returns the reply: `Ok(text)` for a status or bulk string reply,
+/// `Err(text)` for an error reply or a failure to talk to the node.
+pub async fn call(addr: &str, args: &[&[u8]], timeout: Duration) -> Result<String, String> {
+    let work = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        stream
+            .write_all(&req)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if let Some((frame, _, _)) =
+                decode_bytes_mut(&mut buf).map_err(|e| format!("{addr}: bad reply: {e}"))?
+            {
+                return match frame {
+                    BytesFrame::SimpleString(b) | BytesFrame::BulkString(b) => {
+                        Ok(String::from_utf8_lossy(&b).into_owned())
+                    }
+                    BytesFrame::Error(e) => Err(e.to_string()),
+                    BytesFrame::Integer(i) => Ok(i.to_string()),
+                    other => Err(format!("{addr}: unexpected reply {other:?}")),
+                };
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
+            if n == 0 {
+                return Err(format!("{addr} closed the connection"));
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {timeout:?}"))?
+}
