@@ -382,6 +382,7 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         address_proposed: HashMap::new(),
     };
     group.publish_status();
+    group.publish_members();
     let name = format!("raft-group-{}", group.cfg.group_id);
     let thread = std::thread::Builder::new()
         .name(name)

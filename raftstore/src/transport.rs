@@ -160,6 +160,26 @@ impl PeerNetwork {
         }
     }
 
+    /// Opens the link to `node_id` if there is none, so link state reflects reachability even
+    /// between nodes that have nothing to say to each other (followers).
+    pub fn ensure_link(&self, node_id: u64) {
+        let mut links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
+        self.link(&mut links, node_id);
+    }
+
+    fn link<'a>(&self, links: &'a mut HashMap<u64, Link>, to: u64) -> &'a Link {
+        links.entry(to).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let connected = Arc::new(AtomicBool::new(false));
+            let inner = self.inner.clone();
+            let flag = connected.clone();
+            self.inner
+                .runtime
+                .spawn(async move { send_loop(inner, to, rx, flag).await });
+            Link { tx, connected }
+        })
+    }
+
     fn send(&self, group_id: u64, msg: &Message) {
         let to = msg.to;
         let frame = {
@@ -177,17 +197,7 @@ impl PeerNetwork {
             f.freeze()
         };
         let mut links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
-        let link = links.entry(to).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let connected = Arc::new(AtomicBool::new(false));
-            let inner = self.inner.clone();
-            let flag = connected.clone();
-            self.inner
-                .runtime
-                .spawn(async move { send_loop(inner, to, rx, flag).await });
-            Link { tx, connected }
-        });
-        if link.tx.send(frame).is_err() {
+        if self.link(&mut links, to).tx.send(frame).is_err() {
             links.remove(&to);
         }
     }

@@ -1,3 +1,5 @@
+//! Background duties of a node: keep links to every member open, and active expiry.
+//!
 //! Active expiry: the leader finds keys whose time has passed (through the expiry index) and
 //! proposes their deletion. Reads already treat them as absent; this reclaims the space and
 //! makes the deletion part of the replicated log, judged with the entry's clock.
@@ -22,6 +24,11 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: broadcast::Receiver<()>) {
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
             _ = shutdown.recv() => return,
+        }
+        for info in shared.book.all() {
+            if info.node_id != shared.node_id {
+                shared.network.ensure_link(info.node_id);
+            }
         }
         if !shared.group.status().is_leader() {
             continue;

@@ -332,3 +332,110 @@ pub fn config(data_dir: &Path) -> Config {
     c.metrics_addr = MetricsAddr::Off;
     c
 }
+
+/// One field of `INFO <section>`.
+pub fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg(section).query(c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+}
+
+/// Connects to `addr` (short timeouts, so a dead node fails fast).
+pub fn connect(addr: SocketAddr) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let conn = c.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    Some(conn)
+}
+
+/// `CLUSTER MEET` every address in `others` through `via`, then waits until `via` reports
+/// `others.len() + 1` voters.
+pub fn form_cluster(via: SocketAddr, others: &[SocketAddr]) {
+    let mut c = connect(via).expect("connect to the first node");
+    for o in others {
+        let r: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg(o.ip().to_string())
+            .arg(o.port())
+            .query(&mut c);
+        assert_eq!(r.as_deref(), Ok("OK"), "MEET {o}");
+    }
+    let want = (others.len() + 1).to_string();
+    let ok = wait_until(Duration::from_secs(30), || {
+        info_field(&mut c, "raft", "raft_voters").as_deref() == Some(want.as_str())
+            && info_field(&mut c, "raft", "raft_learners").as_deref() == Some("0")
+    });
+    assert!(ok, "cluster of {want} did not form");
+}
+
+/// The index of the node that reports itself leader, if exactly one does.
+pub fn find_leader(addrs: &[Option<SocketAddr>]) -> Option<usize> {
+    let leaders: Vec<usize> = addrs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let mut c = connect((*a)?)?;
+            (info_field(&mut c, "raft", "raft_role")? == "leader").then_some(i)
+        })
+        .collect();
+    (leaders.len() == 1).then(|| leaders[0])
+}
+
+/// Nodes started in this process and joined into one cluster.
+pub struct InProcessCluster {
+    pub nodes: Vec<Option<InProcess>>,
+    pub dirs: Vec<PathBuf>,
+    _root: tempfile::TempDir,
+}
+
+impl InProcessCluster {
+    pub fn start(n: usize) -> InProcessCluster {
+        let root = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
+        let nodes: Vec<Option<InProcess>> =
+            dirs.iter().map(|d| Some(InProcess::start(d))).collect();
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().addr()).collect();
+        form_cluster(addrs[0], &addrs[1..]);
+        InProcessCluster {
+            nodes,
+            dirs,
+            _root: root,
+        }
+    }
+
+    pub fn addrs(&self) -> Vec<Option<SocketAddr>> {
+        self.nodes
+            .iter()
+            .map(|n| n.as_ref().map(|n| n.addr()))
+            .collect()
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].as_ref().unwrap().addr()
+    }
+
+    pub fn client(&self, i: usize) -> redis::Connection {
+        connect(self.addr(i)).expect("connect")
+    }
+
+    /// Waits for a single leader and returns its index.
+    pub fn leader(&self) -> usize {
+        let mut found = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                found = find_leader(&self.addrs());
+                found.is_some()
+            }),
+            "no leader"
+        );
+        found.unwrap()
+    }
+
+    /// Stops node `i` (gracefully: its ports close as if it died).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.stop();
+        }
+    }
+}

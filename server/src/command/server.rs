@@ -262,16 +262,55 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("expired_keys", &s.expired_keys.load(Ordering::Relaxed));
         }
         "replication" => {
-            kv("role", &if leader { "master" } else { "slave" });
-            kv("connected_slaves", &0);
+            let applied = status.applied_index.load(Ordering::Acquire);
+            let members = status.members();
+            if leader {
+                let last = status.last_index.load(Ordering::Acquire);
+                let followers: Vec<_> = members
+                    .progress
+                    .iter()
+                    .filter(|p| p.0 != shared.node_id)
+                    .collect();
+                kv("role", &"master");
+                kv("connected_slaves", &followers.len());
+                for (i, (id, matched, active)) in followers.iter().enumerate() {
+                    let (host, port) = shared
+                        .book
+                        .get(*id)
+                        .map_or((String::new(), 0), |n| (n.host, n.port));
+                    let learner = members.learners.contains(id);
+                    let state = match (active, learner) {
+                        (false, _) => "offline",
+                        (true, true) => "learner",
+                        (true, false) => "online",
+                    };
+                    // lag: how many log entries the follower is behind the leader.
+                    kv(
+                        &format!("slave{i}"),
+                        &format!(
+                            "ip={host},port={port},state={state},offset={matched},lag={}",
+                            last.saturating_sub(*matched)
+                        ),
+                    );
+                }
+            } else {
+                kv("role", &"slave");
+                let leader_info = status.leader().and_then(|l| shared.book.get(l));
+                let (host, port) = leader_info
+                    .as_ref()
+                    .map_or((String::from("?"), 0), |n| (n.host.clone(), n.port));
+                kv("master_host", &host);
+                kv("master_port", &port);
+                let up = leader_info.is_some_and(|n| shared.network.is_connected(n.node_id));
+                kv("master_link_status", &if up { "up" } else { "down" });
+                kv("slave_repl_offset", &applied);
+                kv("connected_slaves", &0);
+            }
             kv(
                 "master_replid",
                 &format!("{:040x}", shared.network.cluster_id()),
             );
-            kv(
-                "master_repl_offset",
-                &status.applied_index.load(Ordering::Acquire),
-            );
+            kv("master_repl_offset", &applied);
         }
         "keyspace" => {
             let (keys, expires) = shared.db.count(super::now_ms());
@@ -299,6 +338,9 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 "raft_last_index",
                 &status.last_index.load(Ordering::Acquire),
             );
+            let members = status.members();
+            kv("raft_voters", &members.voters.len());
+            kv("raft_learners", &members.learners.len());
         }
         "cluster" => kv("cluster_enabled", &1),
         _ => {}
