@@ -136,6 +136,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 pub struct Process {
     pub child: Child,
     pub port: u16,
+    pub bus_port: u16,
     pub data_dir: PathBuf,
     pub metrics_port: Option<u16>,
     log: PathBuf,
@@ -147,6 +148,14 @@ impl Process {
     }
 
     pub fn start_args(data_dir: &Path, port: u16, metrics_port: Option<u16>) -> Process {
+        let p = Self::spawn(data_dir, port, free_port(), metrics_port);
+        wait_ready(p.addr(), Duration::from_secs(30));
+        p
+    }
+
+    /// Starts a node without waiting for it to accept writes (it may be a cluster member
+    /// that has to find its leader first).
+    pub fn spawn(data_dir: &Path, port: u16, bus_port: u16, metrics_port: Option<u16>) -> Process {
         let log = data_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -164,6 +173,8 @@ impl Process {
             .arg(data_dir)
             .arg("--metrics-addr")
             .arg(metrics)
+            .arg("--bus-port")
+            .arg(bus_port.to_string())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -171,11 +182,16 @@ impl Process {
         let p = Process {
             child,
             port,
+            bus_port,
             data_dir: data_dir.to_path_buf(),
             metrics_port,
             log,
         };
-        wait_ready(p.addr(), Duration::from_secs(30));
+        let addr = p.addr();
+        assert!(
+            wait_until(Duration::from_secs(30), || TcpStream::connect(addr).is_ok()),
+            "{addr} does not accept connections"
+        );
         p
     }
 
@@ -437,5 +453,79 @@ impl InProcessCluster {
         if let Some(n) = self.nodes[i].take() {
             n.stop();
         }
+    }
+}
+
+/// Real `rockraft-server` processes joined into one cluster.
+pub struct ProcessCluster {
+    pub nodes: Vec<Option<Process>>,
+    pub ports: Vec<(u16, u16)>,
+    pub dirs: Vec<PathBuf>,
+    _root: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    pub fn start(n: usize) -> ProcessCluster {
+        let root = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let nodes: Vec<Option<Process>> = dirs
+            .iter()
+            .zip(&ports)
+            .map(|(d, (p, b))| {
+                let node = Process::spawn(d, *p, *b, None);
+                wait_ready(node.addr(), Duration::from_secs(30));
+                Some(node)
+            })
+            .collect();
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().addr()).collect();
+        form_cluster(addrs[0], &addrs[1..]);
+        ProcessCluster {
+            nodes,
+            ports,
+            dirs,
+            _root: root,
+        }
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[i].0))
+    }
+
+    pub fn addrs(&self) -> Vec<Option<SocketAddr>> {
+        (0..self.nodes.len())
+            .map(|i| self.nodes[i].as_ref().map(|_| self.addr(i)))
+            .collect()
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.nodes.len())
+            .map(|i| format!("redis://{}/", self.addr(i)))
+            .collect()
+    }
+
+    pub fn leader(&self) -> usize {
+        let mut found = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                found = find_leader(&self.addrs());
+                found.is_some()
+            }),
+            "no leader"
+        );
+        found.unwrap()
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(p) = self.nodes[i].take() {
+            p.kill9();
+        }
+    }
+
+    /// Restarts node `i` on its old ports and data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        let (p, b) = self.ports[i];
+        self.nodes[i] = Some(Process::spawn(&self.dirs[i], p, b, None));
     }
 }

@@ -1,0 +1,147 @@
+//! Clusters of real `rockraft-server` processes: `redis-cli -c`, the `redis` crate's cluster
+//! client through a leader kill, quorum loss on a 5-node cluster, and a full restart.
+
+use std::time::{Duration, Instant};
+
+use redis::cluster::ClusterClient;
+use redis::{cmd, Commands};
+use rockraft_tests::{info_field, run_tool, wait_until, ProcessCluster};
+
+#[test]
+fn redis_cli_follows_moved_from_a_follower() {
+    let cluster = ProcessCluster::start(3);
+    let l = cluster.leader();
+    let f = (l + 1) % 3;
+    let port = cluster.ports[f].0.to_string();
+    let (ok, out) = run_tool(
+        "redis-cli",
+        &["-c", "-p", &port, "SET", "greeting", "hello"],
+        None,
+    );
+    assert!(ok && out.trim() == "OK", "{out}");
+    let (ok, out) = run_tool("redis-cli", &["-c", "-p", &port, "GET", "greeting"], None);
+    assert!(ok && out.trim() == "hello", "{out}");
+    // Without -c the redirect is shown, as with Redis Cluster.
+    let (_, out) = run_tool("redis-cli", &["-p", &port, "GET", "greeting"], None);
+    assert!(out.contains("MOVED"), "{out}");
+}
+
+#[test]
+fn cluster_client_rides_through_a_leader_kill() {
+    let mut cluster = ProcessCluster::start(3);
+    let client = ClusterClient::builder(cluster.urls())
+        .retries(20)
+        .min_retry_wait(50)
+        .max_retry_wait(500)
+        .connection_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut c = client.get_connection().unwrap();
+    for i in 0..200 {
+        let _: () = c.set(format!("k{i}"), i).unwrap();
+    }
+    let l = cluster.leader();
+    cluster.kill9(l);
+    let killed = Instant::now();
+    // Keep writing and reading: the client retries through the election.
+    let mut first_ok = None;
+    for i in 200..400 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r: redis::RedisResult<()> = c.set(format!("k{i}"), i);
+            if r.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "write {i} never succeeded: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            c = client.get_connection().unwrap_or(c);
+        }
+        first_ok.get_or_insert_with(|| killed.elapsed());
+    }
+    eprintln!("first write after leader kill: {:?}", first_ok.unwrap());
+    for i in 0..400 {
+        let v: i64 = c.get(format!("k{i}")).unwrap();
+        assert_eq!(v, i);
+    }
+}
+
+#[test]
+fn five_nodes_survive_two_failures_and_stop_writing_at_three() {
+    let mut cluster = ProcessCluster::start(5);
+    let l = cluster.leader();
+    let mut c = rockraft_tests::connect(cluster.addr(l)).unwrap();
+    let _: () = cmd("SET").arg("k").arg("v0").query(&mut c).unwrap();
+    // Kill two followers: the leader keeps its quorum of three.
+    let followers: Vec<usize> = (0..5).filter(|&i| i != l).collect();
+    cluster.kill9(followers[0]);
+    cluster.kill9(followers[1]);
+    let _: () = cmd("SET").arg("k").arg("v1").query(&mut c).unwrap();
+    let v: String = cmd("GET").arg("k").query(&mut c).unwrap();
+    assert_eq!(v, "v1");
+    // A third failure leaves two of five: no write may be acknowledged.
+    cluster.kill9(followers[2]);
+    let r: redis::RedisResult<()> = cmd("SET").arg("k").arg("v2").query(&mut c);
+    assert!(r.is_err(), "a write was acknowledged without a quorum");
+    // Once the leader notices (check quorum) it steps down: CLUSTERDOWN, never a wrong answer.
+    let mut c2 = rockraft_tests::connect(cluster.addr(l)).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        match cmd("GET").arg("k").query::<String>(&mut c2) {
+            Err(e) => matches!(e.code(), Some("CLUSTERDOWN") | Some("MOVED")),
+            Ok(v) => {
+                assert!(v == "v1" || v == "v2", "wrong answer {v}");
+                false
+            }
+        }
+    }));
+    // Bring one back: quorum again, and the value is one that was written.
+    cluster.restart(followers[2]);
+    let leader = cluster.leader();
+    let mut c = rockraft_tests::connect(cluster.addr(leader)).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || cmd("GET")
+        .arg("k")
+        .query::<String>(&mut c)
+        .is_ok()));
+    let v: String = cmd("GET").arg("k").query(&mut c).unwrap();
+    assert!(v == "v1" || v == "v2", "{v}");
+}
+
+#[test]
+fn restarting_every_node_keeps_data_and_membership() {
+    let mut cluster = ProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut c = rockraft_tests::connect(cluster.addr(l)).unwrap();
+    for i in 0..100 {
+        let _: () = cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    drop(c);
+    for i in 0..3 {
+        cluster.kill9(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    let l = cluster.leader();
+    let mut c = rockraft_tests::connect(cluster.addr(l)).unwrap();
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_voters").as_deref(),
+        Some("3")
+    );
+    assert!(wait_until(Duration::from_secs(10), || cmd("GET")
+        .arg("k0")
+        .query::<i64>(&mut c)
+        .is_ok()));
+    for i in 0..100 {
+        let v: i64 = cmd("GET").arg(format!("k{i}")).query(&mut c).unwrap();
+        assert_eq!(v, i);
+    }
+    let nodes: String = cmd("CLUSTER").arg("NODES").query(&mut c).unwrap();
+    assert_eq!(nodes.lines().count(), 3, "{nodes}");
+}
