@@ -31,9 +31,10 @@ pub struct Config {
     #[arg(long, env = "ROCKRAFT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Address of the Prometheus `/metrics` HTTP endpoint; `off` disables it.
-    #[arg(long, env = "ROCKRAFT_METRICS_ADDR", default_value = "127.0.0.1:9379", value_parser = parse_metrics_addr)]
-    pub metrics_addr: MetricsAddr,
+    /// Address of the Prometheus `/metrics` HTTP endpoint (default: the bind address, port =
+    /// client port + 20000); `off` disables it.
+    #[arg(long, env = "ROCKRAFT_METRICS_ADDR", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<MetricsAddr>,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, env = "ROCKRAFT_LOG", default_value = "info")]
@@ -70,6 +71,19 @@ fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
 }
 
 impl Config {
+    /// Where metrics are served: `--metrics-addr`, or the bind address at client port + 20000.
+    pub fn metrics(&self, client_port: u16) -> Result<MetricsAddr, String> {
+        match self.metrics_addr {
+            Some(m) => Ok(m),
+            None => {
+                let port = client_port.checked_add(20000).ok_or_else(|| {
+                    "client port + 20000 is not a port; set --metrics-addr".to_string()
+                })?;
+                parse_metrics_addr(&format!("{}:{port}", self.bind))
+            }
+        }
+    }
+
     /// The host this node advertises.
     pub fn advertised_host(&self) -> String {
         match &self.advertise_host {
@@ -87,7 +101,7 @@ impl Config {
             bus_port: Some(0),
             advertise_host: None,
             data_dir: data_dir.into(),
-            metrics_addr: MetricsAddr::Off,
+            metrics_addr: Some(MetricsAddr::Off),
             log_level: "info".into(),
             maxclients: 10000,
             proto_max_bulk_len: 512 * 1024 * 1024,

@@ -217,12 +217,15 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             let _ = router.step(msg, Some(from));
         }),
     );
-    if let MetricsAddr::At(maddr) = config.metrics_addr {
-        if let Err(e) = telemetry::install(maddr) {
-            group.stop();
-            let _ = raft_thread.join();
-            return Err(StartError::Metrics(e));
-        }
+    let installed = match config.metrics(addr.port()) {
+        Ok(MetricsAddr::At(maddr)) => telemetry::install(maddr),
+        Ok(MetricsAddr::Off) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = installed {
+        group.stop();
+        let _ = raft_thread.join();
+        return Err(StartError::Metrics(e));
     }
     let shared = Arc::new(Shared {
         runtime: RuntimeConfig {

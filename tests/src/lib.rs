@@ -345,7 +345,7 @@ pub fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> (bool, Str
 /// Config for an in-process node whose metrics endpoint is off.
 pub fn config(data_dir: &Path) -> Config {
     let mut c = Config::for_data_dir(data_dir);
-    c.metrics_addr = MetricsAddr::Off;
+    c.metrics_addr = Some(MetricsAddr::Off);
     c
 }
 

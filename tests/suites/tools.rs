@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use rockraft_tests::{free_port, run_tool, wait_until, Process};
+use rockraft_tests::{free_port, run_tool, wait_until, workspace_binary, Process};
 
 #[test]
 fn redis_cli_drives_the_server() {
@@ -138,4 +138,65 @@ fn help_documents_every_flag() {
     ] {
         assert!(out.contains(flag), "--help lacks {flag}");
     }
+}
+
+/// A base port whose next `n` ports, and those + 10000 (bus) and + 20000 (metrics), are free.
+fn free_base_port(n: u16) -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    (21000..30000u16)
+        .step_by(13)
+        .find(|&base| {
+            (0..n).all(|i| free(base + i) && free(base + i + 10000) && free(base + i + 20000))
+        })
+        .expect("a free port range")
+}
+
+#[test]
+fn ctl_cluster_up_and_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3);
+    let ctl = workspace_binary("rockraft-ctl");
+    let ctl = ctl.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let b = base.to_string();
+    let (ok, out) = run_tool(
+        ctl,
+        &[
+            "cluster",
+            "up",
+            "--nodes",
+            "3",
+            "--base-port",
+            &b,
+            "--dir",
+            d,
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("redis-cli -c -p {base}")), "{out}");
+    let p2 = (base + 1).to_string();
+    let p3 = (base + 2).to_string();
+    assert_eq!(
+        run_tool("redis-cli", &["-c", "-p", &p2, "SET", "k", "v"], None)
+            .1
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        run_tool("redis-cli", &["-c", "-p", &p3, "GET", "k"], None)
+            .1
+            .trim(),
+        "v"
+    );
+    let (ok, status) = run_tool(ctl, &["-p", &p3, "status"], None);
+    assert!(
+        ok && status.contains("voters") && status.contains(" 3"),
+        "{status}"
+    );
+    let (ok, out) = run_tool(ctl, &["cluster", "down", "--dir", d], None);
+    assert!(ok, "{out}");
+    assert!(wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", base)).is_err()
+    }));
 }
