@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side: redis-benchmark against a 1-node rockraft and against Redis 7 with
+# Side-by-side: redis-benchmark against a 1-node rockraft, the leader of a 3-node rockraft
+# cluster (all on this machine), and Redis 7 with
 # `--appendonly yes --appendfsync always` (every write fsync'd, like rockraft's raft log),
 # on this machine, in one run. Usage: benches/compare.sh [redis-benchmark args…]
 # Default workload: -t set,get -n 100000 -c 50 -d 64 -r 100000 -q
@@ -19,7 +20,12 @@ args=("$@")
 
 work="$(mktemp -d)"
 rr_port=17379; redis_port=17380
-cleanup() { kill "${rr_pid:-}" "${redis_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  kill "${rr_pid:-}" "${redis_pid:-}" 2>/dev/null || true
+  "$CARGO_TARGET_DIR/release/rockraft-ctl" cluster down --dir "$work/cluster" >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 "$CARGO_TARGET_DIR/release/rockraft-server" --port $rr_port --data-dir "$work/rockraft" \
@@ -37,5 +43,12 @@ done
 echo "machine: $(nproc) cores, $(uname -r); redis-benchmark ${args[*]}"
 echo "--- rockraft (1 node, raft log fsync per batch)"
 redis-benchmark -p $rr_port "${args[@]}" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v 'rps=' || true
+echo "--- rockraft (leader of a 3-node cluster on this machine)"
+"$CARGO_TARGET_DIR/release/rockraft-ctl" cluster up --nodes 3 --base-port 17401 --dir "$work/cluster" >/dev/null
+leader=""
+for port in 17401 17402 17403; do
+  redis-cli -p $port INFO raft | grep -q '^raft_role:leader' && leader=$port
+done
+redis-benchmark -p "$leader" "${args[@]}" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v 'rps=' || true
 echo "--- redis $(redis-server --version | grep -o 'v=[0-9.]*') (appendonly yes, appendfsync always)"
 redis-benchmark -p $redis_port "${args[@]}" 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -v 'rps=' || true

@@ -284,3 +284,99 @@ fn a_node_joined_during_writes_ends_with_identical_data() {
         assert_eq!(get(&mut leader, k).unwrap(), get(&mut n, k).unwrap(), "{k}");
     }
 }
+
+/// Invariant 12: raft traffic stamped with another cluster's id is dropped, however high its
+/// term, and counted.
+#[test]
+fn traffic_from_another_cluster_is_ignored() {
+    use protobuf::Message as _;
+    use rockraft_raftstore::eraftpb::{Message, MessageType};
+    use rockraft_raftstore::proto::{NodeInfo, PeerMessage};
+    use std::io::Write;
+
+    let cluster = InProcessCluster::start(2);
+    let l = cluster.leader();
+    let node = cluster.nodes[l].as_ref().unwrap();
+    let shared = node.handle.as_ref().unwrap().shared().clone();
+    let mut c = cluster.client(l);
+    let term_before = info_field(&mut c, "raft", "raft_term").unwrap();
+    let mut vote = Message::default();
+    // A heartbeat of a higher term would make the leader step down, were it accepted.
+    vote.set_msg_type(MessageType::MsgHeartbeat);
+    vote.to = shared.node_id;
+    vote.from = 42;
+    vote.term = 1_000;
+    vote.log_term = 1_000;
+    vote.index = 1_000_000;
+    let frame = PeerMessage {
+        cluster_id: shared.network.cluster_id() ^ 1,
+        group_id: rockraft_server::DATA_GROUP_ID,
+        from: protobuf::SingularPtrField::some(NodeInfo {
+            node_id: 42,
+            host: "127.0.0.1".into(),
+            port: 1,
+            bus_port: 1,
+            ..Default::default()
+        }),
+        message: vote.write_to_bytes().unwrap(),
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", shared.me.bus_port as u16)).unwrap();
+    for _ in 0..3 {
+        s.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(&frame).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(5), || {
+        info_field(&mut c, "raft", "raft_foreign_messages_dropped").as_deref() == Some("3")
+    }));
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_term").unwrap(),
+        term_before
+    );
+    assert_eq!(info_field(&mut c, "raft", "raft_role").unwrap(), "leader");
+}
+
+#[test]
+fn slot_introspection() {
+    let cluster = InProcessCluster::start(2);
+    let l = cluster.leader();
+    let mut c = cluster.client(l);
+    for k in ["{tag}a", "{tag}b", "{tag}c", "other"] {
+        set(&mut c, k, "1").unwrap();
+    }
+    let slot: i64 = cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("{tag}a")
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(slot)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 3);
+    let keys: Vec<String> = cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(2)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys, ["{tag}a", "{tag}b"]);
+    let err = cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(16384)
+        .query::<i64>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Invalid or out of range slot"),
+        "{err}"
+    );
+    let shards: redis::Value = cmd("CLUSTER").arg("SHARDS").query(&mut c).unwrap();
+    let text = format!("{shards:?}");
+    assert!(
+        text.contains("slots") && text.contains("master") && text.contains("replica"),
+        "{text}"
+    );
+}

@@ -340,6 +340,10 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             );
             let members = status.members();
             kv("raft_voters", &members.voters.len());
+            kv(
+                "raft_foreign_messages_dropped",
+                &shared.network.dropped_foreign(),
+            );
             kv("raft_learners", &members.learners.len());
         }
         "cluster" => kv("cluster_enabled", &1),
