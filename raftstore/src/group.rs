@@ -193,6 +193,19 @@ impl<O> Clone for GroupHandle<O> {
 }
 
 impl<O: Send + 'static> GroupHandle<O> {
+    /// Queues a request now; the future resolves with the raft thread's answer.
+    fn request<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Request<O>,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send(make(reply)).map_err(|_| Error::Stopped);
+        async move {
+            sent?;
+            rx.await.map_err(|_| Error::Stopped)?
+        }
+    }
+
     /// Proposes `data` stamped with the proposer's clock. The proposal is queued before this
     /// returns (so a caller can submit many before awaiting any); the future resolves with the
     /// state machine's output once the entry is applied. Dropping it does not withdraw it.
@@ -201,27 +214,17 @@ impl<O: Send + 'static> GroupHandle<O> {
         now_ms: u64,
         data: Vec<u8>,
     ) -> impl Future<Output = Result<O>> + Send + 'static {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Request::Propose {
+        self.request(move |reply| Request::Propose {
             now_ms,
             data,
             reply,
-        });
-        async move {
-            sent.map_err(|_| Error::Stopped)?;
-            rx.await.map_err(|_| Error::Stopped)?
-        }
+        })
     }
 
     /// Queues a read; the future resolves when local reads are linearizable: the applied index
     /// has reached a read index that a quorum confirmed after this call.
     pub fn read_index(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Request::Read { reply });
-        async move {
-            sent.map_err(|_| Error::Stopped)?;
-            rx.await.map_err(|_| Error::Stopped)?
-        }
+        self.request(move |reply| Request::Read { reply })
     }
 
     /// Hands a message from a peer (whose address is `from`, if known) to the group.
@@ -236,12 +239,7 @@ impl<O: Send + 'static> GroupHandle<O> {
         &self,
         cc: ConfChangeV2,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Request::ConfChange { cc, reply });
-        async move {
-            sent.map_err(|_| Error::Stopped)?;
-            rx.await.map_err(|_| Error::Stopped)?
-        }
+        self.request(move |reply| Request::ConfChange { cc, reply })
     }
 
     /// Asks the leader to hand leadership to `to` (forwarded by a follower).
@@ -258,16 +256,11 @@ impl<O: Send + 'static> GroupHandle<O> {
         ident: StoreIdent,
         voters: Vec<u64>,
     ) -> impl Future<Output = Result<()>> + Send + 'static {
-        let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send(Request::Reset {
+        self.request(move |reply| Request::Reset {
             ident,
             voters,
             reply,
-        });
-        async move {
-            sent.map_err(|_| Error::Stopped)?;
-            rx.await.map_err(|_| Error::Stopped)?
-        }
+        })
     }
 
     pub fn status(&self) -> &GroupStatus {

@@ -398,6 +398,19 @@ pub fn find_leader(addrs: &[Option<SocketAddr>]) -> Option<usize> {
     (leaders.len() == 1).then(|| leaders[0])
 }
 
+/// Waits for exactly one node of `addrs` to report itself leader; returns its index.
+pub fn wait_for_leader(addrs: &[Option<SocketAddr>]) -> usize {
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            found = find_leader(addrs);
+            found.is_some()
+        }),
+        "no leader"
+    );
+    found.unwrap()
+}
+
 /// Nodes started in this process and joined into one cluster.
 pub struct InProcessCluster {
     pub nodes: Vec<Option<InProcess>>,
@@ -437,15 +450,7 @@ impl InProcessCluster {
 
     /// Waits for a single leader and returns its index.
     pub fn leader(&self) -> usize {
-        let mut found = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                found = find_leader(&self.addrs());
-                found.is_some()
-            }),
-            "no leader"
-        );
-        found.unwrap()
+        wait_for_leader(&self.addrs())
     }
 
     /// Stops node `i` (gracefully: its ports close as if it died).
@@ -505,15 +510,7 @@ impl ProcessCluster {
     }
 
     pub fn leader(&self) -> usize {
-        let mut found = None;
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                found = find_leader(&self.addrs());
-                found.is_some()
-            }),
-            "no leader"
-        );
-        found.unwrap()
+        wait_for_leader(&self.addrs())
     }
 
     pub fn kill9(&mut self, i: usize) {
