@@ -283,6 +283,18 @@ fn a_node_joined_during_writes_ends_with_identical_data() {
     for k in &keys {
         assert_eq!(get(&mut leader, k).unwrap(), get(&mut n, k).unwrap(), "{k}");
     }
+    // Every member's digest is the same once all have applied the same log.
+    let digest = |c: &mut Connection| cmd("DEBUG").arg("DIGEST").query::<String>(c).unwrap();
+    let expected = digest(&mut leader);
+    assert_ne!(expected, "0".repeat(40));
+    for i in 0..2 {
+        let mut c = cluster.client(i);
+        assert!(
+            wait_until(Duration::from_secs(20), || digest(&mut c) == expected),
+            "node {i}"
+        );
+    }
+    assert_eq!(digest(&mut n), expected);
 }
 
 /// Invariant 12: raft traffic stamped with another cluster's id is dropped, however high its

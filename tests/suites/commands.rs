@@ -268,6 +268,15 @@ fn server_and_connection_commands() {
     let _: () = q(c, &["SET", "k", "v"]);
     assert_eq!(q::<String>(c, &["FLUSHALL", "ASYNC"]), "OK");
     assert_eq!(q::<i64>(c, &["DBSIZE"]), 0);
+    // DEBUG DIGEST: all zeros for no data, changes with the data, back when the data is back.
+    assert_eq!(q::<String>(c, &["DEBUG", "DIGEST"]), "0".repeat(40));
+    let _: () = q(c, &["SET", "a", "1"]);
+    let one: String = q(c, &["DEBUG", "DIGEST"]);
+    assert_eq!(one.len(), 40);
+    let _: () = q(c, &["SET", "a", "2"]);
+    assert_ne!(q::<String>(c, &["DEBUG", "DIGEST"]), one);
+    let _: () = q(c, &["SET", "a", "1"]);
+    assert_eq!(q::<String>(c, &["DEBUG", "DIGEST"]), one);
     assert_eq!(q::<String>(c, &["QUIT"]), "OK");
 }
 

@@ -189,6 +189,14 @@ fn ctl_cluster_up_and_down() {
             .trim(),
         "v"
     );
+    let ports = format!("{base},{p2},{p3}");
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (ok, out) = run_tool(ctl, &["digest", "--ports", &ports], None);
+        ok && out.lines().count() == 3 && {
+            let digests: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+            digests.iter().all(|d| *d == digests[0])
+        }
+    }));
     let (ok, status) = run_tool(ctl, &["-p", &p3, "status"], None);
     assert!(
         ok && status.contains("voters") && status.contains(" 3"),

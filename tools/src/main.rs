@@ -34,6 +34,13 @@ enum Cmd {
     Status,
     /// Check that the node answers, and print its round-trip time.
     Ping,
+    /// Print the data digest (DEBUG DIGEST) and applied index of one or more nodes; exits 1 when
+    /// nodes at the same applied index differ.
+    Digest {
+        /// Client ports of the nodes to compare (default: --port).
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+    },
     /// Start or stop a local cluster of rockraft-server processes.
     Cluster {
         #[command(subcommand)]
@@ -45,12 +52,53 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Cluster { action } => cluster::run(action),
+        Cmd::Digest { ref ports } => digest(
+            &cli.host,
+            if ports.is_empty() {
+                vec![cli.port]
+            } else {
+                ports.clone()
+            },
+        ),
         Cmd::Status | Cmd::Ping => node_command(&cli.host, cli.port, &cli.command),
     };
     if let Err(e) = result {
         eprintln!("rockraft-ctl: {e}");
         std::process::exit(1);
     }
+}
+
+fn digest(host: &str, ports: Vec<u16>) -> Result<(), String> {
+    let mut seen: std::collections::HashMap<String, String> = Default::default();
+    let mut differ = false;
+    for port in ports {
+        let url = format!("redis://{host}:{port}/");
+        let mut conn = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let digest: String = redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut conn)
+            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let info: String = redis::cmd("INFO")
+            .arg("raft")
+            .query(&mut conn)
+            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let applied = info
+            .lines()
+            .find_map(|l| l.strip_prefix("raft_applied_index:"))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        println!("{host}:{port} {digest} applied_index={applied}");
+        if let Some(other) = seen.insert(applied, digest.clone()) {
+            differ |= other != digest;
+        }
+    }
+    if differ {
+        return Err("nodes at the same applied index have different data".into());
+    }
+    Ok(())
 }
 
 fn node_command(host: &str, port: u16, command: &Cmd) -> Result<(), String> {
@@ -76,7 +124,7 @@ fn node_command(host: &str, port: u16, command: &Cmd) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             println!("{pong} from {host}:{port} in {:?}", started.elapsed());
         }
-        Cmd::Cluster { .. } => unreachable!(),
+        Cmd::Cluster { .. } | Cmd::Digest { .. } => unreachable!(),
     }
     Ok(())
 }

@@ -97,6 +97,15 @@ pub fn commands() -> Vec<CommandSpec> {
             "Returns the server time.",
             Local(time),
         ),
+        spec(
+            "debug",
+            -2,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            (0, 0, 0),
+            g,
+            "A container for debugging commands.",
+            Local(debug),
+        ),
     ]
 }
 
@@ -115,6 +124,27 @@ fn prepare_flush(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
 fn apply_flush(txn: &mut Txn, _: &[Bytes]) -> Reply {
     txn.flush();
     Reply::ok()
+}
+
+/// DEBUG DIGEST: a digest of this node's data (see `Db::digest`), to compare replicas.
+fn debug(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    match upper(&argv[1]).as_str() {
+        "DIGEST" if argv.len() == 2 => Reply::Simple(shared.db.digest()),
+        "DIGEST" => wrong_arity("debug|digest"),
+        "HELP" => Reply::Array(
+            [
+                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "DIGEST",
+                "    Output a hex signature representing the current DB content.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::Simple(l.to_string()))
+            .collect(),
+        ),
+        _ => unknown_subcommand("debug", &argv[1]),
+    }
 }
 
 fn time(_: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
