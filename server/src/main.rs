@@ -10,7 +10,19 @@ fn main() {
         eprintln!("invalid --log-level '{}': {e}", config.log_level);
         std::process::exit(2);
     });
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // A panic anywhere (a failed raft log write, a corrupt entry) stops the whole node: it must
+    // not keep answering clients with state that memory and disk disagree on.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("fatal: {info}; stopping the node");
+        default_hook(info);
+        std::process::exit(101);
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rockraft-io")

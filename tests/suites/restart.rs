@@ -143,3 +143,38 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
         .expect("second open must fail");
     assert!(err.to_string().contains("cannot open RocksDB"), "{err}");
 }
+
+#[test]
+fn a_corrupted_data_directory_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let port = free_port();
+    let node = Process::start(&data, port);
+    let _: () = cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut node.client())
+        .unwrap();
+    assert_eq!(node.terminate(), Some(0));
+    // Point RocksDB's CURRENT file at a manifest that does not exist.
+    std::fs::write(data.join("db").join("CURRENT"), "MANIFEST-999999\n").unwrap();
+    let bin = rockraft_tests::workspace_binary("rockraft-server");
+    let out = std::process::Command::new(bin)
+        .args([
+            "--port",
+            &free_port().to_string(),
+            "--metrics-addr",
+            "off",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a corrupted node must not start");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("cannot open RocksDB at"), "{log}");
+    assert!(
+        log.contains("MANIFEST-999999"),
+        "the error names the problem: {log}"
+    );
+}
