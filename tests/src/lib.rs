@@ -156,6 +156,17 @@ impl Process {
     /// Starts a node without waiting for it to accept writes (it may be a cluster member
     /// that has to find its leader first).
     pub fn spawn(data_dir: &Path, port: u16, bus_port: u16, metrics_port: Option<u16>) -> Process {
+        Self::spawn_with(data_dir, port, bus_port, metrics_port, &[])
+    }
+
+    /// [`Process::spawn`] with extra `rockraft-server` flags.
+    pub fn spawn_with(
+        data_dir: &Path,
+        port: u16,
+        bus_port: u16,
+        metrics_port: Option<u16>,
+        extra: &[&str],
+    ) -> Process {
         let log = data_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -175,6 +186,7 @@ impl Process {
             .arg(metrics)
             .arg("--bus-port")
             .arg(bus_port.to_string())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -204,6 +216,14 @@ impl Process {
             .unwrap()
             .get_connection()
             .unwrap()
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// `kill -9`: no shutdown code runs.
@@ -471,6 +491,11 @@ pub struct ProcessCluster {
 
 impl ProcessCluster {
     pub fn start(n: usize) -> ProcessCluster {
+        Self::start_with(n, &[])
+    }
+
+    /// A cluster whose nodes all get the extra `rockraft-server` flags.
+    pub fn start_with(n: usize, extra: &[&str]) -> ProcessCluster {
         let root = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
@@ -478,7 +503,7 @@ impl ProcessCluster {
             .iter()
             .zip(&ports)
             .map(|(d, (p, b))| {
-                let node = Process::spawn(d, *p, *b, None);
+                let node = Process::spawn_with(d, *p, *b, None, extra);
                 wait_ready(node.addr(), Duration::from_secs(30));
                 Some(node)
             })

@@ -175,3 +175,43 @@ fn restarting_every_node_keeps_data_and_membership() {
     let nodes: String = cmd("CLUSTER").arg("NODES").query(&mut c).unwrap();
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
 }
+
+/// Invariant 8: a write pending when its leader can no longer commit is never reported as
+/// failed. It is answered "outcome unknown" after the write timeout, and the cluster converges
+/// whichever way the entry went.
+#[test]
+fn a_write_that_cannot_commit_is_reported_unknown_not_failed() {
+    let cluster = ProcessCluster::start_with(3, &["--write-timeout-ms", "1000"]);
+    let l = cluster.leader();
+    let followers: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let mut c = rockraft_tests::connect(cluster.addr(l)).unwrap();
+    let _: () = cmd("SET").arg("k").arg("before").query(&mut c).unwrap();
+    for &f in &followers {
+        cluster.nodes[f].as_ref().unwrap().signal("STOP");
+    }
+    let r: redis::RedisResult<()> = cmd("SET").arg("k").arg("pending").query(&mut c);
+    let err = r.expect_err("no quorum: the write cannot be acknowledged");
+    assert_eq!(err.code(), Some("TIMEOUT"), "{err}");
+    assert!(err.to_string().contains("outcome unknown"), "{err}");
+    for &f in &followers {
+        cluster.nodes[f].as_ref().unwrap().signal("CONT");
+    }
+    // The cluster recovers, and every node ends with the same data: "before" or "pending".
+    let leader = cluster.leader();
+    let mut c = rockraft_tests::connect(cluster.addr(leader)).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query::<()>(&mut c)
+        .is_ok()));
+    let v: String = cmd("GET").arg("k").query(&mut c).unwrap();
+    assert!(v == "before" || v == "pending", "{v}");
+    let digest = |i: usize| -> Option<String> {
+        let mut c = rockraft_tests::connect(cluster.addr(i))?;
+        cmd("DEBUG").arg("DIGEST").query(&mut c).ok()
+    };
+    assert!(wait_until(Duration::from_secs(20), || {
+        let d: Vec<Option<String>> = (0..3).map(digest).collect();
+        d[0].is_some() && d.iter().all(|x| *x == d[0])
+    }));
+}
