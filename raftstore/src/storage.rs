@@ -5,6 +5,7 @@
 //! before it acts on anything that depends on it. The in-memory copies here are updated as the
 //! writes are staged; a failed write panics the node, so memory never outlives a lost write.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use protobuf::Message as PbMessage;
@@ -25,7 +26,12 @@ pub struct PeerStorage {
     apply_state: ApplyState,
     last_index: u64,
     last_term: u64,
+    /// Terms of the most recent entries (consecutive, ending at `last_index`): raft asks for
+    /// them on every append response, and they would otherwise be a RocksDB read each.
+    recent_terms: VecDeque<u64>,
 }
+
+const RECENT_TERMS: usize = 8192;
 
 impl PeerStorage {
     /// Loads the state of `group_id`. A group never seen before is created with `voters`
@@ -59,6 +65,7 @@ impl PeerStorage {
             last_index: apply_state.truncated_index,
             last_term: apply_state.truncated_term,
             apply_state,
+            recent_terms: VecDeque::new(),
         };
         if let Some(last) = s.read_last_entry()? {
             s.last_index = last.index;
@@ -163,6 +170,19 @@ impl PeerStorage {
         let cf = self.engine.cf(CF_RAFT);
         for e in entries {
             wb.put_cf(cf, keys::log_key(self.group_id, e.index), encode_msg(e));
+        }
+        // `recent_terms` covers [window_start, last_index]; keep the part before the new
+        // entries, then add theirs, so it stays consecutive and ends at the new last index.
+        let window_start = self.last_index + 1 - self.recent_terms.len() as u64;
+        if first.index < window_start || first.index > self.last_index + 1 {
+            self.recent_terms.clear();
+        } else {
+            self.recent_terms
+                .truncate((first.index - window_start) as usize);
+        }
+        self.recent_terms.extend(entries.iter().map(|e| e.term));
+        while self.recent_terms.len() > RECENT_TERMS {
+            self.recent_terms.pop_front();
         }
         if last.index < self.last_index {
             // The tail of the old log conflicts with the new entries: remove it.
@@ -293,6 +313,10 @@ impl raft::Storage for PeerStorage {
         if idx == self.last_index {
             return Ok(self.last_term);
         }
+        let window_start = self.last_index + 1 - self.recent_terms.len() as u64;
+        if idx >= window_start {
+            return Ok(self.recent_terms[(idx - window_start) as usize]);
+        }
         match self.read_entry(idx).map_err(store_err)? {
             Some(e) => Ok(e.term),
             None => Err(raft::Error::Store(StorageError::Unavailable)),
@@ -393,6 +417,32 @@ mod tests {
             s.term(9),
             Err(raft::Error::Store(StorageError::Unavailable))
         ));
+    }
+
+    #[test]
+    fn cached_terms_follow_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, mut s) = open(dir.path());
+        let mut wb = WriteBatch::default();
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
+        s.append(&[entry(6, 2), entry(7, 2)], &mut wb);
+        s.append(&[entry(8, 3)], &mut wb);
+        engine.write(wb, true).unwrap();
+        let expect = [1, 1, 1, 1, 1, 2, 2, 3];
+        for (i, t) in expect.iter().enumerate() {
+            assert_eq!(s.term(i as u64 + 1).unwrap(), *t, "index {}", i + 1);
+        }
+        // The same answers from disk alone.
+        drop(s);
+        let s = PeerStorage::open(engine, 3, &[1]).unwrap();
+        for (i, t) in expect.iter().enumerate() {
+            assert_eq!(
+                s.term(i as u64 + 1).unwrap(),
+                *t,
+                "index {} after reopen",
+                i + 1
+            );
+        }
     }
 
     #[test]

@@ -210,7 +210,9 @@ fn apply_set(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         Ok(o) => o,
         Err(e) => return e,
     };
-    let old = txn.get(&argv[1]);
+    // A plain SET overwrites whatever is there: only the options need the old value.
+    let needs_old = o.nx || o.xx || o.get || o.keepttl;
+    let old = if needs_old { txn.get(&argv[1]) } else { None };
     if o.get {
         if let Some(v) = &old {
             if v.kind != TYPE_STRING {
