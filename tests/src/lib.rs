@@ -167,7 +167,8 @@ impl Process {
         metrics_port: Option<u16>,
         extra: &[&str],
     ) -> Process {
-        let log = data_dir.with_extension(format!("{port}.log"));
+        // Logs live outside the data directory's disk (a test may fill that disk up).
+        let log = std::env::temp_dir().join(format!("rockraft-test-node-{port}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
