@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod engine;
 pub mod error;
+pub mod filters;
 pub mod group;
 pub mod keys;
 mod logger;
@@ -26,4 +27,4 @@ pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, Members, NoP
 pub use membership::AddressBook;
 pub use raft::eraftpb;
 pub use raft::StateRole;
-pub use transport::PeerNetwork;
+pub use transport::{PeerNetwork, SendFilter};

@@ -31,6 +31,12 @@ const MAX_BATCH: usize = 4 << 20;
 /// Receives the messages addressed to one raft group.
 pub type Route = Box<dyn Fn(Message, NodeInfo) + Send + Sync>;
 
+/// Decides whether an outgoing raft message is sent: the hook fault tests use to partition,
+/// isolate, or drop (after tikv's test_raftstore transport filters).
+pub trait SendFilter: Send + Sync {
+    fn allow(&self, msg: &Message) -> bool;
+}
+
 struct Link {
     tx: mpsc::UnboundedSender<Bytes>,
     connected: Arc<AtomicBool>,
@@ -47,6 +53,7 @@ struct NetInner {
     /// its leader before the log has told it where anyone is.
     announced: RwLock<HashMap<u64, NodeInfo>>,
     dropped_foreign: AtomicU64,
+    filters: RwLock<Vec<Arc<dyn SendFilter>>>,
 }
 
 impl NetInner {
@@ -85,6 +92,7 @@ impl PeerNetwork {
                 routes: RwLock::new(HashMap::new()),
                 announced: RwLock::new(HashMap::new()),
                 dropped_foreign: AtomicU64::new(0),
+                filters: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -160,6 +168,24 @@ impl PeerNetwork {
         }
     }
 
+    /// Adds a filter on outgoing raft messages (fault injection).
+    pub fn add_filter(&self, filter: Arc<dyn SendFilter>) {
+        self.inner
+            .filters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(filter);
+    }
+
+    /// Removes every filter.
+    pub fn clear_filters(&self) {
+        self.inner
+            .filters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Opens the link to `node_id` if there is none, so link state reflects reachability even
     /// between nodes that have nothing to say to each other (followers).
     pub fn ensure_link(&self, node_id: u64) {
@@ -181,6 +207,12 @@ impl PeerNetwork {
     }
 
     fn send(&self, group_id: u64, msg: &Message) {
+        {
+            let filters = self.inner.filters.read().unwrap_or_else(|e| e.into_inner());
+            if !filters.iter().all(|f| f.allow(msg)) {
+                return;
+            }
+        }
         let to = msg.to;
         let frame = {
             let pm = PeerMessage {

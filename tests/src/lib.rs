@@ -9,12 +9,33 @@ use std::time::{Duration, Instant};
 
 use rockraft_server::{Config, MetricsAddr, ServerHandle};
 
-/// A free loopback port (bound, then released for the server to take).
+/// A free loopback port for a server a test starts.
+///
+/// Ports come from 20000-32767, below Linux's ephemeral range (32768-60999), so an outgoing
+/// connection can never take a port between this call and the server's bind; a process-wide
+/// counter keeps the tests of one binary from handing out the same port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20000;
+    const HIGH: u16 = 32768;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        LOW + (std::process::id() % 40) as u16 * 300,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..(HIGH - LOW) {
+        let mut port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= HIGH {
+            port = LOW + port % (HIGH - LOW);
+            NEXT.store(port + 1, Ordering::SeqCst);
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-{HIGH}");
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
@@ -472,6 +493,71 @@ impl InProcessCluster {
     /// Waits for a single leader and returns its index.
     pub fn leader(&self) -> usize {
         wait_for_leader(&self.addrs())
+    }
+
+    /// The raft id of node `i`.
+    pub fn node_id(&self, i: usize) -> u64 {
+        self.nodes[i]
+            .as_ref()
+            .unwrap()
+            .handle
+            .as_ref()
+            .unwrap()
+            .shared()
+            .node_id
+    }
+
+    /// Installs `filter` on every running node's outgoing raft traffic.
+    pub fn add_filter(&self, filter: std::sync::Arc<dyn rockraft_raftstore::SendFilter>) {
+        for n in self.nodes.iter().flatten() {
+            n.handle
+                .as_ref()
+                .unwrap()
+                .shared()
+                .network
+                .add_filter(filter.clone());
+        }
+    }
+
+    /// Cuts the cluster into sides (node indexes); raft traffic crosses no side boundary.
+    pub fn partition(&self, sides: &[&[usize]]) {
+        let sides = sides
+            .iter()
+            .map(|side| side.iter().map(|&i| self.node_id(i)).collect())
+            .collect();
+        self.add_filter(std::sync::Arc::new(
+            rockraft_raftstore::filters::Partition { sides },
+        ));
+    }
+
+    /// Cuts node `i` off from every other node.
+    pub fn isolate(&self, i: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|&j| j != i).collect();
+        self.partition(&[&[i], &others]);
+    }
+
+    /// Removes every filter: all links work again.
+    pub fn heal(&self) {
+        for n in self.nodes.iter().flatten() {
+            n.handle.as_ref().unwrap().shared().network.clear_filters();
+        }
+    }
+
+    /// Waits until every running node reports the same data digest and applied index.
+    pub fn wait_converged(&self, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            let states: Vec<Option<(String, String)>> = self
+                .nodes
+                .iter()
+                .flatten()
+                .map(|n| {
+                    let mut c = connect(n.addr())?;
+                    let d: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).ok()?;
+                    Some((d, info_field(&mut c, "raft", "raft_applied_index")?))
+                })
+                .collect();
+            states[0].is_some() && states.iter().all(|s| *s == states[0])
+        })
     }
 
     /// Stops node `i` (gracefully: its ports close as if it died).

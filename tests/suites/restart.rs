@@ -163,6 +163,8 @@ fn a_corrupted_data_directory_is_refused_with_a_clear_error() {
         .args([
             "--port",
             &free_port().to_string(),
+            "--bus-port",
+            &free_port().to_string(),
             "--metrics-addr",
             "off",
             "--data-dir",
