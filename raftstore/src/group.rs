@@ -439,6 +439,17 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 }
             }
             Request::Raft(msg, from) => {
+                if !self.is_member(msg.from) {
+                    // A node removed from the group (or never in it) can neither vote nor
+                    // append here, whatever term it claims.
+                    tracing::debug!(
+                        group = self.cfg.group_id,
+                        from = msg.from,
+                        "dropped raft message from a non-member"
+                    );
+                    metrics::counter!("rockraft_raft_messages_from_non_members_total").increment(1);
+                    return true;
+                }
                 if let Some(from) = from {
                     self.check_address(from);
                 }
@@ -458,6 +469,16 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             Request::Stop => return false,
         }
         true
+    }
+
+    /// Whether `node` is in the group's configuration (voters, learners, or either half of a
+    /// joint configuration).
+    fn is_member(&self, node: u64) -> bool {
+        let cs = self.raw.store().conf_state();
+        cs.voters.contains(&node)
+            || cs.learners.contains(&node)
+            || cs.voters_outgoing.contains(&node)
+            || cs.learners_next.contains(&node)
     }
 
     fn not_leader(&self) -> Error {

@@ -392,3 +392,67 @@ fn slot_introspection() {
         "{text}"
     );
 }
+
+/// Invariant 12, second half: once FORGET has removed a node, its raft messages are ignored,
+/// however high a term they claim.
+#[test]
+fn a_removed_node_can_neither_vote_nor_append() {
+    use protobuf::Message as _;
+    use rockraft_raftstore::eraftpb::{Message, MessageType};
+    use rockraft_raftstore::proto::PeerMessage;
+    use std::io::Write;
+
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let f = (l + 1) % 3;
+    let removed = cluster.node_id(f);
+    let mut c = cluster.client(l);
+    let victim: String = cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut cluster.client(f))
+        .unwrap();
+    let _: String = cmd("CLUSTER")
+        .arg("FORGET")
+        .arg(&victim)
+        .query(&mut c)
+        .unwrap();
+    let term_before = info_field(&mut c, "raft", "raft_term").unwrap();
+    let shared = cluster.nodes[l]
+        .as_ref()
+        .unwrap()
+        .handle
+        .as_ref()
+        .unwrap()
+        .shared()
+        .clone();
+    let send = |t: MessageType| {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.to = shared.node_id;
+        m.from = removed;
+        m.term = 1_000;
+        m.log_term = 1_000;
+        m.index = 1_000_000;
+        let frame = PeerMessage {
+            cluster_id: shared.network.cluster_id(),
+            group_id: rockraft_server::DATA_GROUP_ID,
+            message: m.write_to_bytes().unwrap(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", shared.me.bus_port as u16)).unwrap();
+        s.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(&frame).unwrap();
+    };
+    send(MessageType::MsgHeartbeat);
+    send(MessageType::MsgRequestVote);
+    send(MessageType::MsgAppend);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_term").unwrap(),
+        term_before
+    );
+    assert_eq!(info_field(&mut c, "raft", "raft_role").unwrap(), "leader");
+    set(&mut c, "still", "writable").unwrap();
+}
