@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: Redis 7 (AOF always), a 1-node rockraft and a 3-node rockraft, all on
+this machine, driven by the same redis-benchmark workloads. Prints one table (ops/s, p50, p99,
+and rockraft/Redis ratios) and writes it as CSV.
+
+Systems are alternated within every workload (the order rotates from one workload to the next),
+so machine noise hits every system alike. Run through benches/run.sh, which builds first.
+"""
+
+import argparse
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKLOADS = [
+    # (name, redis-benchmark args)
+    ("SET -c 1", ["-t", "set", "-c", "1"]),
+    ("GET -c 1", ["-t", "get", "-c", "1"]),
+    ("SET -c 50", ["-t", "set", "-c", "50"]),
+    ("GET -c 50", ["-t", "get", "-c", "50"]),
+    ("SET -c 50 -P 16", ["-t", "set", "-c", "50", "-P", "16"]),
+    ("GET -c 50 -P 16", ["-t", "get", "-c", "50", "-P", "16"]),
+]
+SYSTEMS = ["redis", "rockraft-1", "rockraft-3"]
+
+
+def cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def wait_writable(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cli(port, "SET", "__probe__", "1") == "OK":
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"node on port {port} never accepted a write")
+
+
+def leader_port(ports):
+    for p in ports:
+        if "raft_role:leader" in cli(p, "INFO", "raft"):
+            return p
+    sys.exit("no leader in the 3-node cluster")
+
+
+def bench(port, args, requests):
+    cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-d", "64", "-r", "100000", "--csv", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout
+    rows = list(csv.DictReader(out.splitlines()))
+    if not rows:
+        sys.exit(f"redis-benchmark printed no result: {' '.join(cmd)}")
+    r = rows[-1]
+    return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=100000, help="requests per -c 50 workload")
+    ap.add_argument("--csv", default="bench-results.csv", help="where to write the table")
+    ap.add_argument("--bin-dir", required=True, help="directory with rockraft-server and rockraft-ctl")
+    opts = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="rockraft-bench-")
+    procs = []
+    ctl = os.path.join(opts.bin_dir, "rockraft-ctl")
+    try:
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", "17380", "--bind", "127.0.0.1", "--dir", work, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--logfile", os.path.join(work, "redis.log")]))
+        procs.append(subprocess.Popen(
+            [os.path.join(opts.bin_dir, "rockraft-server"), "--port", "17379", "--bus-port", "17479",
+             "--data-dir", os.path.join(work, "single"), "--metrics-addr", "off", "--log-level", "warn"],
+            stderr=subprocess.DEVNULL))
+        subprocess.run([ctl, "cluster", "up", "--nodes", "3", "--base-port", "17401",
+                        "--dir", os.path.join(work, "cluster")], check=True, stdout=subprocess.DEVNULL)
+        wait_writable(17380)
+        wait_writable(17379)
+        ports = {"redis": 17380, "rockraft-1": 17379, "rockraft-3": leader_port([17401, 17402, 17403])}
+        redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+        print(f"machine: {os.cpu_count()} cores; redis {redis_version} (appendonly yes, appendfsync always); "
+              f"rockraft 1 node and 3 nodes (leader), all on this machine; -d 64 -r 100000")
+
+        results = {}
+        for w, (name, args) in enumerate(WORKLOADS):
+            # One client is slow and pipelines are fast: scale so each run takes similar time.
+            if name.endswith("-c 1"):
+                requests = opts.requests // 10
+            elif "-P 16" in name:
+                requests = opts.requests * 4
+            else:
+                requests = opts.requests
+            order = SYSTEMS[w % 3:] + SYSTEMS[:w % 3]
+            for system in order:
+                results[(name, system)] = bench(ports[system], args, requests)
+
+        header = ["workload"]
+        for s in SYSTEMS:
+            header += [f"{s} ops/s", f"{s} p50 ms", f"{s} p99 ms"]
+        header += ["rockraft-1/redis", "rockraft-3/redis"]
+        rows = []
+        for name, _ in WORKLOADS:
+            row = [name]
+            for s in SYSTEMS:
+                rps, p50, p99 = results[(name, s)]
+                row += [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}"]
+            base = results[(name, "redis")][0]
+            row += [f"{results[(name, 'rockraft-1')][0] / base:.2f}", f"{results[(name, 'rockraft-3')][0] / base:.2f}"]
+            rows.append(row)
+        with open(opts.csv, "w", newline="") as f:
+            csv.writer(f).writerows([header] + rows)
+        widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+        for r in [header] + rows:
+            print("  ".join(str(c).rjust(widths[i]) for i, c in enumerate(r)))
+        print(f"(written to {opts.csv})")
+    finally:
+        subprocess.run([ctl, "cluster", "down", "--dir", os.path.join(work, "cluster")], capture_output=True)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
