@@ -6,11 +6,7 @@
 # Default workload: -t set,get -n 100000 -c 50 -d 64 -r 100000 -q
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-"$root/scripts/deps.sh"
-command -v redis-server >/dev/null 2>&1 || {
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-}
+"$root/scripts/deps.sh" --with-redis-server
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
 # The same build as the test command, so the two share one set of compiled dependencies.
 cargo build --release --manifest-path "$root/Cargo.toml" --workspace --bins >&2

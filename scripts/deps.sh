@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test rockraft:
-# clang + libclang-dev (RocksDB's bindings) and redis-tools (redis-cli, redis-benchmark).
+# clang + libclang-dev (RocksDB's bindings) and redis-tools (redis-cli, redis-benchmark);
+# with --with-redis-server also Redis itself (the benchmarks' baseline).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -8,6 +9,9 @@ ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 if [ "${1:-}" != "--build-only" ]; then
   command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
   command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+fi
+if [ "${1:-}" = "--with-redis-server" ]; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
