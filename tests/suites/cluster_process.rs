@@ -215,3 +215,32 @@ fn a_write_that_cannot_commit_is_reported_unknown_not_failed() {
         d[0].is_some() && d.iter().all(|x| *x == d[0])
     }));
 }
+
+/// SIGTERM on the leader hands leadership over before stopping: a new leader is writable at
+/// once instead of after an election timeout.
+#[test]
+fn a_leader_stopped_gracefully_hands_over_leadership() {
+    let mut cluster = ProcessCluster::start(3);
+    let l = cluster.leader();
+    let node = cluster.nodes[l].take().unwrap();
+    let stopped = Instant::now();
+    assert_eq!(node.terminate(), Some(0));
+    let took = stopped.elapsed();
+    // The remaining two already have a leader: no election timeout (1-2 s) to wait for.
+    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    // Well under the election timeout (1 s at least).
+    let mut leader = None;
+    wait_until(Duration::from_millis(300), || {
+        leader = others.iter().copied().find(|&i| {
+            rockraft_tests::connect(cluster.addr(i))
+                .and_then(|mut c| info_field(&mut c, "raft", "raft_role"))
+                .as_deref()
+                == Some("leader")
+        });
+        leader.is_some()
+    });
+    let leader =
+        leader.unwrap_or_else(|| panic!("no leader right after a graceful stop ({took:?})"));
+    let mut c = rockraft_tests::connect(cluster.addr(leader)).unwrap();
+    let _: () = cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+}
