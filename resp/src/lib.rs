@@ -12,3 +12,15 @@ mod request;
 
 pub use reply::{Protocol, Reply};
 pub use request::{decode_request, ProtocolError, RequestLimits};
+
+/// Encodes a command the way clients send it: a multibulk of bulk strings.
+pub fn encode_request<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        let a = a.as_ref();
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}

@@ -2,7 +2,7 @@
 //! loop, and a valid pipeline decodes the same however the bytes are split into reads.
 
 use bytes::{Bytes, BytesMut};
-use rockraft_resp::{decode_request, RequestLimits};
+use rockraft_resp::{decode_request, encode_request as encode, RequestLimits};
 
 struct Rng(u64);
 
@@ -17,16 +17,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-fn encode(argv: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", argv.len()).into_bytes();
-    for a in argv {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }
 
 fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {

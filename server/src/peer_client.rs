@@ -15,14 +15,8 @@ pub async fn call(addr: &str, args: &[&[u8]], timeout: Duration) -> Result<Strin
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
-        }
         stream
-            .write_all(&req)
+            .write_all(&rockraft_resp::encode_request(args))
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut buf = BytesMut::with_capacity(4096);

@@ -351,13 +351,7 @@ impl Raw {
 
 /// Encodes a command as a RESP multibulk.
 pub fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    rockraft_resp::encode_request(args)
 }
 
 /// Runs a test binary's command-line tool and returns (exit ok, stdout).
