@@ -75,12 +75,15 @@ impl Config {
     pub fn metrics(&self, client_port: u16) -> Result<MetricsAddr, String> {
         match self.metrics_addr {
             Some(m) => Ok(m),
-            None => {
-                let port = client_port.checked_add(20000).ok_or_else(|| {
-                    "client port + 20000 is not a port; set --metrics-addr".to_string()
-                })?;
-                parse_metrics_addr(&format!("{}:{port}", self.bind))
-            }
+            None => match client_port.checked_add(20000) {
+                Some(port) => parse_metrics_addr(&format!("{}:{port}", self.bind)),
+                None => {
+                    tracing::warn!(
+                        "client port {client_port} + 20000 is not a port: metrics are off; set --metrics-addr"
+                    );
+                    Ok(MetricsAddr::Off)
+                }
+            },
         }
     }
 
