@@ -843,6 +843,15 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             applied = Some(entry.index);
         }
         let store = self.raw.mut_store();
+        // The stored commit index must never fall behind the stored apply index: a Ready's
+        // committed entries are applied before the batch holding that Ready's hard state is
+        // written, and a crash in between would leave "applied > commit" on disk. Entries are
+        // only applied once committed and persisted, so recording commit >= applied is true.
+        let commit = commit
+            .into_iter()
+            .chain(applied)
+            .max()
+            .filter(|&c| c > store.hard_state().commit);
         if let Some(commit) = commit {
             store.set_commit(commit, ctx.batch());
         }
