@@ -489,8 +489,8 @@ impl InProcessCluster {
         wait_for_leader(&self.addrs())
     }
 
-    /// The raft id of node `i`.
-    pub fn node_id(&self, i: usize) -> u64 {
+    /// The server state of running node `i`.
+    pub fn shared(&self, i: usize) -> std::sync::Arc<rockraft_server::Shared> {
         self.nodes[i]
             .as_ref()
             .unwrap()
@@ -498,7 +498,12 @@ impl InProcessCluster {
             .as_ref()
             .unwrap()
             .shared()
-            .node_id
+            .clone()
+    }
+
+    /// The raft id of node `i`.
+    pub fn node_id(&self, i: usize) -> u64 {
+        self.shared(i).node_id
     }
 
     /// Installs `filter` on every running node's outgoing raft traffic.

@@ -308,8 +308,7 @@ fn traffic_from_another_cluster_is_ignored() {
 
     let cluster = InProcessCluster::start(2);
     let l = cluster.leader();
-    let node = cluster.nodes[l].as_ref().unwrap();
-    let shared = node.handle.as_ref().unwrap().shared().clone();
+    let shared = cluster.shared(l);
     let mut c = cluster.client(l);
     let term_before = info_field(&mut c, "raft", "raft_term").unwrap();
     let mut vote = Message::default();
@@ -417,14 +416,7 @@ fn a_removed_node_can_neither_vote_nor_append() {
         .query(&mut c)
         .unwrap();
     let term_before = info_field(&mut c, "raft", "raft_term").unwrap();
-    let shared = cluster.nodes[l]
-        .as_ref()
-        .unwrap()
-        .handle
-        .as_ref()
-        .unwrap()
-        .shared()
-        .clone();
+    let shared = cluster.shared(l);
     let send = |t: MessageType| {
         let mut m = Message::default();
         m.set_msg_type(t);

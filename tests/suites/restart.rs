@@ -114,8 +114,9 @@ fn kill_9_loses_no_acknowledged_write() {
     }
 }
 
-#[test]
-fn sigterm_shuts_down_cleanly_and_restarts() {
+/// Starts a real node, writes `k = v`, stops it with SIGTERM (asserting a clean exit) and returns
+/// its temp dir, data dir and port.
+fn stopped_node_with_one_key() -> (tempfile::TempDir, std::path::PathBuf, u16) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("n");
     let port = free_port();
@@ -126,6 +127,12 @@ fn sigterm_shuts_down_cleanly_and_restarts() {
         .query(&mut node.client())
         .unwrap();
     assert_eq!(node.terminate(), Some(0));
+    (dir, data, port)
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_restarts() {
+    let (_dir, data, port) = stopped_node_with_one_key();
     let node = Process::start(&data, port);
     let v: String = cmd("GET").arg("k").query(&mut node.client()).unwrap();
     assert_eq!(v, "v");
@@ -146,16 +153,7 @@ fn a_second_node_on_the_same_data_dir_is_refused() {
 
 #[test]
 fn a_corrupted_data_directory_is_refused_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("n");
-    let port = free_port();
-    let node = Process::start(&data, port);
-    let _: () = cmd("SET")
-        .arg("k")
-        .arg("v")
-        .query(&mut node.client())
-        .unwrap();
-    assert_eq!(node.terminate(), Some(0));
+    let (_dir, data, _) = stopped_node_with_one_key();
     // Point RocksDB's CURRENT file at a manifest that does not exist.
     std::fs::write(data.join("db").join("CURRENT"), "MANIFEST-999999\n").unwrap();
     let bin = rockraft_tests::workspace_binary("rockraft-server");

@@ -476,36 +476,31 @@ fn failover(shared: &Shared, argv: &[Bytes]) -> Reply {
 }
 
 fn help() -> Reply {
-    Reply::Array(
-        [
-            "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "COUNTKEYSINSLOT <slot>",
-            "    Return the number of keys in <slot>.",
-            "FAILOVER [FORCE|TAKEOVER]",
-            "    Make this follower the leader (sent to a follower).",
-            "FORGET <node-id>",
-            "    Remove a node from the cluster.",
-            "GETKEYSINSLOT <slot> <count>",
-            "    Return key names stored by this node in a slot.",
-            "INFO",
-            "    Return information about the cluster.",
-            "KEYSLOT <key>",
-            "    Return the hash slot for <key>.",
-            "MEET <ip> <port>",
-            "    Add a node holding no keys to the cluster.",
-            "MYID",
-            "    Return the node id.",
-            "NODES",
-            "    Return cluster configuration seen by node.",
-            "SHARDS",
-            "    Return information about slot range mappings and the nodes serving them.",
-            "SLOTS",
-            "    Return information about slots range mappings.",
-            "HELP",
-            "    Print this help.",
-        ]
-        .iter()
-        .map(|l| Reply::Simple(l.to_string()))
-        .collect(),
-    )
+    super::help_reply(&[
+        "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "COUNTKEYSINSLOT <slot>",
+        "    Return the number of keys in <slot>.",
+        "FAILOVER [FORCE|TAKEOVER]",
+        "    Make this follower the leader (sent to a follower).",
+        "FORGET <node-id>",
+        "    Remove a node from the cluster.",
+        "GETKEYSINSLOT <slot> <count>",
+        "    Return key names stored by this node in a slot.",
+        "INFO",
+        "    Return information about the cluster.",
+        "KEYSLOT <key>",
+        "    Return the hash slot for <key>.",
+        "MEET <ip> <port>",
+        "    Add a node holding no keys to the cluster.",
+        "MYID",
+        "    Return the node id.",
+        "NODES",
+        "    Return cluster configuration seen by node.",
+        "SHARDS",
+        "    Return information about slot range mappings and the nodes serving them.",
+        "SLOTS",
+        "    Return information about slots range mappings.",
+        "HELP",
+        "    Print this help.",
+    ])
 }

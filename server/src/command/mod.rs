@@ -209,6 +209,11 @@ pub fn unknown_subcommand(cmd: &str, sub: &[u8]) -> Reply {
     ))
 }
 
+/// A `<CMD> HELP` reply: one status line per text line.
+pub fn help_reply(lines: &[&str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::Simple(l.to_string())).collect())
+}
+
 /// Parses an integer the way Redis's `string2ll` does (no sign `+`, no spaces, no leading zeros).
 pub fn parse_i64(b: &[u8]) -> Option<i64> {
     if b.is_empty() || b.len() > 20 {

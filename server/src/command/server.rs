@@ -131,18 +131,13 @@ fn debug(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     match upper(&argv[1]).as_str() {
         "DIGEST" if argv.len() == 2 => Reply::Simple(shared.db.digest()),
         "DIGEST" => wrong_arity("debug|digest"),
-        "HELP" => Reply::Array(
-            [
-                "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "DIGEST",
-                "    Output a hex signature representing the current DB content.",
-                "HELP",
-                "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple(l.to_string()))
-            .collect(),
-        ),
+        "HELP" => super::help_reply(&[
+            "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DIGEST",
+            "    Output a hex signature representing the current DB content.",
+            "HELP",
+            "    Print this help.",
+        ]),
         _ => unknown_subcommand("debug", &argv[1]),
     }
 }
@@ -471,22 +466,17 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             Reply::ok()
         }
         "REWRITE" => Reply::err("ERR The server is running without a config file"),
-        "HELP" => Reply::Array(
-            [
-                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "GET <pattern>",
-                "    Return parameters matching the glob-like <pattern> and their values.",
-                "SET <directive> <value>",
-                "    Set the configuration <directive> to <value>.",
-                "RESETSTAT",
-                "    Reset statistics reported by the INFO command.",
-                "HELP",
-                "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::Simple(l.to_string()))
-            .collect(),
-        ),
+        "HELP" => super::help_reply(&[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value>.",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "HELP",
+            "    Print this help.",
+        ]),
         _ => unknown_subcommand("config", &argv[1]),
     }
 }
