@@ -11,11 +11,13 @@ use rocksdb::{
 
 use crate::error::{Error, Result};
 use crate::keys::ALL_CFS;
+use crate::snap::SnapManager;
 
 /// The node's RocksDB.
 pub struct Engine {
     db: DB,
     path: PathBuf,
+    snapshots: SnapManager,
 }
 
 impl Engine {
@@ -41,7 +43,17 @@ impl Engine {
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
             Error::Storage(format!("cannot open RocksDB at {}: {e}", path.display()))
         })?;
-        Ok(Engine { db, path })
+        let snapshots = SnapManager::open(dir.join("snap"))?;
+        Ok(Engine {
+            db,
+            path,
+            snapshots,
+        })
+    }
+
+    /// The node's snapshots (in `<data dir>/snap`).
+    pub fn snapshots(&self) -> &SnapManager {
+        &self.snapshots
     }
 
     pub fn path(&self) -> &Path {

@@ -9,6 +9,10 @@ pub enum Error {
     /// The proposal's log index was taken by an entry of another term: it will never apply.
     #[error("proposal was replaced by an entry of another term")]
     EntryReplaced,
+    /// The proposal may or may not have been applied (a snapshot replaced the log that held
+    /// it); only reading the data can tell.
+    #[error("proposal outcome unknown")]
+    OutcomeUnknown,
     /// raft-rs refused the proposal (e.g. a leader transfer is in progress); it was not logged.
     #[error("proposal dropped by raft")]
     ProposalDropped,

@@ -30,19 +30,20 @@ use std::time::{Duration, Instant};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+    MessageType, Snapshot,
 };
-use raft::{ProgressState, RawNode, StateRole};
+use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
 use crate::apply::{ApplyContext, StateMachine};
 use crate::engine::{encode_msg, Engine};
 use crate::error::{Error, Result};
-use crate::keys::{self, CF_DATA, CF_EXPIRE, CF_RAFT};
+use crate::keys::{self, CF_RAFT};
 use crate::logger::raft_logger;
 use crate::membership::AddressBook;
-use crate::proto::{EntryHeader, NodeInfo, StoreIdent};
-use crate::slot::SLOT_COUNT;
+use crate::proto::{EntryHeader, NodeInfo, SnapshotData, StoreIdent};
+use crate::snap;
 use crate::storage::PeerStorage;
 
 /// How a raft group is run.
@@ -64,6 +65,11 @@ pub struct GroupConfig {
     pub me: Option<NodeInfo>,
     /// A learner whose log is within this many entries of the leader's is promoted to voter.
     pub promote_lag: u64,
+    /// The log is compacted (its older half removed, up to the applied index) once it holds
+    /// more entries than this...
+    pub log_max_entries: u64,
+    /// ... or more bytes than this. A follower further behind gets a snapshot.
+    pub log_max_bytes: u64,
 }
 
 impl GroupConfig {
@@ -78,6 +84,8 @@ impl GroupConfig {
             max_batch: 4096,
             me: None,
             promote_lag: 64,
+            log_max_entries: 20_000,
+            log_max_bytes: 64 << 20,
         }
     }
 }
@@ -110,6 +118,13 @@ pub struct GroupStatus {
     pub last_index: AtomicU64,
     /// 0 when no leader is known.
     pub leader_id: AtomicU64,
+    /// First index still in the log (1 + the compacted prefix).
+    pub first_index: AtomicU64,
+    /// Entries in the log and their encoded size.
+    pub log_entries: AtomicU64,
+    pub log_bytes: AtomicU64,
+    /// Snapshots this node installed since it started.
+    pub snapshots_installed: AtomicU64,
     role: AtomicU8,
     members: Mutex<Members>,
 }
@@ -439,6 +454,23 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 }
             }
             Request::Raft(msg, from) => {
+                match msg.get_msg_type() {
+                    MessageType::MsgSnapStatus => {
+                        // From our own transport: how sending a snapshot to `msg.from` went.
+                        let status = if msg.reject {
+                            SnapshotStatus::Failure
+                        } else {
+                            SnapshotStatus::Finish
+                        };
+                        self.raw.report_snapshot(msg.from, status);
+                        return true;
+                    }
+                    MessageType::MsgSnapshot => {
+                        self.step_snapshot(*msg, from);
+                        return true;
+                    }
+                    _ => {}
+                }
                 if !self.is_member(msg.from) {
                     // A node removed from the group (or never in it) can neither vote nor
                     // append here, whatever term it claims.
@@ -469,6 +501,124 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             Request::Stop => return false,
         }
         true
+    }
+
+    /// Steps a snapshot whose files the transport has received. The snapshot's own
+    /// configuration vouches for the sender (a joining node does not know the leader yet).
+    fn step_snapshot(&mut self, msg: Message, from: Option<NodeInfo>) {
+        let snap = msg.get_snapshot();
+        let dir = SnapshotData::parse_from_bytes(&snap.data)
+            .ok()
+            .map(|d| std::path::PathBuf::from(d.received_dir))
+            .filter(|d| self.engine.snapshots().is_received_dir(d));
+        let Some(dir) = dir else {
+            tracing::warn!(
+                group = self.cfg.group_id,
+                "dropped a snapshot message without received files"
+            );
+            return;
+        };
+        let cs = snap.get_metadata().get_conf_state();
+        let vouched = cs.voters.contains(&msg.from) || cs.voters_outgoing.contains(&msg.from);
+        if !vouched && !self.is_member(msg.from) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        if let Some(from) = from {
+            self.check_address(from);
+        }
+        let index = snap.get_metadata().index;
+        if let Err(e) = self.raw.step(msg) {
+            tracing::debug!(group = self.cfg.group_id, "raft step: {e}");
+        }
+        let pending = self
+            .raw
+            .raft
+            .raft_log
+            .unstable_snapshot()
+            .as_ref()
+            .is_some_and(|s| s.get_metadata().index == index);
+        if !pending {
+            // Raft did not take it (stale, or the log already had it): its files are not needed.
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// Installs a snapshot raft accepted (see [`crate::snap`] for the steps and why a crash
+    /// at any of them is safe).
+    fn install_snapshot(&mut self, snap: &Snapshot) {
+        let g = self.cfg.group_id;
+        let started = Instant::now();
+        let data = SnapshotData::parse_from_bytes(&snap.data)
+            .unwrap_or_else(|e| panic!("group {g}: accepted snapshot has bad data: {e}"));
+        let dir = std::path::PathBuf::from(&data.received_dir);
+        let index = snap.get_metadata().index;
+        fail::fail_point!("snapshot_install_before");
+        let mut wb = WriteBatch::default();
+        self.raw.mut_store().apply_snapshot(snap, &data, &mut wb);
+        if let Err(e) = self.engine.write(wb, true) {
+            panic!("group {g}: snapshot install write failed: {e}");
+        }
+        fail::fail_point!("snapshot_install_ingest");
+        if let Err(e) = snap::ingest(&self.engine, &dir) {
+            panic!("group {g}: snapshot ingest failed: {e}");
+        }
+        fail::fail_point!("snapshot_install_after");
+        if let Err(e) = self.raw.store().finish_snapshot() {
+            panic!("group {g}: snapshot install write failed: {e}");
+        }
+        let _ = self.engine.snapshots().clean_received(g, None);
+        if let Err(e) = self.book.load(&self.engine, g) {
+            panic!("group {g}: member addresses after snapshot: {e}");
+        }
+        // Proposals this node made as leader and that the snapshot covers may or may not be
+        // in it: their outcome is unknown (never "failed").
+        while self.proposals.front().is_some_and(|p| p.index <= index) {
+            let p = self.proposals.pop_front().expect("front exists");
+            let _ = p.reply.send(Err(Error::OutcomeUnknown));
+        }
+        self.status.applied_index.store(index, Ordering::Release);
+        self.publish_members();
+        metrics::counter!("rockraft_snapshots_installed_total").increment(1);
+        self.status
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            group = g,
+            index,
+            term = snap.get_metadata().term,
+            keys = data.keys,
+            took_ms = started.elapsed().as_millis() as u64,
+            "snapshot installed"
+        );
+    }
+
+    /// Compacts the log once it passes the configured limits.
+    fn maybe_compact(&mut self) {
+        let applied = self.raw.store().apply_state().applied_index;
+        let (max_entries, max_bytes) = (self.cfg.log_max_entries, self.cfg.log_max_bytes);
+        let store = self.raw.mut_store();
+        let Some(target) = store.compact_target(applied, max_entries, max_bytes) else {
+            return;
+        };
+        let mut wb = WriteBatch::default();
+        if let Err(e) = store.compact_to(target, &mut wb) {
+            panic!("group {}: log compaction: {e}", self.cfg.group_id);
+        }
+        if let Err(e) = self.engine.write(wb, false) {
+            panic!(
+                "group {}: log compaction write failed: {e}",
+                self.cfg.group_id
+            );
+        }
+        let (entries, bytes) = self.raw.store().log_size();
+        tracing::debug!(
+            group = self.cfg.group_id,
+            to = target,
+            entries,
+            bytes,
+            "raft log compacted"
+        );
     }
 
     /// Whether `node` is in the group's configuration (voters, learners, or either half of a
@@ -623,13 +773,9 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         cs.set_voters(voters.clone());
         wb.put_cf(raft_cf, keys::initial_conf_key(g), encode_msg(&cs));
         wb.put_cf(raft_cf, keys::conf_state_key(g), encode_msg(&cs));
-        wb.delete_range_cf(
-            engine.cf(CF_DATA),
-            keys::slot_start(0),
-            keys::slot_start(SLOT_COUNT),
-        );
-        wb.delete_range_cf(engine.cf(CF_EXPIRE), &[0u8; 8][..], &[0xffu8; 9][..]);
+        keys::stage_clear_data(&engine, &mut wb);
         engine.write(wb, true)?;
+        engine.snapshots().clean_received(g, None)?;
         let storage = PeerStorage::open(engine.clone(), g, &voters)?;
         let raw = RawNode::new(&raft_config(&self.cfg, 0), storage, &raft_logger(g))
             .map_err(|e| Error::Storage(format!("raft init: {e}")))?;
@@ -711,11 +857,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         if !rd.messages().is_empty() {
             self.transport.send(rd.take_messages());
         }
-        assert!(
-            rd.snapshot().get_metadata().index == 0,
-            "group {}: snapshots are not supported yet",
-            self.cfg.group_id
-        );
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.install_snapshot(&snap);
+        }
         let committed = rd.take_committed_entries();
         self.apply(committed, None);
 
@@ -727,12 +872,14 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         }
         if !wb.is_empty() {
             let started = Instant::now();
+            fail::fail_point!("raft_log_write_before");
             if let Err(e) = self.engine.write(wb, true) {
                 // Memory and disk would disagree about the log: stopping is the only safe move.
                 panic!("group {}: raft log write failed: {e}", self.cfg.group_id);
             }
             metrics::histogram!("rockraft_raft_log_write_seconds")
                 .record(started.elapsed().as_secs_f64());
+            fail::fail_point!("raft_log_write_after");
         }
         for rs in rd.take_read_states() {
             self.on_read_state(&rs.request_ctx, rs.index);
@@ -750,6 +897,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let committed = light.take_committed_entries();
         self.apply(committed, light.commit_index());
         self.raw.advance_apply();
+        self.maybe_compact();
         self.publish_status();
     }
 
@@ -858,9 +1006,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         if let Some(applied) = applied {
             store.set_applied(applied, ctx.batch());
         }
+        fail::fail_point!("apply_before");
         if let Err(e) = engine.write(ctx.into_batch(), false) {
             panic!("group {}: apply write failed: {e}", self.cfg.group_id);
         }
+        fail::fail_point!("apply_after");
         for (reply, out) in replies {
             let _ = reply.send(Ok(out));
         }
@@ -886,6 +1036,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             ConfChangeV2::parse_from_bytes(&entry.data)
         }
         .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
+        fail::fail_point!("conf_change_apply");
         let cs = match self.raw.apply_conf_change(&cc) {
             Ok(cs) => cs,
             Err(e) => {
@@ -966,8 +1117,16 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             StateRole::PreCandidate => 3,
         };
         s.role.store(role, Ordering::Release);
-        let applied = self.raw.store().apply_state().applied_index;
+        let store = self.raw.store();
+        let applied = store.apply_state().applied_index;
         s.applied_index.store(applied, Ordering::Release);
+        let (entries, bytes) = store.log_size();
+        s.first_index
+            .store(store.apply_state().truncated_index + 1, Ordering::Release);
+        s.log_entries.store(entries, Ordering::Release);
+        s.log_bytes.store(bytes, Ordering::Release);
+        metrics::gauge!("rockraft_raft_log_entries").set(entries as f64);
+        metrics::gauge!("rockraft_raft_log_bytes").set(bytes as f64);
         metrics::gauge!("rockraft_raft_term").set(raft.term as f64);
         metrics::gauge!("rockraft_raft_commit_index").set(raft.raft_log.committed as f64);
         metrics::gauge!("rockraft_raft_applied_index").set(applied as f64);

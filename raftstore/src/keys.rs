@@ -28,6 +28,7 @@ const APPLY_STATE_SUFFIX: u8 = 0x03;
 const CONF_STATE_SUFFIX: u8 = 0x04;
 const NODE_ADDR_SUFFIX: u8 = 0x05;
 const INITIAL_CONF_SUFFIX: u8 = 0x06;
+const SNAPSHOT_APPLYING_SUFFIX: u8 = 0x07;
 
 /// The node's identity (node id, cluster id), written once at first start.
 pub fn store_ident_key() -> [u8; 2] {
@@ -74,6 +75,13 @@ pub fn initial_conf_key(group_id: u64) -> [u8; 10] {
     group_key(group_id, INITIAL_CONF_SUFFIX)
 }
 
+/// Present while a received snapshot is being installed: the old data is already cleared and
+/// the raft state moved to the snapshot's index, but its files may not all be ingested yet. A
+/// restart finishes the install before anything else.
+pub fn snapshot_applying_key(group_id: u64) -> [u8; 10] {
+    group_key(group_id, SNAPSHOT_APPLYING_SUFFIX)
+}
+
 /// Address of member `node_id` of group `group_id`, as recorded by the log.
 pub fn node_addr_key(group_id: u64, node_id: u64) -> [u8; 18] {
     let mut k = [0u8; 18];
@@ -93,6 +101,30 @@ pub fn group_start(group_id: u64) -> [u8; 9] {
 /// See [`group_start`].
 pub fn group_end(group_id: u64) -> [u8; 9] {
     group_start(group_id + 1)
+}
+
+/// `[start, end)` of the log keys of group `group_id`.
+pub fn log_range(group_id: u64) -> ([u8; 18], [u8; 18]) {
+    (log_key(group_id, 0), log_key(group_id, u64::MAX))
+}
+
+/// `[start, end)` of the member addresses of group `group_id`.
+pub fn node_addr_range(group_id: u64) -> ([u8; 18], [u8; 18]) {
+    (
+        node_addr_key(group_id, 0),
+        node_addr_key(group_id, u64::MAX),
+    )
+}
+
+/// Stages the removal of every user key and expiry entry (FLUSHALL-like, for a node that
+/// leaves its data behind or installs a snapshot).
+pub fn stage_clear_data(engine: &crate::Engine, wb: &mut rocksdb::WriteBatch) {
+    wb.delete_range_cf(
+        engine.cf(CF_DATA),
+        slot_start(0),
+        slot_start(crate::slot::SLOT_COUNT),
+    );
+    wb.delete_range_cf(engine.cf(CF_EXPIRE), &[0u8; 8][..], &[0xffu8; 9][..]);
 }
 
 /// Key in the expiry index: expiry time, then the user key.

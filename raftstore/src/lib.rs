@@ -11,6 +11,7 @@ mod logger;
 pub mod membership;
 pub mod node;
 pub mod slot;
+pub mod snap;
 pub mod storage;
 pub mod transport;
 

@@ -16,7 +16,8 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use crate::engine::{encode_msg, Engine};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_RAFT};
-use crate::proto::ApplyState;
+use crate::proto::{ApplyState, SnapshotData};
+use crate::snap;
 
 pub struct PeerStorage {
     engine: Arc<Engine>,
@@ -29,6 +30,10 @@ pub struct PeerStorage {
     /// Terms of the most recent entries (consecutive, ending at `last_index`): raft asks for
     /// them on every append response, and they would otherwise be a RocksDB read each.
     recent_terms: VecDeque<u64>,
+    /// Encoded size of every entry in `[first_index, last_index]`, and their sum: what log
+    /// compaction is judged by.
+    entry_sizes: VecDeque<u32>,
+    log_bytes: u64,
 }
 
 const RECENT_TERMS: usize = 8192;
@@ -66,13 +71,78 @@ impl PeerStorage {
             last_term: apply_state.truncated_term,
             apply_state,
             recent_terms: VecDeque::new(),
+            entry_sizes: VecDeque::new(),
+            log_bytes: 0,
         };
         if let Some(last) = s.read_last_entry()? {
             s.last_index = last.index;
             s.last_term = last.term;
         }
+        s.finish_interrupted_snapshot()?;
         s.check_consistency()?;
+        s.load_entry_sizes()?;
         Ok(s)
+    }
+
+    /// Completes a snapshot install that a crash interrupted (see [`crate::snap`]): the raft
+    /// state already describes the snapshot, so the data must be made to match it.
+    fn finish_interrupted_snapshot(&self) -> Result<()> {
+        let g = self.group_id;
+        let snaps = self.engine.snapshots();
+        let marker: Option<SnapshotData> = self
+            .engine
+            .get_msg(CF_RAFT, &keys::snapshot_applying_key(g))?;
+        let Some(data) = marker else {
+            return snaps.clean_received(g, None);
+        };
+        let dir = std::path::PathBuf::from(&data.received_dir);
+        tracing::warn!(
+            group = g,
+            index = self.apply_state.applied_index,
+            dir = %dir.display(),
+            "finishing a snapshot install interrupted by a crash"
+        );
+        if !dir.is_dir() {
+            return Err(Error::Corrupted(format!(
+                "group {g}: a snapshot install was interrupted and its files ({}) are gone",
+                dir.display()
+            )));
+        }
+        let mut wb = WriteBatch::default();
+        keys::stage_clear_data(&self.engine, &mut wb);
+        self.engine.write(wb, true)?;
+        snap::ingest(&self.engine, &dir)?;
+        self.finish_snapshot()?;
+        snaps.clean_received(g, None)
+    }
+
+    /// Removes the "applying" marker once a snapshot's files are ingested (synced, so a
+    /// restart never redoes an install that later writes were applied on top of).
+    pub fn finish_snapshot(&self) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(
+            self.engine.cf(CF_RAFT),
+            keys::snapshot_applying_key(self.group_id),
+        );
+        self.engine.write(wb, true)
+    }
+
+    fn load_entry_sizes(&mut self) -> Result<()> {
+        let first = self.first_index();
+        let start = keys::log_key(self.group_id, first);
+        let it = self.engine.db().iterator_cf(
+            self.engine.cf(CF_RAFT),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.map_err(|e| Error::Storage(e.to_string()))?;
+            if k[..10] != start[..10] || keys::log_index(&k).is_none() {
+                break;
+            }
+            self.entry_sizes.push_back(v.len() as u32);
+            self.log_bytes += v.len() as u64;
+        }
+        Ok(())
     }
 
     /// Refuses to start on state that cannot have been written by a correct node.
@@ -156,6 +226,96 @@ impl PeerStorage {
         self.apply_state.truncated_index + 1
     }
 
+    /// Entries in the log (past the compacted prefix) and their encoded size.
+    pub fn log_size(&self) -> (u64, u64) {
+        (
+            self.last_index - self.apply_state.truncated_index,
+            self.log_bytes,
+        )
+    }
+
+    /// Where to compact the log to, if it holds more than `max_entries` entries or
+    /// `max_bytes` bytes: the newest half of each limit is kept, and nothing past `applied`
+    /// is removed.
+    pub fn compact_target(&self, applied: u64, max_entries: u64, max_bytes: u64) -> Option<u64> {
+        let (count, bytes) = self.log_size();
+        if count <= max_entries && bytes <= max_bytes {
+            return None;
+        }
+        let by_count = self.last_index.saturating_sub(max_entries / 2);
+        let mut kept = 0u64;
+        let mut by_bytes = self.apply_state.truncated_index;
+        for (i, size) in self.entry_sizes.iter().enumerate().rev() {
+            kept += u64::from(*size);
+            if kept > max_bytes / 2 {
+                by_bytes = self.first_index() + i as u64;
+                break;
+            }
+        }
+        let target = by_count.max(by_bytes).min(applied);
+        (target > self.apply_state.truncated_index).then_some(target)
+    }
+
+    /// Stages the removal of the log up to and including `index` (which must be applied).
+    pub fn compact_to(&mut self, index: u64, wb: &mut WriteBatch) -> Result<()> {
+        let first = self.first_index();
+        assert!(
+            index >= first && index <= self.apply_state.applied_index,
+            "compact to {index}: log starts at {first}, applied {}",
+            self.apply_state.applied_index
+        );
+        let term = raft::Storage::term(self, index)
+            .map_err(|e| Error::Storage(format!("term of {index}: {e}")))?;
+        wb.delete_range_cf(
+            self.engine.cf(CF_RAFT),
+            keys::log_key(self.group_id, first),
+            keys::log_key(self.group_id, index + 1),
+        );
+        for _ in first..=index {
+            if let Some(size) = self.entry_sizes.pop_front() {
+                self.log_bytes -= u64::from(size);
+            }
+        }
+        self.apply_state.truncated_index = index;
+        self.apply_state.truncated_term = term;
+        let applied = self.apply_state.applied_index;
+        self.set_applied(applied, wb);
+        Ok(())
+    }
+
+    /// Stages the raft side of installing `snap`: the log is dropped, the apply and conf
+    /// states move to the snapshot, the old data is cleared and the "applying" marker (naming
+    /// the received files in `data`) is set. The caller writes the batch (synced), ingests the
+    /// files, then calls [`PeerStorage::finish_snapshot`].
+    pub fn apply_snapshot(&mut self, snap: &Snapshot, data: &SnapshotData, wb: &mut WriteBatch) {
+        let meta = snap.get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        let g = self.group_id;
+        let cf = self.engine.cf(CF_RAFT);
+        let (log_start, log_end) = keys::log_range(g);
+        wb.delete_range_cf(cf, log_start, log_end);
+        let (addr_start, addr_end) = keys::node_addr_range(g);
+        wb.delete_range_cf(cf, addr_start, addr_end);
+        for n in data.nodes.iter() {
+            wb.put_cf(cf, keys::node_addr_key(g, n.node_id), encode_msg(n));
+        }
+        keys::stage_clear_data(&self.engine, wb);
+        wb.put_cf(cf, keys::snapshot_applying_key(g), encode_msg(data));
+        self.apply_state.truncated_index = index;
+        self.apply_state.truncated_term = term;
+        self.set_applied(index, wb);
+        self.set_conf_state(meta.get_conf_state().clone(), wb);
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(term);
+        hs.commit = hs.commit.max(index);
+        self.set_hard_state(hs, wb);
+        self.last_index = index;
+        self.last_term = term;
+        self.recent_terms.clear();
+        self.entry_sizes.clear();
+        self.log_bytes = 0;
+    }
+
     /// Stages `entries` (which may overwrite a conflicting suffix of the log).
     pub fn append(&mut self, entries: &[Entry], wb: &mut WriteBatch) {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
@@ -181,6 +341,17 @@ impl PeerStorage {
                 .truncate((first.index - window_start) as usize);
         }
         self.recent_terms.extend(entries.iter().map(|e| e.term));
+        // `entry_sizes` covers [first_index, last_index] the same way.
+        let keep = (first.index - self.first_index()) as usize;
+        while self.entry_sizes.len() > keep {
+            let size = self.entry_sizes.pop_back().expect("non-empty");
+            self.log_bytes -= u64::from(size);
+        }
+        for e in entries {
+            let size = e.compute_size();
+            self.entry_sizes.push_back(size);
+            self.log_bytes += u64::from(size);
+        }
         while self.recent_terms.len() > RECENT_TERMS {
             self.recent_terms.pop_front();
         }
@@ -331,11 +502,29 @@ impl raft::Storage for PeerStorage {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshots (and the log compaction that needs them) come with multi-node catch-up.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// A snapshot for a follower the compacted log cannot serve. It must reach the compacted
+    /// point, or the follower would need entries that are gone; generation runs in the
+    /// background and raft asks again until it is ready.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let min_index = request_index.max(self.apply_state.truncated_index);
+        match self
+            .engine
+            .snapshots()
+            .get_or_generate(&self.engine, self.group_id, min_index)
+        {
+            Some(g) => {
+                tracing::info!(
+                    group = self.group_id,
+                    to,
+                    index = g.meta.index,
+                    "sending a snapshot"
+                );
+                Ok(snap::raft_snapshot(&g))
+            }
+            None => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
     }
 }
 

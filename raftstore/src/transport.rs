@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as PbMessage;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::engine::encode_msg;
+use crate::engine::{encode_msg, Engine};
 use crate::group::Transport;
 use crate::membership::AddressBook;
-use crate::proto::{NodeInfo, PeerMessage};
+use crate::proto::{NodeInfo, PeerMessage, SnapshotData};
+use crate::snap;
 
 /// Largest frame accepted (an entry may carry a 512 MB value).
 const MAX_FRAME: usize = 1 << 30;
@@ -53,7 +54,9 @@ struct NetInner {
     /// its leader before the log has told it where anyone is.
     announced: RwLock<HashMap<u64, NodeInfo>>,
     dropped_foreign: AtomicU64,
+    snapshots_sent: AtomicU64,
     filters: RwLock<Vec<Arc<dyn SendFilter>>>,
+    snapshots: Option<Arc<Engine>>,
 }
 
 impl NetInner {
@@ -76,11 +79,13 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
+    /// A node's network; `engine` holds the snapshots it sends and receives.
     pub fn new(
         cluster_id: u64,
         me: NodeInfo,
         book: AddressBook,
         runtime: tokio::runtime::Handle,
+        engine: Option<Arc<Engine>>,
     ) -> PeerNetwork {
         PeerNetwork {
             inner: Arc::new(NetInner {
@@ -92,7 +97,9 @@ impl PeerNetwork {
                 routes: RwLock::new(HashMap::new()),
                 announced: RwLock::new(HashMap::new()),
                 dropped_foreign: AtomicU64::new(0),
+                snapshots_sent: AtomicU64::new(0),
                 filters: RwLock::new(Vec::new()),
+                snapshots: engine,
             }),
         }
     }
@@ -136,6 +143,11 @@ impl PeerNetwork {
     /// Frames dropped because they came from another cluster.
     pub fn dropped_foreign(&self) -> u64 {
         self.inner.dropped_foreign.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots this node streamed to a follower that acknowledged them.
+    pub fn snapshots_sent(&self) -> u64 {
+        self.inner.snapshots_sent.load(Ordering::Relaxed)
     }
 
     /// The sending side for raft group `group_id`.
@@ -206,32 +218,98 @@ impl PeerNetwork {
         })
     }
 
+    fn frame(&self, group_id: u64, msg: &Message) -> Bytes {
+        let pm = PeerMessage {
+            cluster_id: self.cluster_id(),
+            group_id,
+            from: protobuf::SingularPtrField::some(self.me()),
+            message: encode_msg(msg),
+            ..Default::default()
+        };
+        let body = encode_msg(&pm);
+        let mut f = BytesMut::with_capacity(4 + body.len());
+        f.put_u32(body.len() as u32);
+        f.put_slice(&body);
+        f.freeze()
+    }
+
     fn send(&self, group_id: u64, msg: &Message) {
-        {
+        let allowed = {
             let filters = self.inner.filters.read().unwrap_or_else(|e| e.into_inner());
-            if !filters.iter().all(|f| f.allow(msg)) {
-                return;
-            }
+            filters.iter().all(|f| f.allow(msg))
+        };
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            self.send_snapshot(group_id, msg.clone(), allowed);
+            return;
+        }
+        if !allowed {
+            return;
         }
         let to = msg.to;
-        let frame = {
-            let pm = PeerMessage {
-                cluster_id: self.cluster_id(),
-                group_id,
-                from: protobuf::SingularPtrField::some(self.me()),
-                message: encode_msg(msg),
-                ..Default::default()
-            };
-            let body = encode_msg(&pm);
-            let mut f = BytesMut::with_capacity(4 + body.len());
-            f.put_u32(body.len() as u32);
-            f.put_slice(&body);
-            f.freeze()
-        };
+        let frame = self.frame(group_id, msg);
         let mut links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
         if self.link(&mut links, to).tx.send(frame).is_err() {
             links.remove(&to);
         }
+    }
+}
+
+impl PeerNetwork {
+    /// Streams a snapshot to its follower on a connection of its own (so the data never
+    /// queues behind, or in front of, raft's small messages), then tells the group how it
+    /// went. A filtered snapshot fails like one sent into a partition.
+    fn send_snapshot(&self, group_id: u64, msg: Message, allowed: bool) {
+        let net = self.clone();
+        self.inner.runtime.spawn(async move {
+            let (to, from) = (msg.to, msg.from);
+            let result = if allowed {
+                net.stream_snapshot(group_id, &msg).await
+            } else {
+                Err(std::io::Error::other("dropped by a filter"))
+            };
+            match &result {
+                Ok(()) => {
+                    metrics::counter!("rockraft_snapshots_sent_total").increment(1);
+                    net.inner.snapshots_sent.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(group = group_id, to, "snapshot sent");
+                }
+                Err(e) => {
+                    metrics::counter!("rockraft_snapshots_send_failed_total").increment(1);
+                    tracing::warn!(group = group_id, to, "snapshot send failed: {e}");
+                }
+            }
+            let mut status = Message::default();
+            status.set_msg_type(MessageType::MsgSnapStatus);
+            status.from = to;
+            status.to = from;
+            status.reject = result.is_err();
+            let routes = net.inner.routes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(route) = routes.get(&group_id) {
+                route(status, NodeInfo::default());
+            }
+        });
+    }
+
+    async fn stream_snapshot(&self, group_id: u64, msg: &Message) -> std::io::Result<()> {
+        let data = SnapshotData::parse_from_bytes(&msg.get_snapshot().data)
+            .map_err(|e| std::io::Error::other(format!("bad snapshot data: {e}")))?;
+        let snaps = self
+            .inner
+            .snapshots
+            .as_ref()
+            .map(|e| e.snapshots())
+            .ok_or_else(|| std::io::Error::other("no snapshot store"))?;
+        let generated = snaps
+            .generated(data.id)
+            .ok_or_else(|| std::io::Error::other("snapshot no longer exists"))?;
+        let addr = self
+            .inner
+            .bus_addr(msg.to)
+            .ok_or_else(|| std::io::Error::other("no address for the follower"))?;
+        let mut stream =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await??;
+        let _ = stream.set_nodelay(true);
+        snap::send(generated, self.frame(group_id, msg), &mut stream).await
     }
 }
 
@@ -316,6 +394,55 @@ fn drain(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> bool {
     }
 }
 
+/// Receives a snapshot's chunks after its message, then hands the message (its data now
+/// naming the received files) to the group and acknowledges.
+async fn receive_snapshot(
+    inner: &NetInner,
+    pm: PeerMessage,
+    mut msg: Message,
+    mut reader: BufReader<TcpStream>,
+) {
+    let Some(snaps) = inner.snapshots.as_ref().map(|e| e.snapshots()) else {
+        return;
+    };
+    let index = msg.get_snapshot().get_metadata().index;
+    let started = std::time::Instant::now();
+    let (dir, keys) = match snap::receive(snaps, pm.group_id, index, &mut reader).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(group = pm.group_id, index, "snapshot receive failed: {e}");
+            return;
+        }
+    };
+    let Ok(mut data) = SnapshotData::parse_from_bytes(&msg.get_snapshot().data) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    data.received_dir = dir.to_string_lossy().into_owned();
+    data.keys = keys;
+    msg.mut_snapshot().data = encode_msg(&data).into();
+    tracing::info!(
+        group = pm.group_id,
+        index,
+        keys,
+        took_ms = started.elapsed().as_millis() as u64,
+        "snapshot received"
+    );
+    metrics::counter!("rockraft_snapshots_received_total").increment(1);
+    {
+        let routes = inner.routes.read().unwrap_or_else(|e| e.into_inner());
+        match routes.get(&pm.group_id) {
+            Some(route) => route(msg, pm.get_from().clone()),
+            None => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
+        }
+    }
+    let _ = reader.get_mut().write_u8(1).await;
+    let _ = reader.get_mut().flush().await;
+}
+
 async fn receive(inner: Arc<NetInner>, stream: TcpStream, mut shutdown: broadcast::Receiver<()>) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
@@ -356,6 +483,16 @@ async fn receive(inner: Arc<NetInner>, stream: TcpStream, mut shutdown: broadcas
         let Ok(msg) = Message::parse_from_bytes(&pm.message) else {
             continue;
         };
+        match msg.get_msg_type() {
+            // Only our own transport reports snapshot status, never a peer.
+            MessageType::MsgSnapStatus => continue,
+            MessageType::MsgSnapshot => {
+                // The rest of this connection is the snapshot's data.
+                receive_snapshot(&inner, pm, msg, reader).await;
+                return;
+            }
+            _ => {}
+        }
         let from = pm.get_from();
         if from.node_id != 0 {
             let mut announced = inner.announced.write().unwrap_or_else(|e| e.into_inner());

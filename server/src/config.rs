@@ -52,6 +52,15 @@ pub struct Config {
     /// outcome is unknown, in milliseconds.
     #[arg(long, env = "ROCKRAFT_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub write_timeout_ms: u64,
+
+    /// Compact the raft log once it holds more entries than this (the older half is removed,
+    /// never past the applied index). A follower further behind catches up from a snapshot.
+    #[arg(long, env = "ROCKRAFT_RAFT_LOG_MAX_ENTRIES", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(2..))]
+    pub raft_log_max_entries: u64,
+
+    /// Compact the raft log once its entries take more bytes than this.
+    #[arg(long, env = "ROCKRAFT_RAFT_LOG_MAX_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub raft_log_max_bytes: u64,
 }
 
 /// Where metrics are served, if anywhere.
@@ -109,6 +118,8 @@ impl Config {
             maxclients: 10000,
             proto_max_bulk_len: 512 * 1024 * 1024,
             write_timeout_ms: 10_000,
+            raft_log_max_entries: 20_000,
+            raft_log_max_bytes: 64 << 20,
         }
     }
 }

@@ -274,6 +274,9 @@ pub fn store_error(shared: &Shared, e: StoreError, what: &str, slot: u16) -> Rep
         StoreError::EntryReplaced | StoreError::ProposalDropped => Reply::err(format!(
             "TRYAGAIN {what} was not committed (leadership changed) and was not applied"
         )),
+        StoreError::OutcomeUnknown => Reply::err(format!(
+            "TIMEOUT {what} outcome unknown: leadership changed before it was known to be applied"
+        )),
         StoreError::ReadTimeout => {
             Reply::err("TRYAGAIN read could not be confirmed by a quorum in time")
         }

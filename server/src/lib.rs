@@ -229,9 +229,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         me.clone(),
         book.clone(),
         tokio::runtime::Handle::current(),
+        Some(engine.clone()),
     );
     let mut group_cfg = GroupConfig::new(ident.node_id, DATA_GROUP_ID);
     group_cfg.me = Some(me.clone());
+    group_cfg.log_max_entries = config.raft_log_max_entries;
+    group_cfg.log_max_bytes = config.raft_log_max_bytes;
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,

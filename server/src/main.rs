@@ -23,6 +23,12 @@ fn main() {
         default_hook(info);
         std::process::exit(101);
     }));
+    // Crash tests configure failpoints through the FAILPOINTS environment variable; only a
+    // build with the `failpoints` feature acts on them.
+    let _failpoints = fail::FailScenario::setup();
+    if cfg!(not(feature = "failpoints")) && std::env::var_os("FAILPOINTS").is_some() {
+        tracing::warn!("FAILPOINTS is set but this build has no failpoints; ignored");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rockraft-io")

@@ -90,6 +90,14 @@ impl InProcess {
     }
 
     pub fn start_with(config: Config) -> InProcess {
+        let node = Self::spawn_with(config);
+        wait_ready(node.addr(), Duration::from_secs(20));
+        node
+    }
+
+    /// Starts a node without waiting for it to accept writes (a cluster member has to hear
+    /// from its leader first).
+    pub fn spawn_with(config: Config) -> InProcess {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -99,7 +107,6 @@ impl InProcess {
         let handle = runtime
             .block_on(rockraft_server::start(config))
             .expect("start node");
-        wait_ready(handle.addr(), Duration::from_secs(20));
         InProcess {
             runtime,
             handle: Some(handle),
@@ -451,22 +458,44 @@ pub fn wait_for_leader(addrs: &[Option<SocketAddr>]) -> usize {
 pub struct InProcessCluster {
     pub nodes: Vec<Option<InProcess>>,
     pub dirs: Vec<PathBuf>,
+    tweak: fn(&mut Config),
     _root: tempfile::TempDir,
 }
 
 impl InProcessCluster {
     pub fn start(n: usize) -> InProcessCluster {
+        Self::start_with(n, |_| {})
+    }
+
+    /// A cluster whose nodes' configuration `tweak` adjusts (also on [`Self::restart`]).
+    pub fn start_with(n: usize, tweak: fn(&mut Config)) -> InProcessCluster {
         let root = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
-        let nodes: Vec<Option<InProcess>> =
-            dirs.iter().map(|d| Some(InProcess::start(d))).collect();
+        let nodes: Vec<Option<InProcess>> = dirs
+            .iter()
+            .map(|d| {
+                let mut c = Config::for_data_dir(d);
+                tweak(&mut c);
+                Some(InProcess::start_with(c))
+            })
+            .collect();
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.as_ref().unwrap().addr()).collect();
         form_cluster(addrs[0], &addrs[1..]);
         InProcessCluster {
             nodes,
             dirs,
+            tweak,
             _root: root,
         }
+    }
+
+    /// Starts stopped node `i` again on its data directory (on new ports; its address is
+    /// updated through the log).
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        let mut c = Config::for_data_dir(&self.dirs[i]);
+        (self.tweak)(&mut c);
+        self.nodes[i] = Some(InProcess::spawn_with(c));
     }
 
     pub fn addrs(&self) -> Vec<Option<SocketAddr>> {

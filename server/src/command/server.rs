@@ -370,6 +370,20 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 &shared.network.dropped_foreign(),
             );
             kv("raft_learners", &members.learners.len());
+            kv(
+                "raft_first_index",
+                &status.first_index.load(Ordering::Acquire),
+            );
+            kv(
+                "raft_log_entries",
+                &status.log_entries.load(Ordering::Acquire),
+            );
+            kv("raft_log_bytes", &status.log_bytes.load(Ordering::Acquire));
+            kv(
+                "raft_snapshots_installed",
+                &status.snapshots_installed.load(Ordering::Relaxed),
+            );
+            kv("raft_snapshots_sent", &shared.network.snapshots_sent());
         }
         "cluster" => kv("cluster_enabled", &1),
         _ => {}
