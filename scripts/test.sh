@@ -4,5 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
+# The crash tests run a server with failpoints compiled in, kept under its own name.
+cargo build --release -p rockraft-server --features failpoints
+cp -f "$CARGO_TARGET_DIR/release/rockraft-server" "$CARGO_TARGET_DIR/release/rockraft-server-failpoints"
 cargo build --release --workspace --bins
 cargo test --release --workspace -- --test-threads=2

@@ -471,9 +471,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                     }
                     _ => {}
                 }
-                if !self.is_member(msg.from) {
+                if !self.is_member(msg.from) && self.is_member(self.cfg.node_id) {
                     // A node removed from the group (or never in it) can neither vote nor
-                    // append here, whatever term it claims.
+                    // append here, whatever term it claims. (A node that is joining is not
+                    // in its own configuration yet: it hears from whoever leads now, which
+                    // may be a node that joined after the configuration it starts from.)
                     tracing::debug!(
                         group = self.cfg.group_id,
                         from = msg.from,

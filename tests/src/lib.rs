@@ -160,6 +160,29 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Which server binary to run, with which extra environment.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// A binary of the target directory; default `rockraft-server`.
+    pub binary: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// The server built with the `failpoints` feature (scripts/test.sh builds it as
+    /// `rockraft-server-failpoints`), with `FAILPOINTS` set to `spec`.
+    pub fn failpoints(spec: &str) -> Launch {
+        Launch {
+            binary: Some("rockraft-server-failpoints".into()),
+            env: vec![("FAILPOINTS".into(), spec.into())],
+        }
+    }
+
+    fn binary(&self) -> &str {
+        self.binary.as_deref().unwrap_or("rockraft-server")
+    }
+}
+
 /// A real `rockraft-server` process.
 pub struct Process {
     pub child: Child,
@@ -195,6 +218,25 @@ impl Process {
         metrics_port: Option<u16>,
         extra: &[&str],
     ) -> Process {
+        Self::spawn_full(
+            &Launch::default(),
+            data_dir,
+            port,
+            bus_port,
+            metrics_port,
+            extra,
+        )
+    }
+
+    /// [`Process::spawn_with`] with another binary or environment (failpoints).
+    pub fn spawn_full(
+        launch: &Launch,
+        data_dir: &Path,
+        port: u16,
+        bus_port: u16,
+        metrics_port: Option<u16>,
+        extra: &[&str],
+    ) -> Process {
         // Logs live outside the data directory's disk (a test may fill that disk up).
         let log = std::env::temp_dir().join(format!("rockraft-test-node-{port}.log"));
         let log_file = std::fs::OpenOptions::new()
@@ -206,7 +248,8 @@ impl Process {
             Some(p) => format!("127.0.0.1:{p}"),
             None => "off".into(),
         };
-        let child = Command::new(workspace_binary("rockraft-server"))
+        let child = Command::new(workspace_binary(launch.binary()))
+            .envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--port")
             .arg(port.to_string())
             .arg("--data-dir")
@@ -276,6 +319,21 @@ impl Process {
         }
         let _ = self.child.kill();
         None
+    }
+
+    /// Waits for the process to exit on its own (a crash); its exit code, or None if it
+    /// is still running after `timeout` (it is then left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server's log so far.
@@ -428,6 +486,21 @@ pub fn form_cluster(via: SocketAddr, others: &[SocketAddr]) {
     assert!(ok, "cluster of {want} did not form");
 }
 
+/// Waits until every node of `addrs` reports the same data digest and applied index.
+pub fn converged(addrs: &[SocketAddr], timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        let states: Vec<Option<(String, String)>> = addrs
+            .iter()
+            .map(|a| {
+                let mut c = connect(*a)?;
+                let d: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).ok()?;
+                Some((d, info_field(&mut c, "raft", "raft_applied_index")?))
+            })
+            .collect();
+        states[0].is_some() && states.iter().all(|s| *s == states[0])
+    })
+}
+
 /// The index of the node that reports itself leader, if exactly one does.
 pub fn find_leader(addrs: &[Option<SocketAddr>]) -> Option<usize> {
     let leaders: Vec<usize> = addrs
@@ -573,19 +646,8 @@ impl InProcessCluster {
 
     /// Waits until every running node reports the same data digest and applied index.
     pub fn wait_converged(&self, timeout: Duration) -> bool {
-        wait_until(timeout, || {
-            let states: Vec<Option<(String, String)>> = self
-                .nodes
-                .iter()
-                .flatten()
-                .map(|n| {
-                    let mut c = connect(n.addr())?;
-                    let d: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).ok()?;
-                    Some((d, info_field(&mut c, "raft", "raft_applied_index")?))
-                })
-                .collect();
-            states[0].is_some() && states.iter().all(|s| *s == states[0])
-        })
+        let addrs: Vec<SocketAddr> = self.addrs().into_iter().flatten().collect();
+        converged(&addrs, timeout)
     }
 
     /// Stops node `i` (gracefully: its ports close as if it died).
@@ -601,6 +663,8 @@ pub struct ProcessCluster {
     pub nodes: Vec<Option<Process>>,
     pub ports: Vec<(u16, u16)>,
     pub dirs: Vec<PathBuf>,
+    /// Flags every node gets, on every start.
+    pub extra: Vec<String>,
     _root: tempfile::TempDir,
 }
 
@@ -611,14 +675,24 @@ impl ProcessCluster {
 
     /// A cluster whose nodes all get the extra `rockraft-server` flags.
     pub fn start_with(n: usize, extra: &[&str]) -> ProcessCluster {
+        Self::start_full(n, extra, |_| Launch::default())
+    }
+
+    /// A cluster whose node `i` is run as `launch(i)` says.
+    pub fn start_full(
+        n: usize,
+        extra: &[&str],
+        launch: impl Fn(usize) -> Launch,
+    ) -> ProcessCluster {
         let root = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let nodes: Vec<Option<Process>> = dirs
             .iter()
             .zip(&ports)
-            .map(|(d, (p, b))| {
-                let node = Process::spawn_with(d, *p, *b, None, extra);
+            .enumerate()
+            .map(|(i, (d, (p, b)))| {
+                let node = Process::spawn_full(&launch(i), d, *p, *b, None, extra);
                 wait_ready(node.addr(), Duration::from_secs(30));
                 Some(node)
             })
@@ -629,6 +703,7 @@ impl ProcessCluster {
             nodes,
             ports,
             dirs,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _root: root,
         }
     }
@@ -661,8 +736,37 @@ impl ProcessCluster {
 
     /// Restarts node `i` on its old ports and data directory.
     pub fn restart(&mut self, i: usize) {
+        self.restart_as(i, &Launch::default());
+    }
+
+    /// Restarts node `i` as `launch` says (e.g. with failpoints).
+    pub fn restart_as(&mut self, i: usize, launch: &Launch) {
         assert!(self.nodes[i].is_none(), "node {i} is running");
         let (p, b) = self.ports[i];
-        self.nodes[i] = Some(Process::spawn(&self.dirs[i], p, b, None));
+        let extra: Vec<&str> = self.extra.iter().map(|s| s.as_str()).collect();
+        self.nodes[i] = Some(Process::spawn_full(
+            launch,
+            &self.dirs[i],
+            p,
+            b,
+            None,
+            &extra,
+        ));
+    }
+
+    /// Waits for node `i` to exit on its own; its exit code. Panics if it does not.
+    pub fn wait_crash(&mut self, i: usize, timeout: Duration) -> Option<i32> {
+        let p = self.nodes[i].as_mut().expect("node is running");
+        let code = p
+            .wait_exit(timeout)
+            .unwrap_or_else(|| panic!("node {i} did not crash within {timeout:?}"));
+        self.nodes[i] = None;
+        code
+    }
+
+    /// Waits until every running node reports the same digest and applied index.
+    pub fn wait_converged(&self, timeout: Duration) -> bool {
+        let addrs: Vec<SocketAddr> = self.addrs().into_iter().flatten().collect();
+        converged(&addrs, timeout)
     }
 }

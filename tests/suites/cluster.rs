@@ -448,3 +448,48 @@ fn a_removed_node_can_neither_vote_nor_append() {
     assert_eq!(info_field(&mut c, "raft", "raft_role").unwrap(), "leader");
     set(&mut c, "still", "writable").unwrap();
 }
+
+/// A joining node starts from the group's first configuration, whose members may all be gone:
+/// it must still hear from the leader of today's configuration.
+#[test]
+fn a_node_joins_after_the_founding_node_was_forgotten() {
+    let mut cluster = InProcessCluster::start(3);
+    // Node 0 founded the group; make another node lead, then remove node 0.
+    let founder: String = cmd("CLUSTER")
+        .arg("MYID")
+        .query(&mut cluster.client(0))
+        .unwrap();
+    let mut c = cluster.client(1);
+    let _: String = cmd("CLUSTER").arg("FAILOVER").query(&mut c).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || cluster.leader() == 1));
+    let ok: String = cmd("CLUSTER")
+        .arg("FORGET")
+        .arg(&founder)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    cluster.stop(0);
+    set(&mut c, "k", "v").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let joiner = InProcess::start(dir.path());
+    let ok: String = cmd("CLUSTER")
+        .arg("MEET")
+        .arg("127.0.0.1")
+        .arg(joiner.addr().port())
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            info_field(&mut c, "raft", "raft_voters").as_deref() == Some("3")
+                && info_field(&mut c, "raft", "raft_learners").as_deref() == Some("0")
+        }),
+        "the joiner was not promoted"
+    );
+    let addrs = [cluster.addr(1), cluster.addr(2), joiner.addr()];
+    assert!(rockraft_tests::converged(&addrs, Duration::from_secs(30)));
+    let mut j = joiner.client();
+    let _: () = cmd("READONLY").query(&mut j).unwrap();
+    assert_eq!(get(&mut j, "k").unwrap().as_deref(), Some("v"));
+}

@@ -1,0 +1,301 @@
+//! Crash safety: a node is crashed at each failpoint (fail-rs, in the server built with the
+//! `failpoints` feature), restarted without it, and then every acknowledged write must be on
+//! every node and the nodes' data identical.
+//!
+//! The failpoint panics; the server's panic hook makes that a process exit (101), as abrupt as
+//! `kill -9` for everything not yet synced.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rockraft_tests::*;
+
+/// Small enough that a few hundred writes compact the log (and need snapshots).
+const LOG_FLAGS: &[&str] = &["--raft-log-max-entries", "100"];
+
+/// Acknowledged writes, and where to send the next.
+struct Writer {
+    addrs: Vec<SocketAddr>,
+    acked: Vec<String>,
+    next: usize,
+    conn: Option<(usize, redis::Connection)>,
+    value: String,
+}
+
+impl Writer {
+    fn new(addrs: Vec<SocketAddr>, value_len: usize) -> Writer {
+        Writer {
+            addrs,
+            acked: Vec::new(),
+            next: 0,
+            conn: None,
+            value: "v".repeat(value_len),
+        }
+    }
+
+    /// One write attempt of a new key; true if it was acknowledged. Errors (a dead node,
+    /// MOVED, CLUSTERDOWN, an unknown outcome) move to the next node; such keys are not
+    /// counted, whatever became of them.
+    fn write_one(&mut self) -> bool {
+        let (i, c) = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                let i = self.next % self.addrs.len();
+                self.next += 1;
+                match connect(self.addrs[i]) {
+                    Some(c) => (i, c),
+                    None => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut c = c;
+        let key = format!("key:{}", self.acked.len() + self.next * 1_000_000);
+        let r: redis::RedisResult<String> =
+            redis::cmd("SET").arg(&key).arg(&self.value).query(&mut c);
+        match r {
+            Ok(ok) if ok == "OK" => {
+                self.acked.push(key);
+                self.conn = Some((i, c));
+                true
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            }
+        }
+    }
+
+    /// Writes until `n` more writes are acknowledged (or `timeout` passes: panics).
+    fn write(&mut self, n: usize, timeout: Duration) {
+        let want = self.acked.len() + n;
+        let deadline = Instant::now() + timeout;
+        while self.acked.len() < want {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {want} writes acknowledged in {timeout:?}",
+                self.acked.len()
+            );
+            self.write_one();
+        }
+    }
+
+    /// Writes until `done()` (checked between writes; panics after `timeout`).
+    fn write_until(&mut self, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached while writing"
+            );
+            self.write_one();
+        }
+    }
+}
+
+/// Every acknowledged key is on every running node (read locally, READONLY), and all nodes
+/// have the same data.
+fn check(cluster: &ProcessCluster, acked: &[String]) {
+    assert!(
+        cluster.wait_converged(Duration::from_secs(60)),
+        "nodes did not converge"
+    );
+    for addr in cluster.addrs().into_iter().flatten() {
+        let mut c = connect(addr).unwrap();
+        let _: () = redis::cmd("READONLY").query(&mut c).unwrap();
+        for chunk in acked.chunks(500) {
+            let got: Vec<Option<String>> = redis::cmd("MGET").arg(chunk).query(&mut c).unwrap();
+            for (k, v) in chunk.iter().zip(got) {
+                assert!(v.is_some(), "acknowledged {k} missing on {addr}");
+            }
+        }
+    }
+}
+
+fn raft_field(addr: SocketAddr, field: &str) -> u64 {
+    connect(addr)
+        .and_then(|mut c| info_field(&mut c, "raft", field))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Crashes node `target` (0 leads at the start) at `failpoint` while a client writes.
+fn crash_on_write_path(target: usize, failpoint: &str) {
+    // Skip the hits of cluster formation and the first writes.
+    let spec = format!("{failpoint}=150*off->panic");
+    let mut cluster = ProcessCluster::start_full(3, LOG_FLAGS, |i| {
+        if i == target {
+            Launch::failpoints(&spec)
+        } else {
+            Launch::default()
+        }
+    });
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    let mut w = Writer::new(addrs, 16);
+    let crashed = {
+        let p = cluster.nodes[target].as_mut().unwrap();
+        let mut exited = None;
+        w.write_until(Duration::from_secs(90), || {
+            if exited.is_none() {
+                exited = p.wait_exit(Duration::ZERO);
+            }
+            exited.is_some()
+        });
+        exited.unwrap()
+    };
+    assert_eq!(
+        crashed,
+        Some(101),
+        "node {target} did not crash at {failpoint}"
+    );
+    cluster.nodes[target] = None;
+    // The others go on (a new leader if the leader crashed).
+    w.write(100, Duration::from_secs(60));
+    cluster.restart(target);
+    w.write(100, Duration::from_secs(60));
+    check(&cluster, &w.acked);
+}
+
+#[test]
+fn leader_crash_before_the_raft_log_write() {
+    crash_on_write_path(0, "raft_log_write_before");
+}
+
+#[test]
+fn leader_crash_after_the_raft_log_write() {
+    crash_on_write_path(0, "raft_log_write_after");
+}
+
+#[test]
+fn leader_crash_before_apply() {
+    crash_on_write_path(0, "apply_before");
+}
+
+#[test]
+fn leader_crash_after_apply() {
+    crash_on_write_path(0, "apply_after");
+}
+
+#[test]
+fn follower_crash_after_the_raft_log_write() {
+    crash_on_write_path(1, "raft_log_write_after");
+}
+
+#[test]
+fn follower_crash_before_apply() {
+    crash_on_write_path(1, "apply_before");
+}
+
+/// Node 2 falls behind the compacted log; when it comes back, `sender` (node 0, the leader)
+/// or node 2 itself crashes at `failpoint` during the snapshot.
+fn crash_during_snapshot(on_sender: bool, failpoint: &str) {
+    let spec = format!("{failpoint}=panic");
+    let mut cluster = ProcessCluster::start_full(3, LOG_FLAGS, |i| {
+        if on_sender && i == 0 {
+            Launch::failpoints(&spec)
+        } else {
+            Launch::default()
+        }
+    });
+    let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    // 2 KB values: the snapshot is several 1 MiB chunks, so mid-stream points are reached.
+    let mut w = Writer::new(addrs.clone(), 2048);
+    w.write(50, Duration::from_secs(30));
+    cluster.kill9(2);
+    w.write(1500, Duration::from_secs(120));
+    assert!(raft_field(addrs[0], "raft_first_index") > 100);
+    let target = if on_sender { 0 } else { 2 };
+    if on_sender {
+        cluster.restart(2);
+    } else {
+        cluster.restart_as(2, &Launch::failpoints(&spec));
+    }
+    let code = cluster.wait_crash(target, Duration::from_secs(60));
+    assert_eq!(code, Some(101), "no crash at {failpoint}");
+    cluster.restart(target);
+    w.write(100, Duration::from_secs(60));
+    check(&cluster, &w.acked);
+    if !on_sender
+        && failpoint.starts_with("snapshot_install_")
+        && failpoint != "snapshot_install_before"
+    {
+        // The marker made the restart finish the interrupted install itself.
+        let log = cluster.nodes[2].as_ref().unwrap().log();
+        assert!(
+            log.contains("finishing a snapshot install interrupted by a crash"),
+            "restart did not redo the install"
+        );
+    }
+    assert!(raft_field(addrs[2], "raft_first_index") > 1);
+}
+
+#[test]
+fn leader_crash_while_generating_a_snapshot() {
+    crash_during_snapshot(true, "snapshot_generate");
+}
+
+#[test]
+fn leader_crash_while_sending_a_snapshot() {
+    crash_during_snapshot(true, "snapshot_send");
+}
+
+#[test]
+fn follower_crash_while_receiving_a_snapshot() {
+    crash_during_snapshot(false, "snapshot_receive");
+}
+
+#[test]
+fn follower_crash_before_installing_a_snapshot() {
+    crash_during_snapshot(false, "snapshot_install_before");
+}
+
+#[test]
+fn follower_crash_between_clearing_and_ingesting_a_snapshot() {
+    crash_during_snapshot(false, "snapshot_install_ingest");
+}
+
+#[test]
+fn follower_crash_after_ingesting_a_snapshot() {
+    crash_during_snapshot(false, "snapshot_install_after");
+}
+
+#[test]
+fn leader_crash_while_applying_a_membership_change() {
+    // The leader applies two changes while node 1 joins; it crashes on the third (node 2
+    // joining as a learner), after the change is in its log.
+    let mut cluster = ProcessCluster::start_full(2, LOG_FLAGS, |i| {
+        if i == 0 {
+            Launch::failpoints("conf_change_apply=2*off->panic")
+        } else {
+            Launch::default()
+        }
+    });
+    let mut w = Writer::new(vec![cluster.addr(0), cluster.addr(1)], 16);
+    w.write(50, Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bus) = (free_port(), free_port());
+    let joiner = Process::spawn_with(dir.path(), port, bus, None, LOG_FLAGS);
+    wait_ready(joiner.addr(), Duration::from_secs(30));
+    let mut c = connect(cluster.addr(0)).unwrap();
+    // The leader may crash before it can answer.
+    let _: redis::RedisResult<String> = redis::cmd("CLUSTER")
+        .arg("MEET")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut c);
+    let code = cluster.wait_crash(0, Duration::from_secs(30));
+    assert_eq!(code, Some(101));
+    cluster.restart(0);
+    cluster.nodes.push(Some(joiner));
+    cluster.ports.push((port, bus));
+    // The change was committed: after the restart it completes, and node 2 is promoted.
+    let ok = wait_until(Duration::from_secs(60), || {
+        (0..3).all(|i| raft_field(cluster.addr(i), "raft_voters") == 3)
+    });
+    assert!(ok, "membership did not settle at 3 voters");
+    w.addrs.push(cluster.addr(2));
+    w.write(100, Duration::from_secs(60));
+    check(&cluster, &w.acked);
+}
