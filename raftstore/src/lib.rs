@@ -21,6 +21,9 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/raftstore.rs"));
 }
 
+/// The raft group holding the whole key space (one group per node, for now).
+pub const DATA_GROUP_ID: u64 = 1;
+
 pub use apply::{ApplyContext, StateMachine};
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -41,3 +41,63 @@ fn nonzero_random() -> u64 {
 pub fn redis_node_id(node_id: u64) -> String {
     format!("{:040x}", node_id)
 }
+
+/// Turns a copy of a node's store (a backup made with [`crate::snap::checkpoint`]) into the
+/// store of the only member of a new cluster: a new node id and cluster id, the data as it
+/// was, and the raft state of group `group_id` reset so that the log starts right after the
+/// backup's applied index. Nodes that join later get the data as a snapshot.
+pub fn seed_new_cluster(engine: &Engine, group_id: u64) -> Result<(StoreIdent, u64)> {
+    use raft::eraftpb::{ConfState, Entry, HardState};
+
+    use crate::error::Error;
+    use crate::proto::ApplyState;
+
+    let apply: ApplyState = engine
+        .get_msg(CF_RAFT, &keys::apply_state_key(group_id))?
+        .ok_or_else(|| Error::Corrupted(format!("no state of group {group_id} in the backup")))?;
+    if engine
+        .get(CF_RAFT, &keys::snapshot_applying_key(group_id))?
+        .is_some()
+    {
+        return Err(Error::Corrupted(
+            "the backup was taken during a snapshot install; take another".into(),
+        ));
+    }
+    let index = apply.applied_index;
+    let term = if index == apply.truncated_index {
+        apply.truncated_term
+    } else {
+        engine
+            .get_msg::<Entry>(CF_RAFT, &keys::log_key(group_id, index))?
+            .ok_or_else(|| Error::Corrupted(format!("backup lacks log entry {index}")))?
+            .term
+    };
+    let ident = StoreIdent {
+        node_id: nonzero_random(),
+        cluster_id: nonzero_random(),
+        ..Default::default()
+    };
+    let cf = engine.cf(CF_RAFT);
+    let mut wb = WriteBatch::default();
+    wb.delete_range_cf(cf, keys::group_start(group_id), keys::group_end(group_id));
+    wb.put_cf(cf, keys::store_ident_key(), encode_msg(&ident));
+    let apply = ApplyState {
+        applied_index: index,
+        truncated_index: index,
+        truncated_term: term,
+        ..Default::default()
+    };
+    wb.put_cf(cf, keys::apply_state_key(group_id), encode_msg(&apply));
+    let hs = HardState {
+        term,
+        commit: index,
+        ..Default::default()
+    };
+    wb.put_cf(cf, keys::hard_state_key(group_id), encode_msg(&hs));
+    let mut cs = ConfState::default();
+    cs.set_voters(vec![ident.node_id]);
+    wb.put_cf(cf, keys::conf_state_key(group_id), encode_msg(&cs));
+    wb.put_cf(cf, keys::initial_conf_key(group_id), encode_msg(&cs));
+    engine.write(wb, true)?;
+    Ok((ident, index))
+}

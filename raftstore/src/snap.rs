@@ -224,11 +224,31 @@ fn storage_err(what: &str) -> impl Fn(rocksdb::Error) -> Error + '_ {
 /// Makes a checkpoint and reads, from the checkpoint itself, the index its data is at.
 fn generate(engine: &Engine, group_id: u64, id: u64, dir: PathBuf) -> Result<Generated> {
     fail::fail_point!("snapshot_generate");
+    let (db, meta, nodes) = checkpoint(engine, group_id, &dir)?;
+    Ok(Generated {
+        id,
+        group_id,
+        meta,
+        nodes,
+        created: Instant::now(),
+        db: Some(db),
+        dir,
+    })
+}
+
+/// A consistent copy of the whole store in `dir` (a RocksDB checkpoint: hard links where the
+/// file system allows), also used as a backup. Returns it opened read-only, with the raft
+/// position its data is at and the member addresses of that position.
+pub fn checkpoint(
+    engine: &Engine,
+    group_id: u64,
+    dir: &Path,
+) -> Result<(DB, SnapshotMetadata, Vec<NodeInfo>)> {
     Checkpoint::new(engine.db())
-        .and_then(|cp| cp.create_checkpoint(&dir))
-        .map_err(storage_err("snapshot checkpoint"))?;
-    let db = DB::open_cf_for_read_only(&Options::default(), &dir, keys::ALL_CFS, false)
-        .map_err(storage_err("open snapshot checkpoint"))?;
+        .and_then(|cp| cp.create_checkpoint(dir))
+        .map_err(storage_err("checkpoint"))?;
+    let db = DB::open_cf_for_read_only(&Options::default(), dir, keys::ALL_CFS, false)
+        .map_err(storage_err("open checkpoint"))?;
     let cf = db.cf_handle(CF_RAFT).expect("raft column family");
     let get = |key: &[u8]| db.get_cf(cf, key).map_err(storage_err("read checkpoint"));
     let parse_err = |e: protobuf::ProtobufError| Error::Corrupted(format!("checkpoint: {e}"));
@@ -265,15 +285,7 @@ fn generate(engine: &Engine, group_id: u64, id: u64, dir: PathBuf) -> Result<Gen
     meta.index = index;
     meta.term = term;
     meta.set_conf_state(conf_state);
-    Ok(Generated {
-        id,
-        group_id,
-        meta,
-        nodes,
-        created: Instant::now(),
-        db: Some(db),
-        dir,
-    })
+    Ok((db, meta, nodes))
 }
 
 /// The raft snapshot describing `g` (metadata, and data naming it).

@@ -38,8 +38,7 @@ pub use config::{Config, MetricsAddr};
 /// The Redis version rockraft reports, so clients enable their Redis 7 features.
 pub const REDIS_VERSION: &str = "7.2.4";
 
-/// The raft group holding the whole key space (one group per node, for now).
-pub const DATA_GROUP_ID: u64 = 1;
+pub use rockraft_raftstore::DATA_GROUP_ID;
 
 /// Settings CONFIG SET may change at run time.
 pub struct RuntimeConfig {

@@ -209,3 +209,118 @@ fn ctl_cluster_up_and_down() {
         TcpStream::connect(("127.0.0.1", base)).is_err()
     }));
 }
+
+/// `rockraft-ctl backup` copies a live node (while a client writes); `rockraft-ctl restore`
+/// seeds a new cluster from the copy, and a node that joins it gets the data too.
+#[test]
+fn ctl_backup_of_a_live_node_seeds_a_new_cluster() {
+    let ctl = workspace_binary("rockraft-ctl");
+    let ctl = ctl.to_str().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let node = Process::start(&root.path().join("old"), free_port());
+    let mut c = node.client();
+    for i in 0..500 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg("v")
+        .arg("EX")
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    // A writer keeps going while the backup is taken.
+    let addr = node.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = rockraft_tests::connect(addr).unwrap();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 100_000 {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("during{n}"))
+                    .arg(n)
+                    .query(&mut c)
+                    .unwrap();
+                n += 1;
+            }
+        })
+    };
+    let backup = root.path().join("backup");
+    let port = node.port.to_string();
+    let (ok, out) = run_tool(
+        ctl,
+        &["-p", &port, "backup", "--to", backup.to_str().unwrap()],
+        None,
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("applied_index:"), "{out}");
+    // The same directory twice is refused.
+    let (ok, out) = run_tool(
+        ctl,
+        &["-p", &port, "backup", "--to", backup.to_str().unwrap()],
+        None,
+    );
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let old_cluster = rockraft_tests::info_field(&mut c, "raft", "raft_cluster_id").unwrap();
+
+    let new_dir = root.path().join("new");
+    let (ok, out) = run_tool(
+        ctl,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--data-dir",
+            new_dir.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let restored = Process::start(&new_dir, free_port());
+    let mut r = restored.client();
+    for i in 0..500 {
+        let v: Option<u64> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut r)
+            .unwrap();
+        assert_eq!(v, Some(i), "k{i}");
+    }
+    let ttl: i64 = redis::cmd("TTL").arg("ttl").query(&mut r).unwrap();
+    assert!(ttl > 900, "{ttl}");
+    let after: Option<String> = redis::cmd("GET").arg("after").query(&mut r).unwrap();
+    assert_eq!(after, None, "a write made after the backup is in it");
+    let new_cluster = rockraft_tests::info_field(&mut r, "raft", "raft_cluster_id").unwrap();
+    assert_ne!(new_cluster, old_cluster);
+    let _: () = redis::cmd("SET").arg("new").arg("1").query(&mut r).unwrap();
+    // The "during" keys in the backup are a prefix of what the writer wrote.
+    let during: Vec<String> = redis::cmd("KEYS").arg("during*").query(&mut r).unwrap();
+    for n in 0..during.len() {
+        assert!(
+            during.contains(&format!("during{n}")),
+            "backup is not a consistent cut"
+        );
+    }
+
+    // A node that joins the restored cluster gets the data (its log starts after the backup).
+    let joiner = Process::start(&root.path().join("joiner"), free_port());
+    rockraft_tests::form_cluster(restored.addr(), &[joiner.addr()]);
+    let addrs = [restored.addr(), joiner.addr()];
+    assert!(rockraft_tests::converged(&addrs, Duration::from_secs(30)));
+    let mut j = joiner.client();
+    let _: () = redis::cmd("READONLY").query(&mut j).unwrap();
+    let v: Option<u64> = redis::cmd("GET").arg("k42").query(&mut j).unwrap();
+    assert_eq!(v, Some(42));
+}

@@ -41,6 +41,23 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         ports: Vec<u16>,
     },
+    /// Write a consistent copy of the node's store (a RocksDB checkpoint of the live node) to
+    /// DIR, a new directory on the node's host.
+    Backup {
+        #[arg(long = "to", value_name = "DIR")]
+        to: std::path::PathBuf,
+    },
+    /// Make a data directory for the first node of a new cluster from a backup: the node
+    /// starts with the backup's data, a new node id and cluster id, and itself as the only
+    /// member; add nodes with CLUSTER MEET.
+    Restore {
+        /// The backup (a directory written by `rockraft-ctl backup`).
+        #[arg(long, value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// The new node's data directory (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+    },
     /// Start or stop a local cluster of rockraft-server processes.
     Cluster {
         #[command(subcommand)]
@@ -60,12 +77,75 @@ fn main() {
                 ports.clone()
             },
         ),
+        Cmd::Backup { ref to } => backup(&cli.host, cli.port, to),
+        Cmd::Restore {
+            ref from,
+            ref data_dir,
+        } => restore(from, data_dir),
         Cmd::Status | Cmd::Ping => node_command(&cli.host, cli.port, &cli.command),
     };
     if let Err(e) = result {
         eprintln!("rockraft-ctl: {e}");
         std::process::exit(1);
     }
+}
+
+fn backup(host: &str, port: u16, to: &std::path::Path) -> Result<(), String> {
+    let dir = std::path::absolute(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let url = format!("redis://{host}:{port}/");
+    let mut conn = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .map_err(|e| format!("{host}:{port}: {e}"))?;
+    let reply: String = redis::cmd("RRBACKUP")
+        .arg(dir.to_string_lossy().as_ref())
+        .query(&mut conn)
+        .map_err(|e| format!("{host}:{port}: {e}"))?;
+    println!(
+        "backup of {host}:{port} written to {} ({reply})",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> Result<(), String> {
+    if !from.join("CURRENT").is_file() {
+        return Err(format!(
+            "{} is not a backup (no RocksDB CURRENT file)",
+            from.display()
+        ));
+    }
+    if data_dir.exists()
+        && std::fs::read_dir(data_dir)
+            .map_err(|e| e.to_string())?
+            .next()
+            .is_some()
+    {
+        return Err(format!("{} exists and is not empty", data_dir.display()));
+    }
+    // The server keeps its RocksDB in <data dir>/db.
+    let db = data_dir.join("db");
+    std::fs::create_dir_all(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        std::fs::copy(entry.path(), db.join(entry.file_name()))
+            .map_err(|e| format!("copy {}: {e}", entry.path().display()))?;
+    }
+    let engine = rockraft_raftstore::Engine::open(data_dir).map_err(|e| e.to_string())?;
+    let (ident, index) =
+        rockraft_raftstore::node::seed_new_cluster(&engine, rockraft_raftstore::DATA_GROUP_ID)
+            .map_err(|e| e.to_string())?;
+    println!(
+        "restored {} into {} at applied index {index}: node {}, new cluster {:016x}",
+        from.display(),
+        data_dir.display(),
+        rockraft_raftstore::node::redis_node_id(ident.node_id),
+        ident.cluster_id
+    );
+    println!(
+        "start it with: rockraft-server --data-dir {}",
+        data_dir.display()
+    );
+    Ok(())
 }
 
 fn digest(host: &str, ports: Vec<u16>) -> Result<(), String> {
@@ -124,7 +204,7 @@ fn node_command(host: &str, port: u16, command: &Cmd) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             println!("{pong} from {host}:{port} in {:?}", started.elapsed());
         }
-        Cmd::Cluster { .. } | Cmd::Digest { .. } => unreachable!(),
+        _ => unreachable!(),
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! CONFIG GET pattern [pattern …] | SET parameter value | RESETSTAT | HELP
 //! COMMAND [COUNT | LIST | INFO [name …] | DOCS [name …] | GETKEYS cmd [arg …]]
 //! FLUSHALL [ASYNC | SYNC]
+//! RRBACKUP directory          a consistent copy of this node's store (RocksDB checkpoint)
 //! ```
 
 use std::fmt::Write as _;
@@ -106,7 +107,45 @@ pub fn commands() -> Vec<CommandSpec> {
             "A container for debugging commands.",
             Local(debug),
         ),
+        spec(
+            "rrbackup",
+            2,
+            ADMIN | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "Writes a consistent copy of this node's store (a RocksDB checkpoint) to a new directory on the node's host; replies with the applied index it holds.",
+            Kind::Async(rrbackup),
+        ),
     ]
+}
+
+fn rrbackup(
+    shared: std::sync::Arc<Shared>,
+    argv: Vec<Bytes>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+    Box::pin(async move {
+        let dir = std::path::PathBuf::from(String::from_utf8_lossy(&argv[1]).into_owned());
+        if !dir.is_absolute() {
+            return Reply::err("ERR the backup directory must be an absolute path");
+        }
+        if dir.exists() {
+            return Reply::err(format!("ERR {} already exists", dir.display()));
+        }
+        let engine = shared.db.engine().clone();
+        let made = tokio::task::spawn_blocking(move || {
+            rockraft_raftstore::snap::checkpoint(&engine, crate::DATA_GROUP_ID, &dir)
+                .map(|(_, meta, _)| meta.index)
+        })
+        .await;
+        match made {
+            Ok(Ok(index)) => {
+                tracing::info!(applied_index = index, "backup written");
+                Reply::bulk(format!("applied_index:{index}"))
+            }
+            Ok(Err(e)) => Reply::err(format!("ERR backup failed: {e}")),
+            Err(e) => Reply::err(format!("ERR backup failed: {e}")),
+        }
+    })
 }
 
 fn dbsize(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
