@@ -87,6 +87,28 @@ impl Engine {
         }
     }
 
+    /// Bytes of SST files of column family `cf` on disk (RocksDB's estimate).
+    pub fn cf_sst_bytes(&self, cf: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(cf), "rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Bytes of the write-ahead log files (shared by every column family).
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.path)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Writes a batch; `sync` makes it durable (fsync of the WAL) before returning.
     pub fn write(&self, wb: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();

@@ -635,6 +635,46 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_the_newest_half_and_never_passes_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            let mut wb = WriteBatch::default();
+            s.append(&(1..=100).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
+            s.set_hard_state(hard_state(1, 100), &mut wb);
+            s.set_applied(60, &mut wb);
+            engine.write(wb, true).unwrap();
+            assert_eq!(s.compact_target(60, 100, u64::MAX), None, "within limits");
+            // Over 40 entries: keep the newest 20, but nothing past applied (60).
+            assert_eq!(s.compact_target(60, 40, u64::MAX), Some(60));
+            assert_eq!(s.compact_target(100, 40, u64::MAX), Some(80));
+            // By bytes: each entry is a little over 10 bytes; 200 bytes keeps ~9 of them.
+            let by_bytes = s.compact_target(100, 1000, 200).unwrap();
+            assert!((88..=95).contains(&by_bytes), "{by_bytes}");
+            let mut wb = WriteBatch::default();
+            s.compact_to(50, &mut wb).unwrap();
+            engine.write(wb, false).unwrap();
+            assert_eq!(s.log_size().0, 50);
+            assert!(matches!(
+                s.entries(40, 60, None, GetEntriesContext::empty(false)),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+            assert!(matches!(
+                s.term(49),
+                Err(raft::Error::Store(StorageError::Compacted))
+            ));
+        }
+        let (_engine, s) = open(dir.path());
+        assert_eq!(Storage::first_index(&s).unwrap(), 51);
+        assert_eq!(s.term(50).unwrap(), 1, "the truncated term is kept");
+        assert_eq!(s.log_size().0, 50);
+        let ents = s
+            .entries(51, 101, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(ents.len(), 50);
+    }
+
+    #[test]
     fn groups_do_not_see_each_other() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(Engine::open(dir.path()).unwrap());
