@@ -329,6 +329,9 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     address_proposed: HashMap<u64, Instant>,
 }
 
+/// How long a generated snapshot is kept for more followers once no transfer uses it.
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(60);
+
 fn raft_config(cfg: &GroupConfig, applied: u64) -> raft::Config {
     raft::Config {
         id: cfg.node_id,
@@ -427,6 +430,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             if now >= next_tick {
                 self.raw.tick();
                 self.expire_reads(now);
+                self.engine.snapshots().gc(SNAPSHOT_MAX_AGE);
                 self.on_leader_tick();
                 self.publish_members();
                 next_tick = now + self.cfg.tick;

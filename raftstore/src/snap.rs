@@ -167,6 +167,14 @@ impl SnapManager {
         None
     }
 
+    /// Drops generated snapshots older than `max_age` that no transfer is using: a checkpoint
+    /// pins the SST files it links to, so keeping it would keep their disk space.
+    pub fn gc(&self, max_age: Duration) {
+        let mut st = self.state();
+        st.latest
+            .retain(|_, g| Arc::strong_count(g) > 1 || g.created.elapsed() < max_age);
+    }
+
     /// A generated snapshot by id, while it is the newest of its group.
     pub fn generated(&self, id: u64) -> Option<Arc<Generated>> {
         self.state().latest.values().find(|g| g.id == id).cloned()
