@@ -111,6 +111,10 @@ impl Engine {
 
     /// Writes a batch; `sync` makes it durable (fsync of the WAL) before returning.
     pub fn write(&self, wb: WriteBatch, sync: bool) -> Result<()> {
+        // A disk that fails writes (crash tests: `engine_write=return(...)`).
+        fail::fail_point!("engine_write", |msg: Option<String>| Err(Error::Storage(
+            format!("write: {}", msg.unwrap_or_else(|| "IO error".into()))
+        )));
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db

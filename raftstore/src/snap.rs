@@ -289,9 +289,11 @@ pub fn checkpoint(
         }
         nodes.push(NodeInfo::parse_from_bytes(&v).map_err(parse_err)?);
     }
-    let mut meta = SnapshotMetadata::default();
-    meta.index = index;
-    meta.term = term;
+    let mut meta = SnapshotMetadata {
+        index,
+        term,
+        ..Default::default()
+    };
     meta.set_conf_state(conf_state);
     Ok((db, meta, nodes))
 }
