@@ -1,0 +1,187 @@
+//! Fuzzing the RESP front end of a real node: random command vectors (real command names,
+//! hostile arguments) encoded as RESP or inline, then mutated (bytes flipped, inserted,
+//! deleted, truncated, spliced). After every few cases a clean connection checks that the node
+//! is alive and answers correctly. A panic anywhere stops the process (exit 101), so it fails
+//! the check; a hang fails it through the read timeout.
+//!
+//! `ROCKRAFT_FUZZ_SEED` replays a run; `ROCKRAFT_FUZZ_SECS` runs longer (default 8 s).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use rockraft_tests::*;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Commands that would disturb the checker rather than the parser (its keys, the client
+/// limit, membership, files on disk) are left out; everything else is fair game.
+const NAMES: &[&str] = &[
+    "GET", "SET", "SETNX", "SETEX", "PSETEX", "GETSET", "GETDEL", "GETEX", "MGET", "MSET",
+    "MSETNX", "INCR", "DECR", "INCRBY", "DECRBY", "INCRBYFLOAT", "APPEND", "STRLEN", "GETRANGE",
+    "SETRANGE", "DEL", "UNLINK", "EXISTS", "TYPE", "KEYS", "SCAN", "RENAME", "RENAMENX", "EXPIRE",
+    "PEXPIRE", "EXPIREAT", "PEXPIREAT", "TTL", "PTTL", "PERSIST", "EXPIRETIME", "PEXPIRETIME",
+    "PING", "ECHO", "HELLO", "SELECT", "CLIENT", "READONLY", "READWRITE", "ASKING", "INFO",
+    "COMMAND", "DBSIZE", "TIME", "NOSUCHCOMMAND", "get", "sEt", "",
+];
+
+const ARGS: &[&str] = &[
+    "k", "k2", "{k}x", "EX", "PX", "EXAT", "PXAT", "NX", "XX", "GT", "LT", "KEEPTTL", "GET",
+    "MATCH", "COUNT", "TYPE", "0", "-1", "1", "9223372036854775807", "-9223372036854775808",
+    "18446744073709551616", "1e308", "inf", "-inf", "nan", "0.1", "", " ", "\"", "'", "\\",
+    "\r\n", "*", "$", "ID", "SETNAME", "LIST", "INFO", "GETKEYS", "DOCS", "3", "2",
+];
+
+fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut argv = vec![rng.pick(NAMES).as_bytes().to_vec()];
+    for _ in 0..rng.below(6) {
+        let arg = match rng.below(4) {
+            0 => (0..rng.below(30)).map(|_| rng.next() as u8).collect(),
+            1 => vec![b'x'; rng.below(5000)],
+            _ => rng.pick(ARGS).as_bytes().to_vec(),
+        };
+        argv.push(arg);
+    }
+    argv
+}
+
+fn encode(rng: &mut Rng, argv: &[Vec<u8>]) -> Vec<u8> {
+    if rng.below(4) == 0 {
+        // Inline form.
+        let mut out = Vec::new();
+        for (i, a) in argv.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(a);
+        }
+        out.extend_from_slice(b"\r\n");
+        return out;
+    }
+    let refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+    resp(&refs)
+}
+
+fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
+    for _ in 0..rng.below(4) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = rng.below(bytes.len());
+        match rng.below(6) {
+            0 => bytes[at] = rng.next() as u8,
+            1 => bytes.insert(at, b"*$:+-\r\n0123456789"[rng.below(17)]),
+            2 => {
+                bytes.remove(at);
+            }
+            3 => bytes.truncate(at),
+            4 => {
+                let end = (at + rng.below(20)).min(bytes.len());
+                let piece = bytes[at..end].to_vec();
+                bytes.splice(at..at, piece);
+            }
+            _ => bytes[at] = b"0123456789-"[rng.below(11)],
+        }
+    }
+    bytes
+}
+
+/// The clean connection's check: a write and a read of its own key, exact answers.
+fn check(addr: std::net::SocketAddr, i: u64, seed: u64) {
+    let mut c = Raw::connect(addr);
+    let key = format!("fuzz-check:{i}");
+    let value = format!("value-{i}");
+    assert_eq!(
+        c.roundtrip(&resp(&[b"SET", key.as_bytes(), value.as_bytes()])),
+        "+OK\r\n",
+        "node broken after case {i} (seed {seed})"
+    );
+    assert_eq!(
+        c.roundtrip(&resp(&[b"GET", key.as_bytes()])),
+        format!("${}\r\n{value}\r\n", value.len()),
+        "wrong answer after case {i} (seed {seed})"
+    );
+}
+
+#[test]
+fn mutated_requests_never_break_the_node() {
+    let seed = std::env::var("ROCKRAFT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    let secs: u64 = std::env::var("ROCKRAFT_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    eprintln!("fuzz seed {seed} (ROCKRAFT_FUZZ_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Process::start(dir.path(), free_port());
+    let addr = node.addr();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut fuzz: Option<TcpStream> = None;
+    let mut cases = 0u64;
+    while Instant::now() < deadline && cases < 1_000_000 {
+        if fuzz.is_none() || rng.below(20) == 0 {
+            let s = TcpStream::connect(addr).expect("node accepts connections");
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            fuzz = Some(s);
+        }
+        let s = fuzz.as_mut().unwrap();
+        let mut batch = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            let cmd = random_command(&mut rng);
+            let bytes = encode(&mut rng, &cmd);
+            let bytes = if rng.below(3) == 0 {
+                bytes
+            } else {
+                mutate(&mut rng, bytes)
+            };
+            batch.extend_from_slice(&bytes);
+        }
+        if s.write_all(&batch).is_err() {
+            fuzz = None;
+        } else {
+            // Drain whatever came back; a closed connection is a fine answer to garbage.
+            let mut buf = [0u8; 65536];
+            match s.read(&mut buf) {
+                Ok(0) => fuzz = None,
+                Ok(_) | Err(_) => {}
+            }
+        }
+        cases += 1;
+        if cases % 25 == 0 {
+            check(addr, cases, seed);
+        }
+    }
+    check(addr, cases, seed);
+    assert!(
+        node.wait_exit(Duration::ZERO).is_none(),
+        "the node exited (seed {seed})"
+    );
+    assert!(cases > 100, "only {cases} cases ran");
+    eprintln!("{cases} fuzz cases, node fine");
+}
