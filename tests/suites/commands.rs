@@ -106,6 +106,16 @@ fn string_commands() {
     assert_eq!(q::<i64>(c, &["SETRANGE", "none", "3", ""]), 0);
     assert_eq!(q::<i64>(c, &["EXISTS", "none"]), 0);
     assert!(err(c, &["SETRANGE", "ap", "-1", "x"]).contains("offset is out of range"));
+    // Found by the fuzz test: an offset whose sum with the length overflows once took the
+    // node down at apply (every replica applies it).
+    for offset in ["9223372036854775807", "9223372036854775806", "536870912"] {
+        let e = err(c, &["SETRANGE", "ap", offset, "xx"]);
+        assert!(
+            e.contains("string exceeds maximum allowed size (proto-max-bulk-len)"),
+            "offset {offset}: {e}"
+        );
+    }
+    assert_eq!(q::<String>(c, &["GET", "ap"]), "Hello Redis");
 }
 
 #[test]

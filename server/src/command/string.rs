@@ -433,12 +433,20 @@ fn apply_append(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     Reply::Int(len)
 }
 
+/// Whether a string of `offset + len` bytes would pass Redis's limit (or overflow on the way).
+fn exceeds_max_string(offset: i64, len: usize) -> bool {
+    i64::try_from(len)
+        .ok()
+        .and_then(|l| offset.checked_add(l))
+        .is_none_or(|total| total > MAX_STRING)
+}
+
 fn prepare_setrange(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     let offset = int_arg(&argv[2])?;
     if offset < 0 {
         return Err(Reply::err("ERR offset is out of range"));
     }
-    if !argv[3].is_empty() && offset + argv[3].len() as i64 > MAX_STRING {
+    if !argv[3].is_empty() && exceeds_max_string(offset, argv[3].len()) {
         return Err(too_big());
     }
     Ok(None)
@@ -463,7 +471,9 @@ fn apply_setrange(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     if patch.is_empty() {
         return Reply::Int(data.len() as i64);
     }
-    if (offset + patch.len()) as i64 > MAX_STRING {
+    // Checked here too: an entry is applied on every node, and arithmetic that overflowed
+    // (SETRANGE k 9223372036854775807 x) once took every node down at apply.
+    if exceeds_max_string(offset as i64, patch.len()) {
         return too_big();
     }
     if data.len() < offset + patch.len() {
