@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "ROCKRAFT_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
 
+    /// Peer port other nodes are told to use for this node (default: the bus port bound), as
+    /// Redis's cluster-announce-bus-port: for NAT, port forwarding, or a proxy in between.
+    #[arg(long, env = "ROCKRAFT_ADVERTISE_BUS_PORT")]
+    pub advertise_bus_port: Option<u16>,
+
     /// Directory holding the node's RocksDB (raft log, raft state and data).
     #[arg(long, env = "ROCKRAFT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -112,6 +117,7 @@ impl Config {
             port: 0,
             bus_port: Some(0),
             advertise_host: None,
+            advertise_bus_port: None,
             data_dir: data_dir.into(),
             metrics_addr: Some(MetricsAddr::Off),
             log_level: "info".into(),

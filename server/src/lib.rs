@@ -219,7 +219,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         node_id: ident.node_id,
         host: config.advertised_host(),
         port: addr.port() as u32,
-        bus_port: bus_addr.port() as u32,
+        bus_port: u32::from(config.advertise_bus_port.unwrap_or(bus_addr.port())),
         ..Default::default()
     };
     let book = AddressBook::default();

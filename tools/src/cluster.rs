@@ -44,7 +44,7 @@ pub fn run(action: Action) -> Result<(), String> {
     }
 }
 
-fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
+pub(crate) fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p);
     }

@@ -1,5 +1,6 @@
 //! rockraft-ctl: the operator's command line for rockraft nodes.
 
+mod campaign;
 mod cluster;
 
 use clap::{Parser, Subcommand};
@@ -58,6 +59,9 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         data_dir: std::path::PathBuf,
     },
+    /// Run a fault campaign against a local cluster and check its history for
+    /// linearizability and lost writes; exits 1 on any anomaly.
+    Campaign(campaign::Args),
     /// Start or stop a local cluster of rockraft-server processes.
     Cluster {
         #[command(subcommand)]
@@ -69,6 +73,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Cluster { action } => cluster::run(action),
+        Cmd::Campaign(args) => campaign::run(args),
         Cmd::Digest { ref ports } => digest(
             &cli.host,
             if ports.is_empty() {

@@ -1,0 +1,835 @@
+//! `rockraft-ctl campaign`: a black-box fault campaign, after Jepsen. Starts a cluster of
+//! real `rockraft-server` processes whose peer traffic goes through proxies this runner
+//! controls, runs clients doing GET/SET/INCR/DEL on a few keys (a register workload, every
+//! operation recorded with its invoke and complete times) plus writes of unique keys, and
+//! injects faults: kill -9 and restart, SIGSTOP/SIGCONT, partitions (halves, one-way, the
+//! leader alone), delays, leader transfers, and membership changes (FORGET, wipe, MEET).
+//! Then it heals everything and checks linearizability per key and that every acknowledged
+//! unique-key write is still there. Exits 1 on any anomaly or lost write.
+
+pub mod checker;
+mod proxy;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use checker::{Call, Op, Verdict};
+
+const ALL_NEMESES: &[&str] = &[
+    "kill",
+    "pause",
+    "partition",
+    "oneway",
+    "isolate-leader",
+    "delay",
+    "transfer",
+    "member",
+];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Cluster size.
+    #[arg(long, default_value_t = 5)]
+    nodes: usize,
+    /// Seconds of faults and load (then healing and checking).
+    #[arg(long, default_value_t = 120)]
+    duration: u64,
+    /// Faults to mix, comma-separated: kill, pause, partition, oneway, isolate-leader, delay,
+    /// transfer, member; or all.
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    nemeses: Vec<String>,
+    /// Seed of every random choice (default: from the clock); printed, so a run can be
+    /// replayed as far as timing allows.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Registers (keys) the clients share.
+    #[arg(long, default_value_t = 8)]
+    keys: usize,
+    /// Seconds each fault lasts.
+    #[arg(long, default_value_t = 6)]
+    fault_secs: u64,
+    /// Seconds of calm after each fault.
+    #[arg(long, default_value_t = 4)]
+    quiet_secs: u64,
+    /// The rockraft-server binary (default: next to rockraft-ctl).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Directory for the nodes' data and logs (default: a new temporary directory, removed
+    /// when the campaign passes).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Writes every operation here, one per line.
+    #[arg(long)]
+    history: Option<PathBuf>,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+struct Node {
+    child: Option<Child>,
+    port: u16,
+    bus: u16,
+    proxy: u16,
+    dir: PathBuf,
+    id: u64,
+    paused: bool,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    bin: PathBuf,
+    net: Arc<proxy::Net>,
+    root: PathBuf,
+}
+
+fn free_port(rng: &mut Rng) -> u16 {
+    // Below the kernel's ephemeral range (so no outgoing connection takes it meanwhile) and
+    // below the test harness's range.
+    loop {
+        let p = 15000 + rng.below(4999) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn connect(port: u16) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let conn = c.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    Some(conn)
+}
+
+fn info(port: u16, field: &str) -> Option<String> {
+    let mut c = connect(port)?;
+    let s: String = redis::cmd("INFO").arg("raft").query(&mut c).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+impl Cluster {
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("n{i}.log")))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.bin)
+            .args(["--port", &n.port.to_string()])
+            .args(["--bus-port", &n.bus.to_string()])
+            .args(["--advertise-bus-port", &n.proxy.to_string()])
+            .args(["--metrics-addr", "off"])
+            .args(["--raft-log-max-entries", "2000"])
+            .arg("--data-dir")
+            .arg(&n.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.bin.display()))?;
+        n.child = Some(child);
+        n.paused = false;
+        let port = n.port;
+        if !wait_until(Duration::from_secs(30), || connect(port).is_some()) {
+            return Err(format!("node {i} does not accept connections"));
+        }
+        let id: String = redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut connect(port).ok_or("connect")?)
+            .map_err(|e| e.to_string())?;
+        self.nodes[i].id = u64::from_str_radix(&id[id.len().saturating_sub(16)..], 16)
+            .map_err(|e| e.to_string())?;
+        self.publish_ids();
+        Ok(())
+    }
+
+    fn publish_ids(&self) {
+        self.net.set_ids(
+            self.nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.id, i))
+                .collect(),
+        );
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&mut self, i: usize, sig: &str) {
+        if let Some(c) = &self.nodes[i].child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+            self.nodes[i].paused = sig == "STOP";
+        }
+    }
+
+    fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| {
+            self.nodes[i].child.is_some()
+                && !self.nodes[i].paused
+                && info(self.nodes[i].port, "raft_role").as_deref() == Some("leader")
+        })
+    }
+
+    fn meet(&self, via: usize, i: usize) -> bool {
+        let Some(mut c) = connect(self.nodes[via].port) else {
+            return false;
+        };
+        let r: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(self.nodes[i].port)
+            .query(&mut c);
+        r.is_ok()
+    }
+
+    fn members_settled(&self, want: usize) -> bool {
+        self.leader().is_some_and(|l| {
+            let port = self.nodes[l].port;
+            info(port, "raft_voters") == Some(want.to_string())
+                && info(port, "raft_learners").as_deref() == Some("0")
+        })
+    }
+
+    /// Heals the network, resumes paused nodes and restarts dead ones.
+    fn heal(&mut self) -> Result<(), String> {
+        self.net.heal();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.signal(i, "CONT");
+            }
+            if self.nodes[i].child.is_none() {
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings back into the cluster any node a failed membership change left outside it
+    /// (wiped and MEET again, as an operator would).
+    fn ensure_members(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            let mut listed = false;
+            let found = wait_until(Duration::from_secs(30), || {
+                let Some(l) = self.leader() else {
+                    return false;
+                };
+                let nodes: Option<String> = connect(self.nodes[l].port)
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query(&mut c).ok());
+                listed = nodes.is_some_and(|t| t.contains(&format!("{:040x}", self.nodes[i].id)));
+                true
+            });
+            if !found {
+                return Err("no leader after healing".into());
+            }
+            if listed {
+                continue;
+            }
+            println!("n{i} is not a member after healing: wiping it and adding it again");
+            self.kill(i);
+            let _ = std::fs::remove_dir_all(&self.nodes[i].dir);
+            self.spawn(i)?;
+            if !wait_until(Duration::from_secs(30), || {
+                self.leader().is_some_and(|l| self.meet(l, i))
+            }) {
+                return Err(format!("cannot add n{i} back"));
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                self.signal(i, "CONT");
+            }
+            self.kill(i);
+        }
+        self.net.stop();
+    }
+}
+
+/// The outcome of one client operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Fail,
+    Unknown,
+}
+
+struct Record {
+    key: usize,
+    op: Op,
+    outcome: Outcome,
+}
+
+#[derive(Default)]
+struct Recorded {
+    ops: Vec<Record>,
+    /// Unique keys whose SET was acknowledged, and writes of them attempted.
+    acked: Vec<String>,
+    ack_attempts: usize,
+}
+
+fn classify(e: &redis::RedisError) -> (Outcome, Option<u16>) {
+    let text = e.to_string();
+    if text.contains("MOVED") {
+        let port = text
+            .split_whitespace()
+            .filter_map(|t| t.rsplit_once(':'))
+            .find_map(|(_, p)| {
+                p.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            });
+        return (Outcome::Fail, port);
+    }
+    if text.contains("CLUSTERDOWN") || text.contains("TRYAGAIN") {
+        return (Outcome::Fail, None);
+    }
+    (Outcome::Unknown, None)
+}
+
+fn client(
+    id: usize,
+    ports: Arc<Mutex<Vec<u16>>>,
+    keys: usize,
+    seed: u64,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Recorded {
+    let mut rng = Rng(seed | 1);
+    let mut out = Recorded::default();
+    let mut conn: Option<redis::Connection> = None;
+    let mut target: Option<u16> = None;
+    let mut counter = 0i64;
+    let now = || start.elapsed().as_nanos() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            let port = target.take().unwrap_or_else(|| {
+                let p = ports.lock().unwrap();
+                p[rng.below(p.len())]
+            });
+            conn = connect(port);
+            if conn.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        counter += 1;
+        if rng.below(10) == 0 {
+            // A unique key, to count lost acknowledged writes at the end.
+            let key = format!("ack:{id}:{counter}");
+            out.ack_attempts += 1;
+            match redis::cmd("SET").arg(&key).arg(1).query::<String>(c) {
+                Ok(_) => out.acked.push(key),
+                Err(e) => {
+                    let (_, redirect) = classify(&e);
+                    target = redirect;
+                    conn = None;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            continue;
+        }
+        let key = rng.below(keys);
+        let name = format!("r{key}");
+        let call = match rng.below(10) {
+            0..=3 => Call::Get,
+            4..=6 => Call::Set((id as i64) * 1_000_000_000 + counter),
+            7 | 8 => Call::Incr,
+            _ => Call::Del,
+        };
+        let invoke = now();
+        let result: redis::RedisResult<Option<i64>> = match call {
+            Call::Get => redis::cmd("GET").arg(&name).query(c),
+            Call::Set(v) => redis::cmd("SET")
+                .arg(&name)
+                .arg(v)
+                .query::<String>(c)
+                .map(|_| None),
+            Call::Incr => redis::cmd("INCR").arg(&name).query::<i64>(c).map(Some),
+            Call::Del => redis::cmd("DEL").arg(&name).query::<i64>(c).map(Some),
+        };
+        let complete = now();
+        let (outcome, output) = match result {
+            Ok(v) => (Outcome::Ok, v),
+            Err(e) => {
+                let (mut outcome, redirect) = classify(&e);
+                if call == Call::Get && outcome == Outcome::Unknown {
+                    // A read that got no answer changed nothing: leave it out.
+                    outcome = Outcome::Fail;
+                }
+                target = redirect;
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+                (outcome, None)
+            }
+        };
+        out.ops.push(Record {
+            key,
+            op: Op {
+                client: id,
+                call,
+                invoke,
+                complete: (outcome == Outcome::Ok).then_some(complete),
+                output,
+            },
+            outcome,
+        });
+    }
+    out
+}
+
+struct Window {
+    name: String,
+    start: u64,
+    end: u64,
+}
+
+/// Applies one fault; returns its description.
+fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, String> {
+    let n = cluster.nodes.len();
+    let leader = cluster.leader();
+    Ok(match name {
+        "kill" => {
+            let i = if rng.below(2) == 0 {
+                leader.unwrap_or(0)
+            } else {
+                rng.below(n)
+            };
+            cluster.kill(i);
+            format!("kill -9 n{i}")
+        }
+        "pause" => {
+            let i = if rng.below(2) == 0 {
+                leader.unwrap_or(0)
+            } else {
+                rng.below(n)
+            };
+            cluster.signal(i, "STOP");
+            format!("SIGSTOP n{i}")
+        }
+        "partition" => {
+            let mut order: Vec<usize> = (0..n).collect();
+            for k in (1..n).rev() {
+                order.swap(k, rng.below(k + 1));
+            }
+            let minority = &order[..n / 2];
+            let majority = &order[n / 2..];
+            for &a in minority {
+                for &b in majority {
+                    cluster.net.cut(a, b);
+                    cluster.net.cut(b, a);
+                }
+            }
+            format!("partition {minority:?} | {majority:?}")
+        }
+        "isolate-leader" => {
+            let l = leader.unwrap_or(0);
+            for b in (0..n).filter(|&b| b != l) {
+                cluster.net.cut(l, b);
+                cluster.net.cut(b, l);
+            }
+            format!("isolate leader n{l}")
+        }
+        "oneway" => {
+            let a = leader.unwrap_or_else(|| rng.below(n));
+            for b in (0..n).filter(|&b| b != a) {
+                cluster.net.cut(a, b);
+            }
+            format!("one-way: n{a} cannot send")
+        }
+        "delay" => {
+            let ms = 50 + rng.below(150) as u64;
+            cluster.net.set_delay(ms);
+            format!("delay {ms} ms on every link")
+        }
+        "transfer" => {
+            let followers: Vec<usize> = (0..n).filter(|&i| Some(i) != leader).collect();
+            let f = followers[rng.below(followers.len())];
+            if let Some(mut c) = connect(cluster.nodes[f].port) {
+                let _: redis::RedisResult<String> =
+                    redis::cmd("CLUSTER").arg("FAILOVER").query(&mut c);
+            }
+            format!("leader transfer to n{f}")
+        }
+        "member" => {
+            let Some(l) = leader else {
+                return Ok("membership change skipped (no leader)".into());
+            };
+            let others: Vec<usize> = (0..n).filter(|&i| i != l).collect();
+            let m = others[rng.below(others.len())];
+            let id = format!("{:040x}", cluster.nodes[m].id);
+            let forgot = connect(cluster.nodes[l].port).is_some_and(|mut c| {
+                redis::cmd("CLUSTER")
+                    .arg("FORGET")
+                    .arg(&id)
+                    .query::<String>(&mut c)
+                    .is_ok()
+            });
+            if !forgot {
+                return Ok(format!("membership change of n{m} refused"));
+            }
+            cluster.kill(m);
+            let _ = std::fs::remove_dir_all(&cluster.nodes[m].dir);
+            cluster.spawn(m)?;
+            let ok = wait_until(Duration::from_secs(10), || {
+                cluster.leader().is_some_and(|l| cluster.meet(l, m))
+            });
+            format!(
+                "FORGET n{m}, wipe, MEET again{}",
+                if ok { "" } else { " (MEET failed)" }
+            )
+        }
+        other => return Err(format!("unknown nemesis {other}")),
+    })
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    }) | 1;
+    let nemeses: Vec<String> = if args.nemeses.iter().any(|n| n == "all") {
+        ALL_NEMESES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.nemeses.clone()
+    };
+    for n in &nemeses {
+        if !ALL_NEMESES.contains(&n.as_str()) {
+            return Err(format!("unknown nemesis {n}; one of {ALL_NEMESES:?}"));
+        }
+    }
+    if args.nodes < 3 {
+        return Err("a campaign needs at least 3 nodes".into());
+    }
+    println!(
+        "campaign: nodes={} duration={}s nemeses={} seed={seed} concurrency={} keys={}",
+        args.nodes,
+        args.duration,
+        nemeses.join(","),
+        args.concurrency,
+        args.keys
+    );
+    let mut rng = Rng(seed);
+    let bin = crate::cluster::server_binary(args.server_bin.clone())?;
+    let (root, temporary) = match &args.dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("rockraft-campaign-{seed}")),
+            true,
+        ),
+    };
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    let net = Arc::new(proxy::Net::default());
+    let mut nodes = Vec::new();
+    for i in 0..args.nodes {
+        let (port, bus) = (free_port(&mut rng), free_port(&mut rng));
+        let proxy = proxy::start(net.clone(), i, ([127, 0, 0, 1], bus).into())
+            .map_err(|e| e.to_string())?;
+        nodes.push(Node {
+            child: None,
+            port,
+            bus,
+            proxy,
+            dir: root.join(format!("n{i}")),
+            id: 0,
+            paused: false,
+        });
+    }
+    let mut cluster = Cluster {
+        nodes,
+        bin,
+        net: net.clone(),
+        root: root.clone(),
+    };
+    let result = campaign(&mut cluster, &args, &nemeses, &mut rng, seed);
+    cluster.stop_all();
+    match result {
+        Ok(true) => {
+            if temporary {
+                let _ = std::fs::remove_dir_all(&root);
+            }
+            println!("result: PASS");
+            Ok(())
+        }
+        Ok(false) => {
+            println!("result: FAIL (node logs and data in {})", root.display());
+            std::process::exit(1);
+        }
+        Err(e) => Err(format!("{e} (node logs in {})", root.display())),
+    }
+}
+
+fn campaign(
+    cluster: &mut Cluster,
+    args: &Args,
+    nemeses: &[String],
+    rng: &mut Rng,
+    seed: u64,
+) -> Result<bool, String> {
+    for i in 0..cluster.nodes.len() {
+        cluster.spawn(i)?;
+    }
+    for i in 1..cluster.nodes.len() {
+        if !wait_until(Duration::from_secs(20), || cluster.meet(0, i)) {
+            return Err(format!("MEET n{i} failed"));
+        }
+    }
+    let n = cluster.nodes.len();
+    if !wait_until(Duration::from_secs(60), || cluster.members_settled(n)) {
+        return Err("the cluster did not form".into());
+    }
+    println!(
+        "cluster of {n} formed; load and faults for {}s",
+        args.duration
+    );
+
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ports = Arc::new(Mutex::new(
+        cluster.nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
+    ));
+    let clients: Vec<_> = (0..args.concurrency)
+        .map(|id| {
+            let (ports, stop) = (ports.clone(), stop.clone());
+            let (keys, s) = (args.keys, seed.wrapping_mul(id as u64 + 7));
+            std::thread::spawn(move || client(id, ports, keys, s, start, stop))
+        })
+        .collect();
+    let now = || start.elapsed().as_nanos() as u64;
+    let mut windows = Vec::new();
+    let end = Duration::from_secs(args.duration);
+    while start.elapsed() < end {
+        let name = &nemeses[rng.below(nemeses.len())];
+        let t0 = now();
+        let what = inject(cluster, name, rng)?;
+        println!("{:>7.1}s  fault: {what}", start.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_secs(args.fault_secs));
+        cluster.heal()?;
+        windows.push(Window {
+            name: what,
+            start: t0,
+            end: now(),
+        });
+        let t1 = now();
+        std::thread::sleep(Duration::from_secs(args.quiet_secs));
+        windows.push(Window {
+            name: "(healed)".into(),
+            start: t1,
+            end: now(),
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    let recorded: Vec<Recorded> = clients
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "a client thread panicked".to_string()))
+        .collect::<Result<_, _>>()?;
+
+    // Everything healed: all nodes must come back to one state.
+    cluster.heal()?;
+    cluster.ensure_members()?;
+    let settled = wait_until(Duration::from_secs(60), || cluster.members_settled(n));
+    let converged = settled && converged(cluster);
+    println!(
+        "after healing: membership {}, data {}",
+        if settled { "settled" } else { "NOT settled" },
+        if converged {
+            "identical on every node"
+        } else {
+            "NOT identical"
+        }
+    );
+
+    // Lost acknowledged writes, read through the leader (linearizable reads).
+    let acked: Vec<String> = recorded.iter().flat_map(|r| r.acked.clone()).collect();
+    let attempts: usize = recorded.iter().map(|r| r.ack_attempts).sum();
+    let lost = count_missing(cluster, &acked)?;
+
+    let mut all: Vec<Record> = recorded.into_iter().flat_map(|r| r.ops).collect();
+    all.sort_by_key(|r| r.op.invoke);
+    if let Some(path) = &args.history {
+        write_history(path, &all).map_err(|e| e.to_string())?;
+    }
+    let count = |o: Outcome| all.iter().filter(|r| r.outcome == o).count();
+    println!(
+        "operations: {} register ops (ok {}, failed {}, unknown {}), {} unique-key writes ({} acknowledged)",
+        all.len(),
+        count(Outcome::Ok),
+        count(Outcome::Fail),
+        count(Outcome::Unknown),
+        attempts,
+        acked.len()
+    );
+    println!("availability (acknowledged / attempted, by window):");
+    for w in &windows {
+        let inside: Vec<&Record> = all
+            .iter()
+            .filter(|r| r.op.invoke >= w.start && r.op.invoke < w.end)
+            .collect();
+        let ok = inside.iter().filter(|r| r.outcome == Outcome::Ok).count();
+        println!(
+            "  {:>6.1}s-{:>6.1}s  {:>5.1}%  ({ok}/{})  {}",
+            w.start as f64 / 1e9,
+            w.end as f64 / 1e9,
+            if inside.is_empty() {
+                0.0
+            } else {
+                100.0 * ok as f64 / inside.len() as f64
+            },
+            inside.len(),
+            w.name
+        );
+    }
+
+    let mut anomalies = 0;
+    let mut undecided = 0;
+    for key in 0..args.keys {
+        let ops: Vec<Op> = all
+            .iter()
+            .filter(|r| r.key == key && r.outcome != Outcome::Fail)
+            .map(|r| r.op.clone())
+            .collect();
+        match checker::check(&ops, 50_000_000) {
+            Verdict::Linearizable => {}
+            Verdict::Undecided => {
+                undecided += 1;
+                println!(
+                    "key r{key}: search budget spent ({} ops): undecided",
+                    ops.len()
+                );
+            }
+            Verdict::Violation { linearized, around } => {
+                anomalies += 1;
+                println!(
+                    "key r{key}: NOT LINEARIZABLE ({} of {} ops placed); the operations around the failure:",
+                    linearized,
+                    ops.len()
+                );
+                for o in around {
+                    println!("    {}", describe(&o));
+                }
+            }
+        }
+    }
+    println!(
+        "linearizability: {} keys checked, {anomalies} anomalies, {undecided} undecided",
+        args.keys
+    );
+    println!("acknowledged writes lost: {lost} of {}", acked.len());
+    Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged)
+}
+
+fn converged(cluster: &Cluster) -> bool {
+    wait_until(Duration::from_secs(60), || {
+        let states: Vec<Option<(String, String)>> = cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut c = connect(n.port)?;
+                let d: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).ok()?;
+                Some((d, info(n.port, "raft_applied_index")?))
+            })
+            .collect();
+        states[0].is_some() && states.iter().all(|s| *s == states[0])
+    })
+}
+
+fn count_missing(cluster: &Cluster, keys: &[String]) -> Result<usize, String> {
+    let mut missing = 0;
+    for chunk in keys.chunks(500) {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let got: Option<Vec<Option<String>>> = cluster
+                .leader()
+                .and_then(|l| connect(cluster.nodes[l].port))
+                .and_then(|mut c| redis::cmd("MGET").arg(chunk).query(&mut c).ok());
+            if let Some(values) = got {
+                for (k, v) in chunk.iter().zip(values) {
+                    if v.is_none() {
+                        missing += 1;
+                        println!("LOST acknowledged write: {k}");
+                    }
+                }
+                break;
+            }
+            if tries > 100 {
+                return Err("cannot read back the acknowledged writes".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(missing)
+}
+
+fn describe(o: &Op) -> String {
+    let what = match o.call {
+        Call::Get => "GET".to_string(),
+        Call::Set(v) => format!("SET {v}"),
+        Call::Incr => "INCR".into(),
+        Call::Del => "DEL".into(),
+    };
+    let done = match o.complete {
+        Some(c) => format!("{:.6}s", c as f64 / 1e9),
+        None => "unknown".into(),
+    };
+    format!(
+        "client {:>3} {:<24} invoked {:.6}s completed {:<12} -> {:?}",
+        o.client,
+        what,
+        o.invoke as f64 / 1e9,
+        done,
+        o.output
+    )
+}
+
+fn write_history(path: &PathBuf, all: &[Record]) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in all {
+        writeln!(f, "r{} {:?} {}", r.key, r.outcome, describe(&r.op))?;
+    }
+    f.flush()
+}
