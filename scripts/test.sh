@@ -9,3 +9,6 @@ cargo build --release -p rockraft-server --features failpoints
 cp -f "$CARGO_TARGET_DIR/release/rockraft-server" "$CARGO_TARGET_DIR/release/rockraft-server-failpoints"
 cargo build --release --workspace --bins
 cargo test --release --workspace -- --test-threads=2
+# A black-box fault campaign: real processes, partitions, kills, pauses, membership changes;
+# fails on any linearizability anomaly or lost acknowledged write.
+"$CARGO_TARGET_DIR/release/rockraft-ctl" campaign --nodes 3 --duration 90

@@ -171,6 +171,12 @@ async fn submit(
             });
         }
         Kind::Read(run) => {
+            // A deliberately broken build for the campaign's own test: every read is local
+            // and unconfirmed (stale reads), which the checker must catch.
+            #[cfg(feature = "failpoints")]
+            if fail::eval("stale_reads", |_| ()).is_some() {
+                session.readonly = true;
+            }
             // A follower serves reads only to a connection that asked for local reads.
             if !session.readonly && !shared.group.status().is_leader() {
                 let leader = shared.group.status().leader();

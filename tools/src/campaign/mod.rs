@@ -99,6 +99,11 @@ struct Cluster {
     bin: PathBuf,
     net: Arc<proxy::Net>,
     root: PathBuf,
+    /// The campaign cluster's id: a wiped node leads a cluster of its own until it joins.
+    cluster_id: String,
+    /// The client ports clients may pick. A wiped node is left out until it has joined: until
+    /// then it is a one-node cluster of its own, and what it acknowledged would be elsewhere.
+    client_ports: Arc<Mutex<Vec<u16>>>,
 }
 
 fn free_port(rng: &mut Rng) -> u16 {
@@ -202,11 +207,14 @@ impl Cluster {
         }
     }
 
+    /// The leader of the campaign's cluster (never a wiped node leading only itself).
     fn leader(&self) -> Option<usize> {
         (0..self.nodes.len()).find(|&i| {
+            let port = self.nodes[i].port;
             self.nodes[i].child.is_some()
                 && !self.nodes[i].paused
-                && info(self.nodes[i].port, "raft_role").as_deref() == Some("leader")
+                && info(port, "raft_role").as_deref() == Some("leader")
+                && info(port, "raft_cluster_id").as_deref() == Some(self.cluster_id.as_str())
         })
     }
 
@@ -265,16 +273,32 @@ impl Cluster {
                 continue;
             }
             println!("n{i} is not a member after healing: wiping it and adding it again");
-            self.kill(i);
-            let _ = std::fs::remove_dir_all(&self.nodes[i].dir);
-            self.spawn(i)?;
-            if !wait_until(Duration::from_secs(30), || {
-                self.leader().is_some_and(|l| self.meet(l, i))
-            }) {
+            if !self.rejoin(i)? {
                 return Err(format!("cannot add n{i} back"));
             }
         }
         Ok(())
+    }
+
+    /// Wipes node `i` and adds it to the cluster again; clients use it again once it has
+    /// joined. False if MEET did not succeed.
+    fn rejoin(&mut self, i: usize) -> Result<bool, String> {
+        let port = self.nodes[i].port;
+        self.client_ports.lock().unwrap().retain(|&p| p != port);
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.nodes[i].dir);
+        self.spawn(i)?;
+        let met = wait_until(Duration::from_secs(20), || {
+            self.leader().is_some_and(|l| l != i && self.meet(l, i))
+        });
+        let joined = met
+            && wait_until(Duration::from_secs(20), || {
+                info(port, "raft_cluster_id").as_deref() == Some(self.cluster_id.as_str())
+            });
+        if joined {
+            self.client_ports.lock().unwrap().push(port);
+        }
+        Ok(joined)
     }
 
     fn stop_all(&mut self) {
@@ -511,12 +535,7 @@ fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, St
             if !forgot {
                 return Ok(format!("membership change of n{m} refused"));
             }
-            cluster.kill(m);
-            let _ = std::fs::remove_dir_all(&cluster.nodes[m].dir);
-            cluster.spawn(m)?;
-            let ok = wait_until(Duration::from_secs(10), || {
-                cluster.leader().is_some_and(|l| cluster.meet(l, m))
-            });
+            let ok = cluster.rejoin(m)?;
             format!(
                 "FORGET n{m}, wipe, MEET again{}",
                 if ok { "" } else { " (MEET failed)" }
@@ -562,6 +581,12 @@ pub fn run(args: Args) -> Result<(), String> {
             true,
         ),
     };
+    if temporary {
+        // Left by an earlier run with the same seed that was interrupted.
+        let _ = std::fs::remove_dir_all(&root);
+    } else if std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(format!("{} is not empty", root.display()));
+    }
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     let net = Arc::new(proxy::Net::default());
     let mut nodes = Vec::new();
@@ -584,6 +609,8 @@ pub fn run(args: Args) -> Result<(), String> {
         bin,
         net: net.clone(),
         root: root.clone(),
+        cluster_id: String::new(),
+        client_ports: Arc::new(Mutex::new(Vec::new())),
     };
     let result = campaign(&mut cluster, &args, &nemeses, &mut rng, seed);
     cluster.stop_all();
@@ -613,6 +640,7 @@ fn campaign(
     for i in 0..cluster.nodes.len() {
         cluster.spawn(i)?;
     }
+    cluster.cluster_id = info(cluster.nodes[0].port, "raft_cluster_id").ok_or("no cluster id")?;
     for i in 1..cluster.nodes.len() {
         if !wait_until(Duration::from_secs(20), || cluster.meet(0, i)) {
             return Err(format!("MEET n{i} failed"));
@@ -629,9 +657,8 @@ fn campaign(
 
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let ports = Arc::new(Mutex::new(
-        cluster.nodes.iter().map(|n| n.port).collect::<Vec<_>>(),
-    ));
+    *cluster.client_ports.lock().unwrap() = cluster.nodes.iter().map(|n| n.port).collect();
+    let ports = cluster.client_ports.clone();
     let clients: Vec<_> = (0..args.concurrency)
         .map(|id| {
             let (ports, stop) = (ports.clone(), stop.clone());
@@ -724,6 +751,7 @@ fn campaign(
         );
     }
 
+    let checking = Instant::now();
     let mut anomalies = 0;
     let mut undecided = 0;
     for key in 0..args.keys {
@@ -732,7 +760,30 @@ fn campaign(
             .filter(|r| r.key == key && r.outcome != Outcome::Fail)
             .map(|r| r.op.clone())
             .collect();
-        match checker::check(&ops, 50_000_000) {
+        let mut verdict = checker::check(&ops, 20_000_000);
+        let mut shown = ops.len();
+        if matches!(verdict, Verdict::Undecided) {
+            // Where the trouble starts: the longest prefix that checks quickly. A violation
+            // in a prefix is a violation of the history.
+            let (mut lo, mut hi) = (0, ops.len());
+            while lo + 1 < hi {
+                let mid = (lo + hi) / 2;
+                match checker::check(&ops[..mid], 2_000_000) {
+                    Verdict::Linearizable => lo = mid,
+                    _ => hi = mid,
+                }
+            }
+            if let v @ Verdict::Violation { .. } = checker::check(&ops[..hi], 20_000_000) {
+                verdict = v;
+                shown = hi;
+            } else {
+                println!("key r{key}: the first {lo} operations check; around operation {hi}:");
+                for o in &ops[hi.saturating_sub(15)..(hi + 5).min(ops.len())] {
+                    println!("    {}", describe(o));
+                }
+            }
+        }
+        match verdict {
             Verdict::Linearizable => {}
             Verdict::Undecided => {
                 undecided += 1;
@@ -744,9 +795,7 @@ fn campaign(
             Verdict::Violation { linearized, around } => {
                 anomalies += 1;
                 println!(
-                    "key r{key}: NOT LINEARIZABLE ({} of {} ops placed); the operations around the failure:",
-                    linearized,
-                    ops.len()
+                    "key r{key}: NOT LINEARIZABLE ({linearized} of the first {shown} ops placed); the operations around the failure:"
                 );
                 for o in around {
                     println!("    {}", describe(&o));
@@ -755,8 +804,9 @@ fn campaign(
         }
     }
     println!(
-        "linearizability: {} keys checked, {anomalies} anomalies, {undecided} undecided",
-        args.keys
+        "linearizability: {} keys checked in {:.1}s, {anomalies} anomalies, {undecided} undecided",
+        args.keys,
+        checking.elapsed().as_secs_f64()
     );
     println!("acknowledged writes lost: {lost} of {}", acked.len());
     Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged)
