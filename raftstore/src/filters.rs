@@ -1,5 +1,5 @@
 //! Ready-made [`SendFilter`]s for fault tests: partitions, isolation, one-way links, random
-//! drops and drops by message type (the vocabulary of raft-rs's test network).
+//! drops, drops by message type and delays (the vocabulary of raft-rs's test network).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,5 +70,39 @@ pub struct DropType(pub Vec<MessageType>);
 impl SendFilter for DropType {
     fn allow(&self, m: &Message) -> bool {
         !self.0.contains(&m.get_msg_type())
+    }
+}
+
+/// Holds every message back for `min_ms` to `max_ms` milliseconds, pseudo-randomly from
+/// `seed`: a slow network, on which messages also overtake each other.
+pub struct Delay {
+    pub min_ms: u64,
+    pub max_ms: u64,
+    state: AtomicU64,
+}
+
+impl Delay {
+    pub fn new(min_ms: u64, max_ms: u64, seed: u64) -> Delay {
+        Delay {
+            min_ms,
+            max_ms: max_ms.max(min_ms),
+            state: AtomicU64::new(seed | 1),
+        }
+    }
+}
+
+impl SendFilter for Delay {
+    fn allow(&self, _: &Message) -> bool {
+        true
+    }
+
+    fn delay(&self, _: &Message) -> Option<std::time::Duration> {
+        let mut x = self.state.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state.store(x, Ordering::Relaxed);
+        let span = self.max_ms - self.min_ms + 1;
+        Some(std::time::Duration::from_millis(self.min_ms + x % span))
     }
 }

@@ -36,6 +36,12 @@ pub type Route = Box<dyn Fn(Message, NodeInfo) + Send + Sync>;
 /// isolate, or drop (after tikv's test_raftstore transport filters).
 pub trait SendFilter: Send + Sync {
     fn allow(&self, msg: &Message) -> bool;
+
+    /// How long to hold `msg` back before sending it (messages held for different times
+    /// may overtake each other, as on a real network).
+    fn delay(&self, _msg: &Message) -> Option<Duration> {
+        None
+    }
 }
 
 struct Link {
@@ -234,15 +240,34 @@ impl PeerNetwork {
     }
 
     fn send(&self, group_id: u64, msg: &Message) {
-        let allowed = {
+        let (allowed, delay) = {
             let filters = self.inner.filters.read().unwrap_or_else(|e| e.into_inner());
-            filters.iter().all(|f| f.allow(msg))
+            (
+                filters.iter().all(|f| f.allow(msg)),
+                filters.iter().filter_map(|f| f.delay(msg)).max(),
+            )
         };
+        if let (true, Some(d)) = (allowed, delay) {
+            let (net, msg) = (self.clone(), msg.clone());
+            self.inner.runtime.spawn(async move {
+                tokio::time::sleep(d).await;
+                net.send_now(group_id, &msg);
+            });
+            return;
+        }
         if msg.get_msg_type() == MessageType::MsgSnapshot {
             self.send_snapshot(group_id, msg.clone(), allowed);
             return;
         }
         if !allowed {
+            return;
+        }
+        self.send_now(group_id, msg);
+    }
+
+    fn send_now(&self, group_id: u64, msg: &Message) {
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            self.send_snapshot(group_id, msg.clone(), true);
             return;
         }
         let to = msg.to;

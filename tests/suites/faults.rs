@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::{cmd, Connection, RedisResult};
-use rockraft_raftstore::filters::DropRate;
+use rockraft_raftstore::filters::{Delay, DropRate};
 use rockraft_tests::{connect, find_leader, info_field, wait_until, InProcessCluster};
 
 fn set(c: &mut Connection, k: &str, v: &str) -> RedisResult<()> {
@@ -92,6 +92,39 @@ fn a_lossy_network_still_makes_progress() {
     for i in acked {
         assert_eq!(get(&mut c, &format!("k{i}")).unwrap(), Some(i.to_string()));
     }
+}
+
+#[test]
+fn a_slow_reordering_network_stays_correct() {
+    // 20-120 ms on every message (elections take 1-2 s, heartbeats 200 ms): slow, and
+    // messages overtake each other.
+    let cluster = InProcessCluster::start(3);
+    cluster.add_filter(Arc::new(Delay::new(20, 120, 11)));
+    let started = Instant::now();
+    let mut c = None;
+    let mut acked = 0;
+    while acked < 100 && started.elapsed() < Duration::from_secs(60) {
+        if c.is_none() {
+            c = find_leader(&cluster.addrs()).and_then(|l| connect(cluster.addr(l)));
+        }
+        let Some(conn) = c.as_mut() else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        // Each acknowledged write is read back at once (linearizable read) on the same node.
+        if set(conn, "k", &acked.to_string()).is_err() {
+            c = None;
+            continue;
+        }
+        match get(conn, "k") {
+            Ok(v) => assert_eq!(v, Some(acked.to_string()), "stale read on a slow network"),
+            Err(_) => c = None,
+        }
+        acked += 1;
+    }
+    assert_eq!(acked, 100, "progress with 20-120 ms delays");
+    cluster.heal();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
 }
 
 #[test]

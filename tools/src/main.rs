@@ -62,6 +62,8 @@ enum Cmd {
     /// Run a fault campaign against a local cluster and check its history for
     /// linearizability and lost writes; exits 1 on any anomaly.
     Campaign(campaign::Args),
+    /// Check a history written by `campaign --history` for linearizability again.
+    CheckHistory { file: std::path::PathBuf },
     /// Start or stop a local cluster of rockraft-server processes.
     Cluster {
         #[command(subcommand)]
@@ -74,6 +76,7 @@ fn main() {
     let result = match cli.command {
         Cmd::Cluster { action } => cluster::run(action),
         Cmd::Campaign(args) => campaign::run(args),
+        Cmd::CheckHistory { ref file } => campaign::check_history(file),
         Cmd::Digest { ref ports } => digest(
             &cli.host,
             if ports.is_empty() {

@@ -751,10 +751,17 @@ fn campaign(
         );
     }
 
+    let (anomalies, undecided) = check_all(&all, args.keys);
+    println!("acknowledged writes lost: {lost} of {}", acked.len());
+    Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged)
+}
+
+/// Checks every key's history; prints what it finds; returns (anomalies, undecided).
+fn check_all(all: &[Record], keys: usize) -> (usize, usize) {
     let checking = Instant::now();
     let mut anomalies = 0;
     let mut undecided = 0;
-    for key in 0..args.keys {
+    for key in 0..keys {
         let ops: Vec<Op> = all
             .iter()
             .filter(|r| r.key == key && r.outcome != Outcome::Fail)
@@ -763,8 +770,8 @@ fn campaign(
         let mut verdict = checker::check(&ops, 20_000_000);
         let mut shown = ops.len();
         if matches!(verdict, Verdict::Undecided) {
-            // Where the trouble starts: the longest prefix that checks quickly. A violation
-            // in a prefix is a violation of the history.
+            // Where the trouble starts: the shortest prefix that does not check quickly. A
+            // violation in a prefix is a violation of the history.
             let (mut lo, mut hi) = (0, ops.len());
             while lo + 1 < hi {
                 let mid = (lo + hi) / 2;
@@ -777,8 +784,10 @@ fn campaign(
                 verdict = v;
                 shown = hi;
             } else {
-                println!("key r{key}: the first {lo} operations check; around operation {hi}:");
-                for o in &ops[hi.saturating_sub(15)..(hi + 5).min(ops.len())] {
+                println!(
+                    "key r{key}: the first {lo} operations check; the next one is the last here:"
+                );
+                for o in &ops[hi.saturating_sub(20)..hi] {
                     println!("    {}", describe(o));
                 }
             }
@@ -804,12 +813,73 @@ fn campaign(
         }
     }
     println!(
-        "linearizability: {} keys checked in {:.1}s, {anomalies} anomalies, {undecided} undecided",
-        args.keys,
+        "linearizability: {keys} keys checked in {:.1}s, {anomalies} anomalies, {undecided} undecided",
         checking.elapsed().as_secs_f64()
     );
-    println!("acknowledged writes lost: {lost} of {}", acked.len());
-    Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged)
+    (anomalies, undecided)
+}
+
+/// `rockraft-ctl check-history FILE`: checks a history written by `campaign --history`.
+pub fn check_history(path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut all = Vec::new();
+    let secs = |t: &str| -> Result<u64, String> {
+        let v: f64 = t
+            .trim_end_matches('s')
+            .parse()
+            .map_err(|e| format!("{t}: {e}"))?;
+        Ok((v * 1e9).round() as u64)
+    };
+    for (n, line) in text.lines().enumerate() {
+        let bad = || format!("line {}: cannot parse {line:?}", n + 1);
+        let t: Vec<&str> = line.split_whitespace().collect();
+        if t.len() < 10 {
+            return Err(bad());
+        }
+        let key: usize = t[0].trim_start_matches('r').parse().map_err(|_| bad())?;
+        let outcome = match t[1] {
+            "Ok" => Outcome::Ok,
+            "Fail" => Outcome::Fail,
+            _ => Outcome::Unknown,
+        };
+        let client: usize = t[3].parse().map_err(|_| bad())?;
+        let (call, rest) = match t[4] {
+            "GET" => (Call::Get, &t[5..]),
+            "INCR" => (Call::Incr, &t[5..]),
+            "DEL" => (Call::Del, &t[5..]),
+            "SET" => (Call::Set(t[5].parse().map_err(|_| bad())?), &t[6..]),
+            _ => return Err(bad()),
+        };
+        // invoked T completed T|unknown -> OUTPUT
+        let invoke = secs(rest[1])?;
+        let complete = if rest[3] == "unknown" {
+            None
+        } else {
+            Some(secs(rest[3])?)
+        };
+        let output = rest[5]
+            .strip_prefix("Some(")
+            .and_then(|v| v.strip_suffix(')'))
+            .map(|v| v.parse().map_err(|_| bad()))
+            .transpose()?;
+        all.push(Record {
+            key,
+            op: Op {
+                client,
+                call,
+                invoke,
+                complete,
+                output,
+            },
+            outcome,
+        });
+    }
+    let keys = all.iter().map(|r| r.key + 1).max().unwrap_or(0);
+    let (anomalies, undecided) = check_all(&all, keys);
+    if anomalies + undecided > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn converged(cluster: &Cluster) -> bool {
