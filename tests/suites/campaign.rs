@@ -1,7 +1,10 @@
 //! The fault campaign's checker must catch a broken server. A server built with failpoints
 //! and `stale_reads` on serves every read locally without ReadIndex; under partitions that
-//! returns stale data, and `rockraft-ctl campaign` has to say so and exit 1. (scripts/test.sh
-//! runs a campaign against the real server, which must pass.)
+//! returns stale data, and `rockraft-ctl campaign` has to flag a key and exit 1. Usually it
+//! proves the violation ("NOT LINEARIZABLE"); when the history around the stale read is too
+//! tangled to prove within the search budget it says "undecided", which also fails the run.
+//! (scripts/test.sh runs a campaign against the real server, which must pass: so "undecided"
+//! does not come from a correct server's history.)
 
 use std::process::Command;
 
@@ -20,6 +23,7 @@ fn a_campaign_catches_stale_reads() {
             "5",
         ])
         .args(["--nemeses", "partition", "--keys", "2", "--fault-secs", "6"])
+        .args(["--concurrency", "4"])
         .arg("--server-bin")
         .arg(workspace_binary("rockraft-server-failpoints"))
         .env("FAILPOINTS", "stale_reads=return")
@@ -27,6 +31,10 @@ fn a_campaign_catches_stale_reads() {
         .expect("run rockraft-ctl campaign");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("NOT LINEARIZABLE"), "{text}");
+    assert!(
+        text.contains("NOT LINEARIZABLE") || text.contains("undecided"),
+        "{text}"
+    );
+    assert!(!text.contains("0 anomalies, 0 undecided"), "{text}");
     assert!(text.contains("result: FAIL"), "{text}");
 }
