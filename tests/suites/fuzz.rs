@@ -10,25 +10,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 use rockraft_tests::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
+fn pick<'a>(rng: &mut StdRng, items: &[&'a str]) -> &'a str {
+    items[rng.random_range(0..items.len())]
 }
 
 /// Commands that would disturb the checker rather than the parser (its keys, the client
@@ -135,21 +122,23 @@ const ARGS: &[&str] = &[
     "2",
 ];
 
-fn random_command(rng: &mut Rng) -> Vec<Vec<u8>> {
-    let mut argv = vec![rng.pick(NAMES).as_bytes().to_vec()];
-    for _ in 0..rng.below(6) {
-        let arg = match rng.below(4) {
-            0 => (0..rng.below(30)).map(|_| rng.next() as u8).collect(),
-            1 => vec![b'x'; rng.below(5000)],
-            _ => rng.pick(ARGS).as_bytes().to_vec(),
+fn random_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    let mut argv = vec![pick(rng, NAMES).as_bytes().to_vec()];
+    for _ in 0..rng.random_range(0..6) {
+        let arg = match rng.random_range(0..4) {
+            0 => (0..rng.random_range(0..30))
+                .map(|_| rng.random::<u8>())
+                .collect(),
+            1 => vec![b'x'; rng.random_range(0..5000)],
+            _ => pick(rng, ARGS).as_bytes().to_vec(),
         };
         argv.push(arg);
     }
     argv
 }
 
-fn encode(rng: &mut Rng, argv: &[Vec<u8>]) -> Vec<u8> {
-    if rng.below(4) == 0 {
+fn encode(rng: &mut StdRng, argv: &[Vec<u8>]) -> Vec<u8> {
+    if rng.random_range(0..4) == 0 {
         // Inline form.
         let mut out = Vec::new();
         for (i, a) in argv.iter().enumerate() {
@@ -165,25 +154,25 @@ fn encode(rng: &mut Rng, argv: &[Vec<u8>]) -> Vec<u8> {
     resp(&refs)
 }
 
-fn mutate(rng: &mut Rng, mut bytes: Vec<u8>) -> Vec<u8> {
-    for _ in 0..rng.below(4) {
+fn mutate(rng: &mut StdRng, mut bytes: Vec<u8>) -> Vec<u8> {
+    for _ in 0..rng.random_range(0..4) {
         if bytes.is_empty() {
             break;
         }
-        let at = rng.below(bytes.len());
-        match rng.below(6) {
-            0 => bytes[at] = rng.next() as u8,
-            1 => bytes.insert(at, b"*$:+-\r\n0123456789"[rng.below(17)]),
+        let at = rng.random_range(0..bytes.len());
+        match rng.random_range(0..6) {
+            0 => bytes[at] = rng.random::<u8>(),
+            1 => bytes.insert(at, b"*$:+-\r\n0123456789"[rng.random_range(0..17)]),
             2 => {
                 bytes.remove(at);
             }
             3 => bytes.truncate(at),
             4 => {
-                let end = (at + rng.below(20)).min(bytes.len());
+                let end = (at + rng.random_range(0..20)).min(bytes.len());
                 let piece = bytes[at..end].to_vec();
                 bytes.splice(at..at, piece);
             }
-            _ => bytes[at] = b"0123456789-"[rng.below(11)],
+            _ => bytes[at] = b"0123456789-"[rng.random_range(0..11)],
         }
     }
     bytes
@@ -223,7 +212,7 @@ fn mutated_requests_never_break_the_node() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
     eprintln!("fuzz seed {seed} (ROCKRAFT_FUZZ_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let mut node = Process::start(dir.path(), free_port());
     let addr = node.addr();
@@ -231,17 +220,17 @@ fn mutated_requests_never_break_the_node() {
     let mut fuzz: Option<TcpStream> = None;
     let mut cases = 0u64;
     while Instant::now() < deadline && cases < 1_000_000 {
-        if fuzz.is_none() || rng.below(20) == 0 {
+        if fuzz.is_none() || rng.random_range(0..20) == 0 {
             let s = TcpStream::connect(addr).expect("node accepts connections");
             s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
             fuzz = Some(s);
         }
         let s = fuzz.as_mut().unwrap();
         let mut batch = Vec::new();
-        for _ in 0..1 + rng.below(4) {
+        for _ in 0..1 + rng.random_range(0..4) {
             let cmd = random_command(&mut rng);
             let bytes = encode(&mut rng, &cmd);
-            let bytes = if rng.below(3) == 0 {
+            let bytes = if rng.random_range(0..3) == 0 {
                 bytes
             } else {
                 mutate(&mut rng, bytes)

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use checker::{Call, Op, Verdict};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 
 const ALL_NEMESES: &[&str] = &[
     "kill",
@@ -70,20 +72,6 @@ pub struct Args {
     history: Option<PathBuf>,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 struct Node {
     child: Option<Child>,
     port: u16,
@@ -106,11 +94,11 @@ struct Cluster {
     client_ports: Arc<Mutex<Vec<u16>>>,
 }
 
-fn free_port(rng: &mut Rng) -> u16 {
+fn free_port(rng: &mut StdRng) -> u16 {
     // Below the kernel's ephemeral range (so no outgoing connection takes it meanwhile) and
     // below the test harness's range.
     loop {
-        let p = 15000 + rng.below(4999) as u16;
+        let p = 15000 + rng.random_range(0..4999) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
         }
@@ -361,7 +349,7 @@ fn client(
     start: Instant,
     stop: Arc<AtomicBool>,
 ) -> Recorded {
-    let mut rng = Rng(seed | 1);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Recorded::default();
     let mut conn: Option<redis::Connection> = None;
     let mut target: Option<u16> = None;
@@ -371,7 +359,7 @@ fn client(
         if conn.is_none() {
             let port = target.take().unwrap_or_else(|| {
                 let p = ports.lock().unwrap();
-                p[rng.below(p.len())]
+                p[rng.random_range(0..p.len())]
             });
             conn = connect(port);
             if conn.is_none() {
@@ -381,7 +369,7 @@ fn client(
         }
         let c = conn.as_mut().expect("connected");
         counter += 1;
-        if rng.below(10) == 0 {
+        if rng.random_range(0..10) == 0 {
             // A unique key, to count lost acknowledged writes at the end.
             let key = format!("ack:{id}:{counter}");
             out.ack_attempts += 1;
@@ -396,9 +384,9 @@ fn client(
             }
             continue;
         }
-        let key = rng.below(keys);
+        let key = rng.random_range(0..keys);
         let name = format!("r{key}");
-        let call = match rng.below(10) {
+        let call = match rng.random_range(0..10) {
             0..=3 => Call::Get,
             4..=6 => Call::Set((id as i64) * 1_000_000_000 + counter),
             7 | 8 => Call::Incr,
@@ -452,24 +440,24 @@ struct Window {
 }
 
 /// Applies one fault; returns its description.
-fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, String> {
+fn inject(cluster: &mut Cluster, name: &str, rng: &mut StdRng) -> Result<String, String> {
     let n = cluster.nodes.len();
     let leader = cluster.leader();
     Ok(match name {
         "kill" => {
-            let i = if rng.below(2) == 0 {
+            let i = if rng.random_range(0..2) == 0 {
                 leader.unwrap_or(0)
             } else {
-                rng.below(n)
+                rng.random_range(0..n)
             };
             cluster.kill(i);
             format!("kill -9 n{i}")
         }
         "pause" => {
-            let i = if rng.below(2) == 0 {
+            let i = if rng.random_range(0..2) == 0 {
                 leader.unwrap_or(0)
             } else {
-                rng.below(n)
+                rng.random_range(0..n)
             };
             cluster.signal(i, "STOP");
             format!("SIGSTOP n{i}")
@@ -477,7 +465,7 @@ fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, St
         "partition" => {
             let mut order: Vec<usize> = (0..n).collect();
             for k in (1..n).rev() {
-                order.swap(k, rng.below(k + 1));
+                order.swap(k, rng.random_range(0..k + 1));
             }
             let minority = &order[..n / 2];
             let majority = &order[n / 2..];
@@ -498,20 +486,20 @@ fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, St
             format!("isolate leader n{l}")
         }
         "oneway" => {
-            let a = leader.unwrap_or_else(|| rng.below(n));
+            let a = leader.unwrap_or_else(|| rng.random_range(0..n));
             for b in (0..n).filter(|&b| b != a) {
                 cluster.net.cut(a, b);
             }
             format!("one-way: n{a} cannot send")
         }
         "delay" => {
-            let ms = 50 + rng.below(150) as u64;
+            let ms = 50 + rng.random_range(0..150) as u64;
             cluster.net.set_delay(ms);
             format!("delay {ms} ms on every link")
         }
         "transfer" => {
             let followers: Vec<usize> = (0..n).filter(|&i| Some(i) != leader).collect();
-            let f = followers[rng.below(followers.len())];
+            let f = followers[rng.random_range(0..followers.len())];
             if let Some(mut c) = connect(cluster.nodes[f].port) {
                 let _: redis::RedisResult<String> =
                     redis::cmd("CLUSTER").arg("FAILOVER").query(&mut c);
@@ -523,7 +511,7 @@ fn inject(cluster: &mut Cluster, name: &str, rng: &mut Rng) -> Result<String, St
                 return Ok("membership change skipped (no leader)".into());
             };
             let others: Vec<usize> = (0..n).filter(|&i| i != l).collect();
-            let m = others[rng.below(others.len())];
+            let m = others[rng.random_range(0..others.len())];
             let id = format!("{:040x}", cluster.nodes[m].id);
             let forgot = connect(cluster.nodes[l].port).is_some_and(|mut c| {
                 redis::cmd("CLUSTER")
@@ -572,7 +560,7 @@ pub fn run(args: Args) -> Result<(), String> {
         args.concurrency,
         args.keys
     );
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let bin = crate::cluster::server_binary(args.server_bin.clone())?;
     let (root, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),
@@ -634,7 +622,7 @@ fn campaign(
     cluster: &mut Cluster,
     args: &Args,
     nemeses: &[String],
-    rng: &mut Rng,
+    rng: &mut StdRng,
     seed: u64,
 ) -> Result<bool, String> {
     for i in 0..cluster.nodes.len() {
@@ -670,7 +658,7 @@ fn campaign(
     let mut windows = Vec::new();
     let end = Duration::from_secs(args.duration);
     while start.elapsed() < end {
-        let name = &nemeses[rng.below(nemeses.len())];
+        let name = &nemeses[rng.random_range(0..nemeses.len())];
         let t0 = now();
         let what = inject(cluster, name, rng)?;
         println!("{:>7.1}s  fault: {what}", start.elapsed().as_secs_f64());
