@@ -220,6 +220,13 @@ async fn submit(
                 slots.push(ready(spec.name, redirect(shared, slot, leader)));
                 return;
             }
+            // A deliberately broken build for the campaign's own test: some SETs are
+            // acknowledged without being written (lost writes), which it must catch.
+            #[cfg(feature = "failpoints")]
+            if spec.name == "set" && fail::eval("ack_without_write", |_| ()).is_some() {
+                slots.push(ready(spec.name, Reply::ok()));
+                return;
+            }
             let now = command::now_ms();
             let argv = match prepare(&argv, now) {
                 Ok(Some(rewritten)) => rewritten,
