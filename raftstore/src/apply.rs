@@ -41,7 +41,9 @@ fn cf_index(cf: &str) -> usize {
 }
 
 impl<'a> ApplyContext<'a> {
-    pub(crate) fn new(engine: &'a Engine) -> Self {
+    /// A new apply round over `engine`. A raft group makes one per batch of committed entries;
+    /// the benchmarks make their own.
+    pub fn new(engine: &'a Engine) -> Self {
         ApplyContext {
             engine,
             wb: WriteBatch::default(),
@@ -51,7 +53,8 @@ impl<'a> ApplyContext<'a> {
         }
     }
 
-    pub(crate) fn set_now_ms(&mut self, now_ms: u64) {
+    /// Sets the clock of the entry about to be applied.
+    pub fn set_now_ms(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
     }
 
@@ -59,7 +62,8 @@ impl<'a> ApplyContext<'a> {
         &mut self.wb
     }
 
-    pub(crate) fn into_batch(self) -> WriteBatch {
+    /// The round's writes, to be written in one batch.
+    pub fn into_batch(self) -> WriteBatch {
         self.wb
     }
 

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::keys::ALL_CFS;
 use crate::snap::SnapManager;
 
+/// Memtable size of the data and expiry column families.
+const DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
+
 /// The node's RocksDB.
 pub struct Engine {
     db: DB,
@@ -34,6 +37,13 @@ impl Engine {
         opts.increase_parallelism(2);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
+            if *name != crate::keys::CF_RAFT {
+                // Data keys arrive in random order: every put searches the memtable's skiplist,
+                // and a 64 MiB one (the default) is mostly cache misses. 8 MiB memtables made
+                // applying SETs ~30% cheaper (`cargo bench -p rockraft-benches -- apply`); the
+                // log's keys are sequential and keep the default.
+                cf.set_write_buffer_size(DATA_WRITE_BUFFER_BYTES);
+            }
             cf.set_compression_type(DBCompressionType::Lz4);
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);

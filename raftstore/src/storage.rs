@@ -34,9 +34,15 @@ pub struct PeerStorage {
     /// compaction is judged by.
     entry_sizes: VecDeque<u32>,
     log_bytes: u64,
+    /// The newest entries (consecutive, ending at `last_index`) and their encoded sizes, up to
+    /// [`ENTRY_CACHE_BYTES`]: they are applied and sent to followers right after they are
+    /// written, and would otherwise be read back from RocksDB and decoded.
+    cache: VecDeque<(Entry, u32)>,
+    cache_bytes: u64,
 }
 
 const RECENT_TERMS: usize = 8192;
+const ENTRY_CACHE_BYTES: u64 = 8 << 20;
 
 impl PeerStorage {
     /// Loads the state of `group_id`. A group never seen before is created with `voters`
@@ -73,6 +79,8 @@ impl PeerStorage {
             recent_terms: VecDeque::new(),
             entry_sizes: VecDeque::new(),
             log_bytes: 0,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
         };
         if let Some(last) = s.read_last_entry()? {
             s.last_index = last.index;
@@ -276,6 +284,10 @@ impl PeerStorage {
                 self.log_bytes -= u64::from(size);
             }
         }
+        while self.cache.front().is_some_and(|(e, _)| e.index <= index) {
+            let (_, size) = self.cache.pop_front().expect("non-empty");
+            self.cache_bytes -= u64::from(size);
+        }
         self.apply_state.truncated_index = index;
         self.apply_state.truncated_term = term;
         let applied = self.apply_state.applied_index;
@@ -314,6 +326,8 @@ impl PeerStorage {
         self.recent_terms.clear();
         self.entry_sizes.clear();
         self.log_bytes = 0;
+        self.cache.clear();
+        self.cache_bytes = 0;
     }
 
     /// Stages `entries` (which may overwrite a conflicting suffix of the log).
@@ -347,10 +361,27 @@ impl PeerStorage {
             let size = self.entry_sizes.pop_back().expect("non-empty");
             self.log_bytes -= u64::from(size);
         }
+        // The cache covers [cache_start, last_index] the same way.
+        let cache_start = self.last_index + 1 - self.cache.len() as u64;
+        if first.index < cache_start || first.index > self.last_index + 1 {
+            self.cache.clear();
+            self.cache_bytes = 0;
+        } else {
+            while self.cache.len() as u64 > first.index - cache_start {
+                let (_, size) = self.cache.pop_back().expect("non-empty");
+                self.cache_bytes -= u64::from(size);
+            }
+        }
         for e in entries {
             let size = e.compute_size();
             self.entry_sizes.push_back(size);
             self.log_bytes += u64::from(size);
+            self.cache.push_back((e.clone(), size));
+            self.cache_bytes += u64::from(size);
+        }
+        while self.cache_bytes > ENTRY_CACHE_BYTES && self.cache.len() > 1 {
+            let (_, size) = self.cache.pop_front().expect("non-empty");
+            self.cache_bytes -= u64::from(size);
         }
         while self.recent_terms.len() > RECENT_TERMS {
             self.recent_terms.pop_front();
@@ -443,6 +474,20 @@ impl raft::Storage for PeerStorage {
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
+        let cache_start = self.last_index + 1 - self.cache.len() as u64;
+        if !self.cache.is_empty() && low >= cache_start {
+            for (e, len) in self.cache.range((low - cache_start) as usize..) {
+                if e.index >= high {
+                    break;
+                }
+                size += u64::from(*len);
+                if !out.is_empty() && size > max_size {
+                    break;
+                }
+                out.push(e.clone());
+            }
+            return Ok(out);
+        }
         let start = keys::log_key(self.group_id, low);
         let it = self.engine.db().iterator_cf(
             self.engine.cf(CF_RAFT),
@@ -606,6 +651,54 @@ mod tests {
             s.term(9),
             Err(raft::Error::Store(StorageError::Unavailable))
         ));
+    }
+
+    #[test]
+    fn cached_entries_match_the_log_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, mut s) = open(dir.path());
+        let big = |index: u64, term: u64| Entry {
+            data: vec![index as u8; 10_000].into(),
+            ..entry(index, term)
+        };
+        // 2,000 entries of 10 kB: more than the cache holds, so it starts past the log's start.
+        let mut wb = WriteBatch::default();
+        s.append(&(1..=2000).map(|i| big(i, 1)).collect::<Vec<_>>(), &mut wb);
+        engine.write(wb, false).unwrap();
+        let mut wb = WriteBatch::default();
+        s.append(&[big(1990, 2), big(1991, 2)], &mut wb);
+        engine.write(wb, false).unwrap();
+        s.apply_state.applied_index = 1991;
+        let mut wb = WriteBatch::default();
+        s.compact_to(1500, &mut wb).unwrap();
+        engine.write(wb, false).unwrap();
+        assert!(s.cache_bytes <= ENTRY_CACHE_BYTES);
+        assert!(s.cache.len() > 100 && s.cache.len() < 990);
+        assert_eq!(s.cache.back().unwrap().0.index, 1991);
+        let ranges = [
+            (1501, 1992),
+            (1900, 1992),
+            (1990, 1991),
+            (1501, 1502),
+            (1985, 1992),
+        ];
+        let read = |s: &PeerStorage| {
+            let mut all = Vec::new();
+            for (low, high) in ranges {
+                for max in [None, Some(1), Some(25_000), Some(1 << 20)] {
+                    let got = s.entries(low, high, max, GetEntriesContext::empty(false));
+                    all.push(got.unwrap());
+                }
+            }
+            all
+        };
+        let cached = read(&s);
+        s.cache.clear();
+        assert_eq!(read(&s), cached);
+        assert_eq!(cached[0].len(), 491);
+        assert_eq!(cached[0].last().unwrap().term, 2);
+        assert_eq!(cached[1].len(), 1, "max_size still returns one entry");
+        assert_eq!(cached[2].len(), 2, "max_size 25,000 fits two 10 kB entries");
     }
 
     #[test]
