@@ -105,7 +105,7 @@ def main():
         header = ["workload"]
         for s in SYSTEMS:
             header += [f"{s} ops/s", f"{s} p50 ms", f"{s} p99 ms"]
-        header += ["rockraft-1/redis", "rockraft-3/redis"]
+        header += ["rockraft-1/redis", "rockraft-3/redis", "p99 rockraft-1/redis", "p99 rockraft-3/redis"]
         rows = []
         for name, _ in WORKLOADS:
             row = [name]
@@ -114,6 +114,8 @@ def main():
                 row += [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}"]
             base = results[(name, "redis")][0]
             row += [f"{results[(name, 'rockraft-1')][0] / base:.2f}", f"{results[(name, 'rockraft-3')][0] / base:.2f}"]
+            base_p99 = max(results[(name, "redis")][2], 0.001)
+            row += [f"{results[(name, 'rockraft-1')][2] / base_p99:.2f}", f"{results[(name, 'rockraft-3')][2] / base_p99:.2f}"]
             rows.append(row)
         with open(opts.csv, "w", newline="") as f:
             csv.writer(f).writerows([header] + rows)

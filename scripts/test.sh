@@ -8,6 +8,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
 cargo build --release -p rockraft-server --features failpoints
 cp -f "$CARGO_TARGET_DIR/release/rockraft-server" "$CARGO_TARGET_DIR/release/rockraft-server-failpoints"
 cargo build --release --workspace --bins
+# The criterion suite must keep compiling (running it is `cargo bench -p rockraft-benches`).
+cargo bench -p rockraft-benches --no-run
 cargo test --release --workspace -- --test-threads=2
 # A black-box fault campaign: real processes, partitions, kills, pauses, membership changes;
 # fails on any linearizability anomaly or lost acknowledged write.

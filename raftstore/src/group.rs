@@ -5,11 +5,14 @@
 //! in the order raft-rs documents:
 //!
 //! 1. send `messages()` (a leader replicates before its own fsync);
-//! 2. apply the committed entries, with the apply index in the same `WriteBatch` as the data;
-//! 3. append the new entries and the hard state in one synced `WriteBatch` — one fsync covers
-//!    every proposal of the turn; a failed write panics;
-//! 4. only then send `persisted_messages()` (votes and append acks are never sent from memory);
-//! 5. `advance`, then apply and send what the `LightReady` carries.
+//! 2. apply the committed entries, with the apply index in the same `WriteBatch` as the data
+//!    (unsynced: the entries are in the synced log already);
+//! 3. hand the new entries and the hard state, as one `WriteBatch`, to the group's
+//!    [`LogWriter`] thread and `advance_append_async`: the raft thread goes on with the next
+//!    turn while the batch is fsynced (one fsync covers every batch waiting for it);
+//! 4. when the writer reports the batch written, send its `persisted_messages()` (votes and
+//!    append acks are never sent from memory) and tell raft (`on_persist_ready`), which is
+//!    what lets a lone leader commit its own entries.
 //!
 //! A proposal is matched to its entry by (term, index): its caller is answered only when that
 //! index is applied, with the output of its own entry or, if an entry of another term took the
@@ -40,6 +43,7 @@ use crate::apply::{ApplyContext, StateMachine};
 use crate::engine::{encode_msg, Engine};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_RAFT};
+use crate::log_writer::LogWriter;
 use crate::logger::raft_logger;
 use crate::membership::AddressBook;
 use crate::proto::{EntryHeader, NodeInfo, SnapshotData, StoreIdent};
@@ -180,6 +184,11 @@ enum Request<O> {
         reply: oneshot::Sender<Result<()>>,
     },
     TransferLeader(u64),
+    /// From the log writer: batches up to this ready number (of this writer) are written.
+    Persisted {
+        writer: u64,
+        number: u64,
+    },
     Reset {
         ident: StoreIdent,
         voters: Vec<u64>,
@@ -327,6 +336,14 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     conf_proposal: Option<(u64, u64, oneshot::Sender<Result<()>>)>,
     /// When an address update was last proposed for each node (they are rate limited).
     address_proposed: HashMap<u64, Instant>,
+    writer: LogWriter,
+    /// Which writer `writer` is (a reset starts a new one, with new ready numbers).
+    writer_id: u64,
+    /// The highest ready number known written, and messages waiting for their ready's write.
+    persisted_number: u64,
+    waiting_messages: VecDeque<(u64, Vec<Message>)>,
+    /// To start a new writer with (its reports come back as requests).
+    requests: Sender<Request<SM::Output>>,
 }
 
 /// How long a generated snapshot is kept for more followers once no transfer uses it.
@@ -370,8 +387,9 @@ pub fn start_group<SM: StateMachine, T: Transport>(
     }
     let status = Arc::new(GroupStatus::default());
     let (tx, rx) = mpsc::channel();
+    let writer = start_writer(&engine, cfg.group_id, 1, &tx)?;
     let handle = GroupHandle {
-        tx,
+        tx: tx.clone(),
         status: status.clone(),
         node_id: cfg.node_id,
         group_id: cfg.group_id,
@@ -391,6 +409,11 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         book,
         conf_proposal: None,
         address_proposed: HashMap::new(),
+        writer,
+        writer_id: 1,
+        persisted_number: 0,
+        waiting_messages: VecDeque::new(),
+        requests: tx,
     };
     group.publish_status();
     group.publish_members();
@@ -400,6 +423,19 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         .spawn(move || group.run(rx))
         .map_err(|e| Error::Storage(format!("spawn raft thread: {e}")))?;
     Ok((handle, thread))
+}
+
+/// Starts a log writer whose reports come back to the group as [`Request::Persisted`].
+fn start_writer<O: Send + 'static>(
+    engine: &Arc<Engine>,
+    group_id: u64,
+    writer: u64,
+    requests: &Sender<Request<O>>,
+) -> Result<LogWriter> {
+    let requests = requests.clone();
+    LogWriter::start(engine.clone(), group_id, move |number| {
+        let _ = requests.send(Request::Persisted { writer, number });
+    })
 }
 
 impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
@@ -497,6 +533,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             }
             Request::ConfChange { cc, reply } => self.propose_conf_change(cc, reply),
             Request::TransferLeader(to) => self.raw.transfer_leader(to),
+            Request::Persisted { writer, number } => {
+                if writer == self.writer_id {
+                    self.on_persisted(number);
+                }
+            }
             Request::Reset {
                 ident,
                 voters,
@@ -771,6 +812,13 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
     fn reset(&mut self, ident: StoreIdent, voters: Vec<u64>) -> Result<()> {
         let g = self.cfg.group_id;
         let engine = self.engine.clone();
+        // Writes of the old group must not land after the wipe; the new raft node numbers its
+        // readies afresh, so it gets a writer of its own.
+        self.writer.wait_idle();
+        self.writer_id += 1;
+        self.writer = start_writer(&engine, g, self.writer_id, &self.requests)?;
+        self.persisted_number = 0;
+        self.waiting_messages.clear();
         let mut wb = WriteBatch::default();
         let raft_cf = engine.cf(CF_RAFT);
         wb.delete_range_cf(raft_cf, keys::group_start(g), keys::group_end(g));
@@ -863,12 +911,15 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         if !rd.messages().is_empty() {
             self.transport.send(rd.take_messages());
         }
+        let mut written_before_snapshot = None;
         if !rd.snapshot().is_empty() {
+            // The snapshot replaces the log: every earlier write must be on disk first.
+            written_before_snapshot = Some(self.writer.wait_idle());
             let snap = rd.snapshot().clone();
             self.install_snapshot(&snap);
         }
         let committed = rd.take_committed_entries();
-        self.apply(committed, None);
+        self.apply(committed);
 
         let mut wb = WriteBatch::default();
         let store = self.raw.mut_store();
@@ -876,35 +927,61 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         if let Some(hs) = rd.hs() {
             store.set_hard_state(hs.clone(), &mut wb);
         }
-        if !wb.is_empty() {
-            let started = Instant::now();
-            fail::fail_point!("raft_log_write_before");
-            if let Err(e) = self.engine.write(wb, true) {
-                // Memory and disk would disagree about the log: stopping is the only safe move.
-                panic!("group {}: raft log write failed: {e}", self.cfg.group_id);
-            }
-            metrics::histogram!("rockraft_raft_log_write_seconds")
-                .record(started.elapsed().as_secs_f64());
-            fail::fail_point!("raft_log_write_after");
-        }
         for rs in rd.take_read_states() {
             self.on_read_state(&rs.request_ctx, rs.index);
         }
         let applied = self.raw.store().apply_state().applied_index;
         self.answer_reads(applied);
-        if !rd.persisted_messages().is_empty() {
-            self.transport.send(rd.take_persisted_messages());
+        let number = rd.number();
+        let must_sync = rd.must_sync();
+        let messages = rd.take_persisted_messages();
+        self.raw.advance_append_async(rd);
+        if let Some(written) = written_before_snapshot {
+            // A ready with a snapshot is written here, in full: raft must know the snapshot
+            // persisted before anything is applied past it.
+            self.on_persisted(written);
+            if let Err(e) = self.engine.write(wb, true) {
+                panic!("group {}: raft log write failed: {e}", self.cfg.group_id);
+            }
+            if !messages.is_empty() {
+                self.transport.send(messages);
+            }
+            self.on_persisted(number);
+        } else if wb.is_empty() && !self.writer.busy() {
+            // Nothing of this ready, nor before it, waits for the disk.
+            if !messages.is_empty() {
+                self.transport.send(messages);
+            }
+            self.on_persisted(number);
+        } else {
+            if !messages.is_empty() {
+                self.waiting_messages.push_back((number, messages));
+            }
+            // An empty batch still goes through the writer, to be reported in order.
+            self.writer.submit(number, wb, must_sync);
         }
-
-        let mut light = self.raw.advance(rd);
-        if !light.messages().is_empty() {
-            self.transport.send(light.take_messages());
-        }
-        let committed = light.take_committed_entries();
-        self.apply(committed, light.commit_index());
         self.raw.advance_apply();
         self.maybe_compact();
         self.publish_status();
+    }
+
+    /// The log writer wrote every batch up to ready `number`.
+    fn on_persisted(&mut self, number: u64) {
+        if number <= self.persisted_number {
+            return;
+        }
+        self.persisted_number = number;
+        while self
+            .waiting_messages
+            .front()
+            .is_some_and(|(n, _)| *n <= number)
+        {
+            let (_, messages) = self.waiting_messages.pop_front().expect("non-empty");
+            self.transport.send(messages);
+        }
+        self.raw.on_persist_ready(number);
+        let persisted = self.raw.raft.raft_log.persisted;
+        self.raw.mut_store().set_persisted(persisted);
     }
 
     fn on_read_state(&mut self, ctx: &[u8], index: u64) {
@@ -940,9 +1017,9 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         // Pending proposals are kept: their entries may still commit under the new leader.
     }
 
-    /// Applies `entries` (and stages `commit`, if the commit index moved) in one batch.
-    fn apply(&mut self, entries: Vec<Entry>, commit: Option<u64>) {
-        if entries.is_empty() && commit.is_none() {
+    /// Applies `entries` in one batch.
+    fn apply(&mut self, entries: Vec<Entry>) {
+        if entries.is_empty() {
             return;
         }
         let engine = self.engine.clone();
@@ -996,21 +1073,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             }
             applied = Some(entry.index);
         }
-        let store = self.raw.mut_store();
-        // The stored commit index must never fall behind the stored apply index: a Ready's
-        // committed entries are applied before the batch holding that Ready's hard state is
-        // written, and a crash in between would leave "applied > commit" on disk. Entries are
-        // only applied once committed and persisted, so recording commit >= applied is true.
-        let commit = commit
-            .into_iter()
-            .chain(applied)
-            .max()
-            .filter(|&c| c > store.hard_state().commit);
-        if let Some(commit) = commit {
-            store.set_commit(commit, ctx.batch());
-        }
         if let Some(applied) = applied {
-            store.set_applied(applied, ctx.batch());
+            // The stored commit index may lag this (the log writer stores it): a restart
+            // takes the apply index as committed (see `PeerStorage::open`).
+            self.raw.mut_store().set_applied(applied, ctx.batch());
         }
         fail::fail_point!("apply_before");
         if let Err(e) = engine.write(ctx.into_batch(), false) {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod filters;
 pub mod group;
 pub mod keys;
+mod log_writer;
 mod logger;
 pub mod membership;
 pub mod node;

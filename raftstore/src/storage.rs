@@ -37,8 +37,11 @@ pub struct PeerStorage {
     /// The newest entries (consecutive, ending at `last_index`) and their encoded sizes, up to
     /// [`ENTRY_CACHE_BYTES`]: they are applied and sent to followers right after they are
     /// written, and would otherwise be read back from RocksDB and decoded.
+    /// Entries past `persisted` are not written yet (the log writer has them): they are never
+    /// evicted, since raft reads them through [`raft::Storage`] before they reach the disk.
     cache: VecDeque<(Entry, u32)>,
     cache_bytes: u64,
+    persisted: u64,
 }
 
 const RECENT_TERMS: usize = 8192;
@@ -81,10 +84,18 @@ impl PeerStorage {
             log_bytes: 0,
             cache: VecDeque::new(),
             cache_bytes: 0,
+            persisted: 0,
         };
         if let Some(last) = s.read_last_entry()? {
             s.last_index = last.index;
             s.last_term = last.term;
+        }
+        s.persisted = s.last_index;
+        // Only committed entries are applied, but the apply state and the hard state are
+        // written by different threads (apply, log writer), so the stored commit index may
+        // lag the stored apply index: what was applied was committed.
+        if s.hard_state.commit < s.apply_state.applied_index {
+            s.hard_state.commit = s.apply_state.applied_index;
         }
         s.finish_interrupted_snapshot()?;
         s.check_consistency()?;
@@ -155,14 +166,7 @@ impl PeerStorage {
 
     /// Refuses to start on state that cannot have been written by a correct node.
     fn check_consistency(&self) -> Result<()> {
-        let applied = self.apply_state.applied_index;
         let commit = self.hard_state.commit;
-        if applied > commit {
-            return Err(Error::Corrupted(format!(
-                "group {}: applied index {applied} is past the commit index {commit}",
-                self.group_id
-            )));
-        }
         if commit > self.last_index {
             return Err(Error::Corrupted(format!(
                 "group {}: commit index {commit} is past the last log entry {} (raft log truncated?)",
@@ -328,6 +332,7 @@ impl PeerStorage {
         self.log_bytes = 0;
         self.cache.clear();
         self.cache_bytes = 0;
+        self.persisted = index;
     }
 
     /// Stages `entries` (which may overwrite a conflicting suffix of the log).
@@ -341,9 +346,15 @@ impl PeerStorage {
             first.index,
             self.apply_state.truncated_index
         );
-        let cf = self.engine.cf(CF_RAFT);
+        let mut sizes = Vec::with_capacity(entries.len());
         for e in entries {
-            wb.put_cf(cf, keys::log_key(self.group_id, e.index), encode_msg(e));
+            let encoded = encode_msg(e);
+            sizes.push(encoded.len() as u32);
+            wb.put_cf(
+                self.engine.cf(CF_RAFT),
+                keys::log_key(self.group_id, e.index),
+                encoded,
+            );
         }
         // `recent_terms` covers [window_start, last_index]; keep the part before the new
         // entries, then add theirs, so it stays consecutive and ends at the new last index.
@@ -372,16 +383,13 @@ impl PeerStorage {
                 self.cache_bytes -= u64::from(size);
             }
         }
-        for e in entries {
-            let size = e.compute_size();
+        // The new entries are not written yet.
+        self.persisted = self.persisted.min(first.index - 1);
+        for (e, size) in entries.iter().zip(sizes) {
             self.entry_sizes.push_back(size);
             self.log_bytes += u64::from(size);
             self.cache.push_back((e.clone(), size));
             self.cache_bytes += u64::from(size);
-        }
-        while self.cache_bytes > ENTRY_CACHE_BYTES && self.cache.len() > 1 {
-            let (_, size) = self.cache.pop_front().expect("non-empty");
-            self.cache_bytes -= u64::from(size);
         }
         while self.recent_terms.len() > RECENT_TERMS {
             self.recent_terms.pop_front();
@@ -389,13 +397,35 @@ impl PeerStorage {
         if last.index < self.last_index {
             // The tail of the old log conflicts with the new entries: remove it.
             wb.delete_range_cf(
-                cf,
+                self.engine.cf(CF_RAFT),
                 keys::log_key(self.group_id, last.index + 1),
                 keys::log_key(self.group_id, self.last_index + 1),
             );
         }
         self.last_index = last.index;
         self.last_term = last.term;
+        self.evict();
+    }
+
+    /// Records that the log is written up to `index` (by the log writer).
+    pub fn set_persisted(&mut self, index: u64) {
+        self.persisted = index;
+        self.evict();
+    }
+
+    /// Keeps the cache within its budget, dropping the oldest written entries.
+    fn evict(&mut self) {
+        let persisted = self.persisted;
+        while self.cache_bytes > ENTRY_CACHE_BYTES
+            && self.cache.len() > 1
+            && self
+                .cache
+                .front()
+                .is_some_and(|(e, _)| e.index <= persisted)
+        {
+            let (_, size) = self.cache.pop_front().expect("non-empty");
+            self.cache_bytes -= u64::from(size);
+        }
     }
 
     pub fn set_hard_state(&mut self, hs: HardState, wb: &mut WriteBatch) {
@@ -474,9 +504,40 @@ impl raft::Storage for PeerStorage {
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
+        // Entries before the cache come from RocksDB, the rest from the cache (which holds
+        // every entry not written yet).
         let cache_start = self.last_index + 1 - self.cache.len() as u64;
-        if !self.cache.is_empty() && low >= cache_start {
-            for (e, len) in self.cache.range((low - cache_start) as usize..) {
+        let disk_end = high.min(cache_start);
+        if low < disk_end {
+            let start = keys::log_key(self.group_id, low);
+            let it = self.engine.db().iterator_cf(
+                self.engine.cf(CF_RAFT),
+                IteratorMode::From(&start, Direction::Forward),
+            );
+            for (expect, item) in (low..disk_end).zip(it) {
+                let (k, v) = item.map_err(|e| store_err(Error::Storage(e.to_string())))?;
+                if keys::log_index(&k) != Some(expect) || k[..10] != start[..10] {
+                    return Err(store_err(Error::Corrupted(format!(
+                        "group {}: log entry {expect} is missing",
+                        self.group_id
+                    ))));
+                }
+                size += v.len() as u64;
+                if !out.is_empty() && size > max_size {
+                    return Ok(out);
+                }
+                out.push(decode_entry(&v).map_err(store_err)?);
+            }
+            if out.len() as u64 != disk_end - low {
+                return Err(store_err(Error::Corrupted(format!(
+                    "group {}: log entries [{low}, {disk_end}) are missing",
+                    self.group_id
+                ))));
+            }
+        }
+        if high > cache_start {
+            let skip = low.saturating_sub(cache_start) as usize;
+            for (e, len) in self.cache.range(skip..) {
                 if e.index >= high {
                     break;
                 }
@@ -486,32 +547,6 @@ impl raft::Storage for PeerStorage {
                 }
                 out.push(e.clone());
             }
-            return Ok(out);
-        }
-        let start = keys::log_key(self.group_id, low);
-        let it = self.engine.db().iterator_cf(
-            self.engine.cf(CF_RAFT),
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for (expect, item) in (low..).zip(it) {
-            if expect >= high {
-                break;
-            }
-            let (k, v) = item.map_err(|e| store_err(Error::Storage(e.to_string())))?;
-            if keys::log_index(&k) != Some(expect) || k[..10] != start[..10] {
-                return Err(store_err(Error::Corrupted(format!(
-                    "group {}: log entry {expect} is missing",
-                    self.group_id
-                ))));
-            }
-            size += v.len() as u64;
-            if !out.is_empty() && size > max_size {
-                break;
-            }
-            out.push(decode_entry(&v).map_err(store_err)?);
-        }
-        if out.is_empty() && low < high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
         }
         Ok(out)
     }
@@ -664,10 +699,13 @@ mod tests {
         // 2,000 entries of 10 kB: more than the cache holds, so it starts past the log's start.
         let mut wb = WriteBatch::default();
         s.append(&(1..=2000).map(|i| big(i, 1)).collect::<Vec<_>>(), &mut wb);
+        assert_eq!(s.cache.len(), 2000, "entries not written yet stay cached");
         engine.write(wb, false).unwrap();
+        s.set_persisted(2000);
         let mut wb = WriteBatch::default();
         s.append(&[big(1990, 2), big(1991, 2)], &mut wb);
         engine.write(wb, false).unwrap();
+        s.set_persisted(1991);
         s.apply_state.applied_index = 1991;
         let mut wb = WriteBatch::default();
         s.compact_to(1500, &mut wb).unwrap();
@@ -699,6 +737,22 @@ mod tests {
         assert_eq!(cached[0].last().unwrap().term, 2);
         assert_eq!(cached[1].len(), 1, "max_size still returns one entry");
         assert_eq!(cached[2].len(), 2, "max_size 25,000 fits two 10 kB entries");
+    }
+
+    #[test]
+    fn a_stored_commit_behind_the_apply_index_is_raised_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            let mut wb = WriteBatch::default();
+            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
+            s.set_hard_state(hard_state(1, 4), &mut wb);
+            s.set_applied(7, &mut wb);
+            engine.write(wb, true).unwrap();
+        }
+        let (_engine, s) = open(dir.path());
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 7);
+        assert_eq!(s.initial_state().unwrap().hard_state.term, 1);
     }
 
     #[test]

@@ -765,8 +765,22 @@ impl ProcessCluster {
     }
 
     /// Waits until every running node reports the same digest and applied index.
+    /// Waits until every running node has the same data and applied index. If they never
+    /// do, the end of each node's log is printed, to show why.
     pub fn wait_converged(&self, timeout: Duration) -> bool {
         let addrs: Vec<SocketAddr> = self.addrs().into_iter().flatten().collect();
-        converged(&addrs, timeout)
+        let ok = converged(&addrs, timeout);
+        if !ok {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let Some(n) = n else { continue };
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {i} log (last 40 lines, newest first) ---");
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        ok
     }
 }
