@@ -146,13 +146,12 @@ fn raft_log(c: &mut Criterion) {
         let first = next;
         next += count;
         (first..first + count)
-            .map(|index| {
-                let mut e = Entry::default();
-                e.index = index;
-                e.term = 1;
-                e.context = header.clone().into();
-                e.data = encode_command(&set_argv(index)).into();
-                e
+            .map(|index| Entry {
+                index,
+                term: 1,
+                context: header.clone().into(),
+                data: encode_command(&set_argv(index)).into(),
+                ..Default::default()
             })
             .collect()
     };
