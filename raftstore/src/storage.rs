@@ -437,13 +437,6 @@ impl PeerStorage {
         self.hard_state = hs;
     }
 
-    /// Stages a new commit index (from a `LightReady`).
-    pub fn set_commit(&mut self, commit: u64, wb: &mut WriteBatch) {
-        let mut hs = self.hard_state.clone();
-        hs.commit = commit;
-        self.set_hard_state(hs, wb);
-    }
-
     pub fn set_conf_state(&mut self, cs: ConfState, wb: &mut WriteBatch) {
         wb.put_cf(
             self.engine.cf(CF_RAFT),
