@@ -1,9 +1,10 @@
 //! `PeerStorage`: the raft log, hard state, conf state and apply state of one raft group,
 //! kept in the `raft` column family and read by raft-rs through [`raft::Storage`].
 //!
-//! Writes are staged into a `WriteBatch` by the ready loop, which writes the batch (synced)
-//! before it acts on anything that depends on it. The in-memory copies here are updated as the
-//! writes are staged; a failed write panics the node, so memory never outlives a lost write.
+//! Writes are staged into a `WriteBatch` by the ready loop, and the group's log writer writes it
+//! (synced); raft is told what is persisted only after that. The in-memory copies here are
+//! updated as the writes are staged, so staged entries are served from the entry cache until
+//! they reach the disk; a failed write panics the node, so memory never outlives a lost write.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
