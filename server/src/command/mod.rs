@@ -108,6 +108,14 @@ impl CommandSpec {
         self.flags & flags::WRITE != 0
     }
 
+    /// The key a command is routed by (its first), if it has one.
+    pub fn routing_key<'a>(&self, argv: &'a [Bytes]) -> Option<&'a Bytes> {
+        usize::try_from(self.first_key)
+            .ok()
+            .filter(|&i| i > 0)
+            .and_then(|i| argv.get(i))
+    }
+
     /// The key arguments of `argv` by the table's positions.
     pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Vec<&'a Bytes> {
         if self.first_key <= 0 {
@@ -159,11 +167,14 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
             .map(|(i, c)| (c.name, i))
             .collect()
     });
-    if name.len() > 32 {
-        return None;
-    }
-    let lower = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
-    index.get(lower.as_str()).map(|&i| &table()[i])
+    // Lowercased on the stack: this runs for every request.
+    let mut buf = [0u8; 32];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    index
+        .get(std::str::from_utf8(lower).ok()?)
+        .map(|&i| &table()[i])
 }
 
 /// Write commands that only the server itself proposes (never accepted from clients).
