@@ -114,7 +114,7 @@ fn apply(c: &mut Criterion) {
                 (0..64)
                     .map(|_| {
                         n += 1;
-                        encode_command(&set_argv(n))
+                        bytes::Bytes::from(encode_command(&set_argv(n)))
                     })
                     .collect::<Vec<_>>()
             },

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
 use rocksdb::WriteBatch;
 
 use crate::engine::Engine;
@@ -21,7 +22,9 @@ pub trait StateMachine: Send + 'static {
 
     /// Applies one normal entry's data. Everything it decides comes from `data`, the state
     /// read through `ctx`, and `ctx.now_ms()` (the proposer's clock, carried in the entry).
-    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &[u8]) -> Self::Output;
+    /// `data` is the entry's payload, shared (not copied) so that the state machine can keep
+    /// slices of it.
+    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &Bytes) -> Self::Output;
 }
 
 /// Reads and writes of one apply round.
@@ -88,9 +91,13 @@ impl<'a> ApplyContext<'a> {
     }
 
     pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) {
-        self.wb.put_cf(self.engine.cf(cf), key, value);
-        self.overlay
-            .insert((cf_index(cf), key.to_vec()), Some(value.to_vec()));
+        self.put_owned(cf, key.to_vec(), value.to_vec());
+    }
+
+    /// [`ApplyContext::put`] for a key and value the caller no longer needs (not copied again).
+    pub fn put_owned(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) {
+        self.wb.put_cf(self.engine.cf(cf), &key, &value);
+        self.overlay.insert((cf_index(cf), key), Some(value));
     }
 
     pub fn delete(&mut self, cf: &str, key: &[u8]) {

@@ -17,7 +17,7 @@ struct Counter {
 impl StateMachine for Counter {
     type Output = (u64, u64);
 
-    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &[u8]) -> (u64, u64) {
+    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &bytes::Bytes) -> (u64, u64) {
         self.applies.fetch_add(1, Ordering::SeqCst);
         let current = ctx
             .get(CF_DATA, data)

@@ -192,7 +192,8 @@ impl<'c, 'e> Txn<'c, 'e> {
             self.ctx.delete(CF_DATA, &keys::data_key(key));
             return;
         }
-        self.ctx.put(CF_DATA, &keys::data_key(key), &value.encode());
+        self.ctx
+            .put_owned(CF_DATA, keys::data_key(key), value.encode());
         if value.expire_at != 0 {
             self.ctx
                 .put(CF_EXPIRE, &keys::expire_key(value.expire_at, key), &[]);

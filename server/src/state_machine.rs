@@ -2,21 +2,47 @@
 //! the command table's `apply`, producing the client's reply.
 
 use bytes::Bytes;
-use protobuf::Message as PbMessage;
+use protobuf::wire_format::WireType;
+use protobuf::{CodedInputStream, CodedOutputStream, ProtobufResult};
 use rockraft_raftstore::{ApplyContext, StateMachine};
 use rockraft_resp::Reply;
 
 use crate::command::{self, Kind};
 use crate::db::Txn;
-use crate::proto::Command;
 
-/// Encodes a canonical write command for a log entry.
+/// The `argv` field of the `Command` message (`proto/command.proto`).
+const ARGV_FIELD: u32 = 1;
+
+/// Encodes a canonical write command for a log entry: a `Command` message, written field by
+/// field so that the arguments are copied once, straight into the entry.
 pub fn encode_command(argv: &[Bytes]) -> Vec<u8> {
-    let cmd = Command {
-        argv: protobuf::RepeatedField::from_vec(argv.iter().map(|a| a.to_vec()).collect()),
-        ..Default::default()
-    };
-    cmd.write_to_bytes().expect("encode command")
+    let size: u32 = argv
+        .iter()
+        .map(|a| protobuf::rt::bytes_size(ARGV_FIELD, a))
+        .sum();
+    let mut out = Vec::with_capacity(size as usize);
+    let mut os = CodedOutputStream::vec(&mut out);
+    for a in argv {
+        os.write_bytes(ARGV_FIELD, a).expect("encode command");
+    }
+    os.flush().expect("encode command");
+    drop(os);
+    out
+}
+
+/// Decodes a `Command` message; the arguments are slices of `data`, not copies.
+pub fn decode_command(data: &Bytes) -> ProtobufResult<Vec<Bytes>> {
+    let mut is = CodedInputStream::from_carllerche_bytes(data);
+    let mut argv = Vec::with_capacity(4);
+    while !is.eof()? {
+        let (field, wire_type) = is.read_tag_unpack()?;
+        if field == ARGV_FIELD && wire_type == WireType::WireTypeLengthDelimited {
+            argv.push(is.read_carllerche_bytes()?);
+        } else {
+            is.skip_field(wire_type)?;
+        }
+    }
+    Ok(argv)
 }
 
 /// Applies rockraft's write commands.
@@ -25,25 +51,64 @@ pub struct KvStateMachine;
 impl StateMachine for KvStateMachine {
     type Output = Reply;
 
-    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &[u8]) -> Reply {
-        let argv: Vec<Bytes> = match Command::parse_from_bytes(data) {
-            Ok(cmd) if !cmd.argv.is_empty() => cmd.argv.into_iter().map(Bytes::from).collect(),
+    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &Bytes) -> Reply {
+        let argv = match decode_command(data) {
+            Ok(argv) if !argv.is_empty() => argv,
             _ => {
                 tracing::error!("log entry does not hold a command; skipped");
                 return Reply::err("ERR undecodable log entry");
             }
         };
-        let name = argv[0].to_ascii_lowercase();
-        let apply = match command::lookup(&name) {
+        let apply = match command::lookup(&argv[0]) {
             Some(spec) => match spec.kind {
                 Kind::Write { apply, .. } => apply,
                 _ => return Reply::err("ERR not a write command"),
             },
-            None => match command::internal_apply(&name) {
+            None => match command::internal_apply(&argv[0].to_ascii_lowercase()) {
                 Some(apply) => apply,
                 None => return Reply::err("ERR unknown write command in log"),
             },
         };
         apply(&mut Txn::new(ctx), &argv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use protobuf::Message as _;
+
+    use super::*;
+    use crate::proto::Command;
+
+    fn argv(args: &[&[u8]]) -> Vec<Bytes> {
+        args.iter().map(|a| Bytes::copy_from_slice(a)).collect()
+    }
+
+    #[test]
+    fn entries_are_command_messages_both_ways() {
+        let big = vec![7u8; 300];
+        let args = argv(&[b"SET", b"k", b"", &big, b"PXAT", b"1700000000000"]);
+        let encoded = encode_command(&args);
+        let parsed = Command::parse_from_bytes(&encoded).unwrap();
+        assert_eq!(
+            parsed.argv.to_vec(),
+            args.iter().map(|a| a.to_vec()).collect::<Vec<_>>()
+        );
+
+        let written = Command {
+            argv: protobuf::RepeatedField::from_vec(args.iter().map(|a| a.to_vec()).collect()),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap();
+        assert_eq!(written, encoded);
+        assert_eq!(decode_command(&Bytes::from(written)).unwrap(), args);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_command(&Bytes::from_static(b"\x0a\x05ab")).is_err());
+        assert!(decode_command(&Bytes::from_static(b"\xff")).is_err());
+        assert_eq!(decode_command(&Bytes::new()).unwrap(), Vec::<Bytes>::new());
     }
 }
