@@ -763,17 +763,19 @@ fn check_all(all: &[Record], keys: usize) -> (usize, usize) {
             let (mut lo, mut hi) = (0, ops.len());
             while lo + 1 < hi {
                 let mid = (lo + hi) / 2;
-                match checker::check(&ops[..mid], 2_000_000) {
+                match checker::check(&checker::prefix(&ops, mid), 2_000_000) {
                     Verdict::Linearizable => lo = mid,
                     _ => hi = mid,
                 }
             }
-            if let v @ Verdict::Violation { .. } = checker::check(&ops[..hi], 20_000_000) {
+            if let v @ Verdict::Violation { .. } =
+                checker::check(&checker::prefix(&ops, hi), 20_000_000)
+            {
                 verdict = v;
                 shown = hi;
             } else {
                 println!(
-                    "key r{key}: the first {lo} operations check; the next one is the last here:"
+                    "key r{key}: the history up to operation {lo} checks, up to {hi} it is undecided; the operations before {hi}:"
                 );
                 for o in &ops[hi.saturating_sub(20)..hi] {
                     println!("    {}", describe(o));
