@@ -755,7 +755,10 @@ fn check_all(all: &[Record], keys: usize) -> (usize, usize) {
             .filter(|r| r.key == key && r.outcome != Outcome::Fail)
             .map(|r| r.op.clone())
             .collect();
-        let mut verdict = checker::check(&ops, 20_000_000);
+        // 200 search steps per operation (a step takes well under a microsecond), and at
+        // least 20 million: with 10 clients on one key, 300k operations need ~40 million.
+        let budget = (ops.len() as u64 * 200).max(20_000_000);
+        let mut verdict = checker::check(&ops, budget);
         let mut shown = ops.len();
         if matches!(verdict, Verdict::Undecided) {
             // Where the trouble starts: the shortest prefix that does not check quickly. A
@@ -769,7 +772,7 @@ fn check_all(all: &[Record], keys: usize) -> (usize, usize) {
                 }
             }
             if let v @ Verdict::Violation { .. } =
-                checker::check(&checker::prefix(&ops, hi), 20_000_000)
+                checker::check(&checker::prefix(&ops, hi), budget)
             {
                 verdict = v;
                 shown = hi;
