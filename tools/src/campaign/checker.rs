@@ -276,7 +276,7 @@ fn reachable_by_incrs(from: State, target: Option<i64>, n: i64) -> bool {
 }
 
 /// How freely a search places unknown operations (see `Events::choices`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Pass {
     /// Fast, and sound when it succeeds, but it may miss a linearization.
     Lazy,
