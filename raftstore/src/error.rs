@@ -19,9 +19,10 @@ pub enum Error {
     /// A read could not be confirmed by a quorum in time.
     #[error("read index not confirmed in time")]
     ReadTimeout,
-    /// Another membership change has not been applied yet; one at a time.
-    #[error("a membership change is already in progress")]
-    ConfChangeInProgress,
+    /// A membership change waited its whole bound behind the one in progress (changes are
+    /// made one at a time) and was given up without being proposed: it will never apply.
+    #[error("membership change not started within {waited_ms} ms: {reason}")]
+    ConfChangeNotStarted { waited_ms: u64, reason: String },
     /// raft-rs refused to apply a membership change.
     #[error("membership change rejected: {0}")]
     ConfChangeRejected(String),

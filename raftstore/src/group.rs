@@ -31,11 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
-    MessageType, Snapshot,
-};
-use raft::{ProgressState, RawNode, SnapshotStatus, StateRole};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
@@ -49,6 +46,10 @@ use crate::membership::AddressBook;
 use crate::proto::{EntryHeader, NodeInfo, SnapshotData, StoreIdent};
 use crate::snap;
 use crate::storage::PeerStorage;
+
+mod conf_change;
+
+use conf_change::QueuedConfChange;
 
 /// How a raft group is run.
 #[derive(Clone, Debug)]
@@ -74,6 +75,9 @@ pub struct GroupConfig {
     pub log_max_entries: u64,
     /// ... or more bytes than this. A follower further behind gets a snapshot.
     pub log_max_bytes: u64,
+    /// How long a membership change may wait behind the one in progress (one at a time)
+    /// before it is given up, unproposed, with [`Error::ConfChangeNotStarted`].
+    pub conf_change_wait: Duration,
 }
 
 impl GroupConfig {
@@ -90,6 +94,7 @@ impl GroupConfig {
             promote_lag: 64,
             log_max_entries: 20_000,
             log_max_bytes: 64 << 20,
+            conf_change_wait: Duration::from_secs(20),
         }
     }
 }
@@ -258,7 +263,9 @@ impl<O: Send + 'static> GroupHandle<O> {
             .map_err(|_| Error::Stopped)
     }
 
-    /// Proposes a membership change; resolves once it is applied here.
+    /// Queues a membership change behind any in progress (they are proposed one at a time,
+    /// promotions of caught-up learners first); resolves once it is applied here. A change
+    /// that would change nothing (adding a member, removing a non-member) resolves at once.
     pub fn conf_change(
         &self,
         cc: ConfChangeV2,
@@ -333,7 +340,10 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     reads_ready: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
     next_read_id: u64,
     book: AddressBook,
+    /// The proposed membership change whose caller waits for its apply: (index, term, caller).
     conf_proposal: Option<(u64, u64, oneshot::Sender<Result<()>>)>,
+    /// Membership changes waiting for the one in progress, in arrival order.
+    conf_queue: VecDeque<QueuedConfChange>,
     /// When an address update was last proposed for each node (they are rate limited).
     address_proposed: HashMap<u64, Instant>,
     writer: LogWriter,
@@ -342,6 +352,8 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     /// The highest ready number known written, and messages waiting for their ready's write.
     persisted_number: u64,
     waiting_messages: VecDeque<(u64, Vec<Message>)>,
+    /// Set on becoming leader: record this node's address at the start of the next turn.
+    record_own_address: bool,
     /// To start a new writer with (its reports come back as requests).
     requests: Sender<Request<SM::Output>>,
 }
@@ -408,11 +420,13 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         next_read_id: 1,
         book,
         conf_proposal: None,
+        conf_queue: VecDeque::new(),
         address_proposed: HashMap::new(),
         writer,
         writer_id: 1,
         persisted_number: 0,
         waiting_messages: VecDeque::new(),
+        record_own_address: false,
         requests: tx,
     };
     group.publish_status();
@@ -471,8 +485,17 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 self.publish_members();
                 next_tick = now + self.cfg.tick;
             }
+            if std::mem::take(&mut self.record_own_address) {
+                self.on_leader_tick();
+            }
             self.send_reads();
+            self.start_conf_change();
             self.on_ready();
+            // The ready just handled may have applied the change in progress: start the next
+            // one now rather than at the next wake-up.
+            if self.start_conf_change() {
+                self.on_ready();
+            }
         }
         self.fail_all(Error::Stopped);
         tracing::info!(group = self.cfg.group_id, "raft group stopped");
@@ -531,7 +554,17 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                     tracing::debug!(group = self.cfg.group_id, "raft step: {e}");
                 }
             }
-            Request::ConfChange { cc, reply } => self.propose_conf_change(cc, reply),
+            Request::ConfChange { cc, reply } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(self.not_leader()));
+                } else {
+                    self.conf_queue.push_back(QueuedConfChange {
+                        cc,
+                        queued: Instant::now(),
+                        reply,
+                    });
+                }
+            }
             Request::TransferLeader(to) => self.raw.transfer_leader(to),
             Request::Persisted { writer, number } => {
                 if writer == self.writer_id {
@@ -624,6 +657,14 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             let p = self.proposals.pop_front().expect("front exists");
             let _ = p.reply.send(Err(Error::OutcomeUnknown));
         }
+        if self
+            .conf_proposal
+            .as_ref()
+            .is_some_and(|(i, _, _)| *i <= index)
+        {
+            let (_, _, reply) = self.conf_proposal.take().expect("checked");
+            let _ = reply.send(Err(Error::OutcomeUnknown));
+        }
         self.status.applied_index.store(index, Ordering::Release);
         self.publish_members();
         metrics::counter!("rockraft_snapshots_installed_total").increment(1);
@@ -708,29 +749,6 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         });
     }
 
-    fn propose_conf_change(&mut self, cc: ConfChangeV2, reply: oneshot::Sender<Result<()>>) {
-        if self.raw.raft.state != StateRole::Leader {
-            let _ = reply.send(Err(self.not_leader()));
-            return;
-        }
-        if self.conf_proposal.is_some() || self.raw.raft.has_pending_conf() {
-            let _ = reply.send(Err(Error::ConfChangeInProgress));
-            return;
-        }
-        let before = self.raw.raft.raft_log.last_index();
-        let result = self.raw.propose_conf_change(vec![], cc);
-        let index = self.raw.raft.raft_log.last_index();
-        if let Err(e) = result {
-            let _ = reply.send(Err(Error::ConfChangeRejected(e.to_string())));
-            return;
-        }
-        if index == before {
-            let _ = reply.send(Err(Error::ProposalDropped));
-            return;
-        }
-        self.conf_proposal = Some((index, self.raw.raft.term, reply));
-    }
-
     /// Records `info` as a member's address if the log does not already say so (leader only,
     /// at most once a second per node).
     fn check_address(&mut self, info: NodeInfo) {
@@ -762,47 +780,14 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let _ = self.raw.propose(encode_msg(&header), vec![]);
     }
 
-    /// Leader housekeeping: record its own address, promote caught-up learners (one
-    /// membership change at a time).
+    /// Leader housekeeping: record its own address. (Learners are promoted by
+    /// [`Self::start_conf_change`].)
     fn on_leader_tick(&mut self) {
         if self.raw.raft.state != StateRole::Leader {
             return;
         }
         if let Some(me) = self.cfg.me.clone() {
             self.check_address(me);
-        }
-        if self.conf_proposal.is_some()
-            || self.raw.raft.has_pending_conf()
-            || !self.raw.raft.commit_to_current_term()
-        {
-            return;
-        }
-        let last = self.raw.raft.raft_log.last_index();
-        let learners = self.raw.store().conf_state().learners.clone();
-        for learner in learners {
-            let caught_up = self.raw.raft.prs().get(learner).is_some_and(|pr| {
-                pr.state == ProgressState::Replicate
-                    && pr.recent_active
-                    && pr.matched > 0
-                    && pr.matched + self.cfg.promote_lag >= last
-            });
-            if !caught_up {
-                continue;
-            }
-            let mut change = ConfChangeSingle::default();
-            change.set_change_type(ConfChangeType::AddNode);
-            change.node_id = learner;
-            let mut cc = ConfChangeV2::default();
-            cc.mut_changes().push(change);
-            tracing::info!(
-                group = self.cfg.group_id,
-                node = learner,
-                "promoting caught-up learner to voter"
-            );
-            if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
-                tracing::warn!(group = self.cfg.group_id, "promotion refused: {e}");
-            }
-            return;
         }
     }
 
@@ -1001,6 +986,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 term = self.raw.raft.term,
                 "became leader"
             );
+            // Record this node's address in the log before anything else it proposes: a
+            // member that restarts on a new address (or joins) finds the leader only through
+            // the log, and the first tick may come after a whole cluster has formed.
+            self.record_own_address = true;
             return;
         }
         // Unconfirmed reads can no longer be confirmed by this node. Confirmed ones stay:
@@ -1025,8 +1014,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let engine = self.engine.clone();
         let mut ctx = ApplyContext::new(&engine);
         let mut replies = Vec::new();
+        let mut conf_reply = None;
         let mut applied = None;
         for entry in entries {
+            let mut conf_result = None;
             let output = match entry.get_entry_type() {
                 EntryType::EntryNormal => {
                     let header = if entry.context.is_empty() {
@@ -1047,22 +1038,24 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    let result = self.apply_conf_change(&entry, &mut ctx);
-                    if self
-                        .conf_proposal
-                        .as_ref()
-                        .is_some_and(|(index, _, _)| *index <= entry.index)
-                    {
-                        let (index, term, reply) = self.conf_proposal.take().expect("checked");
-                        let _ = reply.send(if index == entry.index && term == entry.term {
-                            result
-                        } else {
-                            Err(Error::EntryReplaced)
-                        });
-                    }
+                    conf_result = Some(self.apply_conf_change(&entry, &mut ctx));
                     None
                 }
             };
+            // The proposed membership change is answered at its index: with its result, or
+            // as replaced when an entry of another term (of any type) took the index.
+            if self
+                .conf_proposal
+                .as_ref()
+                .is_some_and(|(index, _, _)| *index <= entry.index)
+            {
+                let (index, term, reply) = self.conf_proposal.take().expect("checked");
+                let result = match conf_result.take() {
+                    Some(result) if index == entry.index && term == entry.term => result,
+                    _ => Err(Error::EntryReplaced),
+                };
+                conf_reply = Some((reply, result));
+            }
             if let Some(reply) = self.take_proposal(entry.index, entry.term) {
                 match output {
                     Some(out) => replies.push((reply, out)),
@@ -1086,52 +1079,13 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         for (reply, out) in replies {
             let _ = reply.send(Ok(out));
         }
+        if let Some((reply, result)) = conf_reply {
+            let _ = reply.send(result);
+        }
         if let Some(applied) = applied {
             self.status.applied_index.store(applied, Ordering::Release);
             self.answer_reads(applied);
         }
-    }
-
-    /// Applies a membership change; addresses of added nodes travel in its context.
-    fn apply_conf_change(&mut self, entry: &Entry, ctx: &mut ApplyContext<'_>) -> Result<()> {
-        let cc = if entry.get_entry_type() == EntryType::EntryConfChange {
-            ConfChange::parse_from_bytes(&entry.data).map(|c| {
-                let mut single = ConfChangeSingle::default();
-                single.set_change_type(c.get_change_type());
-                single.node_id = c.node_id;
-                let mut v2 = ConfChangeV2::default();
-                v2.mut_changes().push(single);
-                v2.context = c.context;
-                v2
-            })
-        } else {
-            ConfChangeV2::parse_from_bytes(&entry.data)
-        }
-        .unwrap_or_else(|e| panic!("corrupt conf change at {}: {e}", entry.index));
-        fail::fail_point!("conf_change_apply");
-        let cs = match self.raw.apply_conf_change(&cc) {
-            Ok(cs) => cs,
-            Err(e) => {
-                tracing::warn!(group = self.cfg.group_id, "conf change rejected: {e}");
-                return Err(Error::ConfChangeRejected(e.to_string()));
-            }
-        };
-        if !cc.context.is_empty() {
-            if let Ok(info) = NodeInfo::parse_from_bytes(&cc.context) {
-                self.record_address(info, ctx);
-            }
-        }
-        for change in cc.get_changes() {
-            if change.get_change_type() == ConfChangeType::RemoveNode {
-                let key = keys::node_addr_key(self.cfg.group_id, change.node_id);
-                ctx.batch().delete_cf(self.engine.cf(CF_RAFT), key);
-                self.book.remove(change.node_id);
-            }
-        }
-        tracing::info!(group = self.cfg.group_id, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
-        self.raw.mut_store().set_conf_state(cs, ctx.batch());
-        self.publish_members();
-        Ok(())
     }
 
     fn record_address(&mut self, info: NodeInfo, ctx: &mut ApplyContext<'_>) {
@@ -1207,6 +1161,9 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
     fn fail_all(&mut self, err: Error) {
         if let Some((_, _, reply)) = self.conf_proposal.take() {
             let _ = reply.send(Err(err.clone()));
+        }
+        for q in self.conf_queue.drain(..) {
+            let _ = q.reply.send(Err(err.clone()));
         }
         for p in self.proposals.drain(..) {
             let _ = p.reply.send(Err(err.clone()));

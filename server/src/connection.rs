@@ -339,9 +339,10 @@ pub fn redirect(shared: &Shared, slot: u16, leader: Option<u64>) -> Reply {
 pub fn store_error(shared: &Shared, e: StoreError, what: &str, slot: u16) -> Reply {
     match e {
         StoreError::NotLeader { leader } => redirect(shared, slot, leader),
-        StoreError::ConfChangeInProgress | StoreError::ConfChangeRejected(_) => {
-            Reply::err(format!("ERR {e}"))
+        StoreError::ConfChangeNotStarted { .. } => {
+            Reply::err(format!("TRYAGAIN {e}; it was not applied"))
         }
+        StoreError::ConfChangeRejected(_) => Reply::err(format!("ERR {e}")),
         StoreError::EntryReplaced | StoreError::ProposalDropped => Reply::err(format!(
             "TRYAGAIN {what} was not committed (leadership changed) and was not applied"
         )),

@@ -234,6 +234,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     group_cfg.me = Some(me.clone());
     group_cfg.log_max_entries = config.raft_log_max_entries;
     group_cfg.log_max_bytes = config.raft_log_max_bytes;
+    // A membership change waits behind the one in progress at most as long as a write waits.
+    group_cfg.conf_change_wait = Duration::from_millis(config.write_timeout_ms);
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,

@@ -8,7 +8,10 @@
 //! ```
 //! MEET and FORGET sent to a follower are forwarded to the leader. MEET invites a node that
 //! holds no keys: it leaves its own one-node group, joins as a learner, and is promoted to voter
-//! by the leader once its log has caught up.
+//! by the leader once its log has caught up; until then it is listed with the `nofailover`
+//! flag (SHARDS: `health loading`). Membership changes are made one at a time: a MEET or FORGET
+//! that arrives while another is in progress waits for its turn (up to the write timeout, then
+//! `-TRYAGAIN` with the reason) instead of failing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +29,9 @@ use rockraft_resp::Reply;
 
 use super::flags::{ADMIN, LOADING, NOSCRIPT, STALE};
 use super::{now_ms, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind};
+use crate::connection::store_error;
 use crate::{peer_client, Shared, DATA_GROUP_ID};
+use rockraft_raftstore::{Error as StoreError, Members};
 
 type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
@@ -146,6 +151,7 @@ fn epoch(shared: &Shared) -> u64 {
 
 fn nodes(shared: &Shared) -> String {
     let leader = shared.group.status().leader();
+    let learners = shared.group.status().members().learners;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -161,6 +167,11 @@ fn nodes(shared: &Shared) -> String {
             flags.push("myself");
         }
         flags.push(if is_leader { "master" } else { "slave" });
+        if learners.contains(&id) {
+            // A learner replicates but cannot vote or take over (Redis's replica that will
+            // not fail over) until it has caught up and is promoted.
+            flags.push("nofailover");
+        }
         let master = match (is_leader, leader) {
             (false, Some(l)) => redis_node_id(l),
             _ => "-".into(),
@@ -217,7 +228,9 @@ fn slots(shared: &Shared) -> Reply {
 fn shards(shared: &Shared) -> Reply {
     let status = shared.group.status();
     let leader = status.leader();
-    let progress = status.members().progress;
+    let Members {
+        progress, learners, ..
+    } = status.members();
     let applied = status.applied_index.load(Ordering::Acquire);
     let nodes = members(shared)
         .into_iter()
@@ -246,7 +259,12 @@ fn shards(shared: &Shared) -> Reply {
                 (field("replication-offset"), Reply::Int(offset as i64)),
                 (
                     field("health"),
-                    field(if online { "online" } else { "failed" }),
+                    // A learner is still catching up: Redis's replica that is loading.
+                    field(match (online, learners.contains(&id)) {
+                        (false, _) => "failed",
+                        (true, true) => "loading",
+                        (true, false) => "online",
+                    }),
                 ),
             ]))
         })
@@ -278,6 +296,19 @@ fn info(shared: &Shared) -> String {
     )
 }
 
+/// How long a forwarded membership command may take on the leader: inviting the node, waiting
+/// behind the change in progress, and its own apply.
+fn forward_timeout(shared: &Shared) -> Duration {
+    INVITE_TIMEOUT + 2 * write_timeout(shared) + Duration::from_secs(5)
+}
+
+fn write_timeout(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.config.write_timeout_ms)
+}
+
+/// How long the invited node of a MEET has to answer.
+const INVITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Sends a membership command on to the leader when this node is a follower.
 async fn forward_to_leader(shared: &Shared, argv: &[Bytes]) -> Option<Reply> {
     let status = shared.group.status();
@@ -290,15 +321,57 @@ async fn forward_to_leader(shared: &Shared, argv: &[Bytes]) -> Option<Reply> {
     let args: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
     let addr = format!("{}:{}", leader.host, leader.port);
     Some(
-        match peer_client::call(&addr, &args, Duration::from_secs(30)).await {
+        match peer_client::call(&addr, &args, forward_timeout(shared)).await {
             Ok(s) if s == "OK" => Reply::ok(),
             Ok(s) => Reply::bulk(s),
-            Err(e) => Reply::err(if e.starts_with("ERR") {
-                e
-            } else {
-                format!("ERR {e}")
-            }),
+            // The leader's error keeps its code (TRYAGAIN, TIMEOUT, CLUSTERDOWN, ERR).
+            Err(e) if has_error_code(&e) => Reply::err(e),
+            Err(e) => Reply::err(format!("ERR {e}")),
         },
+    )
+}
+
+/// Whether an error reply starts with a Redis error code (an upper-case word).
+fn has_error_code(e: &str) -> bool {
+    e.split(' ')
+        .next()
+        .is_some_and(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_uppercase()))
+}
+
+/// Queues a membership change on this node (the leader) and waits for it to be applied.
+/// Changes go one at a time: this one waits behind any in progress, up to the write timeout,
+/// then gets `-TRYAGAIN` with the reason. If leadership moves while it waits, the command
+/// (`argv`) is sent on to the new leader.
+async fn change_membership(shared: &Shared, cc: ConfChangeV2, argv: &[Bytes]) -> Reply {
+    let timeout = write_timeout(shared);
+    for _ in 0..3 {
+        // Waiting to start is bounded by the group (then ConfChangeNotStarted); this bounds
+        // the wait for the apply once proposed.
+        let change = shared.group.conf_change(cc.clone());
+        match tokio::time::timeout(2 * timeout + Duration::from_secs(1), change).await {
+            Ok(Ok(())) => return Reply::ok(),
+            Ok(Err(StoreError::NotLeader { .. })) => {
+                // Never proposed here. Follow the leadership to whoever holds it now.
+                let deadline = tokio::time::Instant::now() + timeout;
+                let status = shared.group.status();
+                while status.leader().is_none() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                if let Some(r) = forward_to_leader(shared, argv).await {
+                    return r;
+                }
+            }
+            Ok(Err(e)) => return store_error(shared, e, "membership change", 0),
+            Err(_) => {
+                return Reply::err(format!(
+                    "TIMEOUT membership change outcome unknown: proposed but not applied within {} ms; check CLUSTER NODES before retrying",
+                    (2 * timeout).as_millis()
+                ))
+            }
+        }
+    }
+    Reply::err(
+        "TRYAGAIN leadership kept changing while the membership change waited; it was not applied",
     )
 }
 
@@ -333,7 +406,7 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
             cluster.as_bytes(),
             voters_arg.as_bytes(),
         ],
-        Duration::from_secs(10),
+        INVITE_TIMEOUT,
     )
     .await;
     let line = match reply {
@@ -374,10 +447,7 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
         .expect("encode node info")
         .into();
     tracing::info!(node = id, %addr, "adding node as learner");
-    match shared.group.conf_change(cc).await {
-        Ok(()) => Reply::ok(),
-        Err(e) => Reply::err(format!("ERR {e}")),
-    }
+    change_membership(&shared, cc, &argv).await
 }
 
 /// The invited side of MEET: leave this node's own group and wait to be added to the
@@ -450,10 +520,7 @@ async fn forget(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
     change.node_id = id;
     let mut cc = ConfChangeV2::default();
     cc.mut_changes().push(change);
-    match shared.group.conf_change(cc).await {
-        Ok(()) => Reply::ok(),
-        Err(e) => Reply::err(format!("ERR {e}")),
-    }
+    change_membership(&shared, cc, &argv).await
 }
 
 fn failover(shared: &Shared, argv: &[Bytes]) -> Reply {

@@ -367,7 +367,11 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 kv("master_port", &port);
                 let up = leader_info.is_some_and(|n| shared.network.is_connected(n.node_id));
                 kv("master_link_status", &if up { "up" } else { "down" });
+                // A learner is still catching up and will not take over until promoted.
+                let learner = members.learners.contains(&shared.node_id);
+                kv("master_sync_in_progress", &u8::from(learner));
                 kv("slave_repl_offset", &applied);
+                kv("slave_priority", &if learner { 0 } else { 100 });
                 kv("connected_slaves", &0);
             }
             kv(
@@ -409,6 +413,14 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 &shared.network.dropped_foreign(),
             );
             kv("raft_learners", &members.learners.len());
+            let membership = if members.voters.contains(&shared.node_id) {
+                "voter"
+            } else if members.learners.contains(&shared.node_id) {
+                "learner"
+            } else {
+                "none"
+            };
+            kv("raft_membership", &membership);
             kv(
                 "raft_first_index",
                 &status.first_index.load(Ordering::Acquire),
