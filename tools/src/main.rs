@@ -74,7 +74,7 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Cluster { action } => cluster::run(action),
+        Cmd::Cluster { action } => cluster::run(action, &cli.host),
         Cmd::Campaign(args) => campaign::run(args),
         Cmd::CheckHistory { ref file } => campaign::check_history(file),
         Cmd::Digest { ref ports } => digest(
