@@ -12,8 +12,9 @@ shift || true
 EXTRA=("$@")
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
 scripts/deps.sh --build-only
-cargo build --release -p rockraft-server --bins
+cargo build --release -p rockraft-server -p rockraft-ctl --bins
 BIN="$CARGO_TARGET_DIR/release/rockraft-server"
+CTL="$CARGO_TARGET_DIR/release/rockraft-ctl"
 WORK=$(mktemp -d /tmp/rockraft-catchup.XXXXXX)
 PA=${PORT_A:-17101}
 PB=${PORT_B:-17102}
@@ -88,12 +89,14 @@ applied_a=$(field "$PA" raft_applied_index)
 ok=0
 for _ in $(seq 1 6000); do
   ab=$(field "$PB" raft_applied_index || echo 0)
-  if [ "${ab:-0}" -ge "$applied_a" ] && [ "$(field "$PA" raft_learners)" = 0 ] && [ "$(field "$PA" raft_voters)" = 2 ]; then
+  if [ "${ab:-0}" -ge "$applied_a" ]; then
     ok=1
     break
   fi
   sleep 0.05
 done
+# Caught up means a voter too (the wait every cluster-forming script uses).
+[ $ok = 1 ] && { "$CTL" cluster wait --ports "$PA,$PB" --timeout 60 >/dev/null || ok=0; }
 t1=$(date +%s.%N)
 [ $ok = 1 ] || { echo "node B did not catch up" >&2; tail -20 "$WORK/$PB.log" >&2; exit 1; }
 da=$(redis-cli -p "$PA" debug digest)

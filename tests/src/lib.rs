@@ -466,24 +466,20 @@ pub fn connect(addr: SocketAddr) -> Option<redis::Connection> {
     Some(conn)
 }
 
-/// `CLUSTER MEET` every address in `others` through `via`, then waits until `via` reports
-/// `others.len() + 1` voters.
+/// `CLUSTER MEET` every address in `others` through `via` (back to back, on one connection),
+/// then waits until every node is a voter (rockraft-ctl's helper: the same as `cluster up`'s).
 pub fn form_cluster(via: SocketAddr, others: &[SocketAddr]) {
-    let mut c = connect(via).expect("connect to the first node");
-    for o in others {
-        let r: redis::RedisResult<String> = redis::cmd("CLUSTER")
-            .arg("MEET")
-            .arg(o.ip().to_string())
-            .arg(o.port())
-            .query(&mut c);
-        assert_eq!(r.as_deref(), Ok("OK"), "MEET {o}");
+    let addrs: Vec<SocketAddr> = std::iter::once(via).chain(others.iter().copied()).collect();
+    if let Err(e) = rockraft_ctl::members::form(&addrs, Duration::from_secs(60)) {
+        panic!("cluster of {} did not form: {e}", addrs.len());
     }
-    let want = (others.len() + 1).to_string();
-    let ok = wait_until(Duration::from_secs(30), || {
-        info_field(&mut c, "raft", "raft_voters").as_deref() == Some(want.as_str())
-            && info_field(&mut c, "raft", "raft_learners").as_deref() == Some("0")
-    });
-    assert!(ok, "cluster of {want} did not form");
+}
+
+/// Waits until the nodes at `addrs` are one cluster of that many voters, or panics.
+pub fn wait_all_voters(addrs: &[SocketAddr], timeout: Duration) {
+    if let Err(e) = rockraft_ctl::members::wait_all_voters(addrs, timeout) {
+        panic!("{e}");
+    }
 }
 
 /// Waits until every node of `addrs` reports the same data digest and applied index.

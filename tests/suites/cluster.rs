@@ -270,9 +270,10 @@ fn a_node_joined_during_writes_ends_with_identical_data() {
     assert!(wait_until(Duration::from_secs(20), || {
         info_field(&mut n, "raft", "raft_applied_index").as_deref() == Some(applied.as_str())
     }));
-    assert!(wait_until(Duration::from_secs(20), || {
-        info_field(&mut leader, "raft", "raft_voters").as_deref() == Some("3")
-    }));
+    rockraft_tests::wait_all_voters(
+        &[cluster.addr(0), cluster.addr(1), newcomer.addr()],
+        Duration::from_secs(20),
+    );
     let _: () = cmd("READONLY").query(&mut n).unwrap();
     let mut keys: Vec<String> = cmd("KEYS").arg("*").query(&mut leader).unwrap();
     keys.sort();
@@ -480,14 +481,8 @@ fn a_node_joins_after_the_founding_node_was_forgotten() {
         .query(&mut c)
         .unwrap();
     assert_eq!(ok, "OK");
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            info_field(&mut c, "raft", "raft_voters").as_deref() == Some("3")
-                && info_field(&mut c, "raft", "raft_learners").as_deref() == Some("0")
-        }),
-        "the joiner was not promoted"
-    );
     let addrs = [cluster.addr(1), cluster.addr(2), joiner.addr()];
+    rockraft_tests::wait_all_voters(&addrs, Duration::from_secs(30));
     assert!(rockraft_tests::converged(&addrs, Duration::from_secs(30)));
     let mut j = joiner.client();
     let _: () = cmd("READONLY").query(&mut j).unwrap();

@@ -304,10 +304,10 @@ fn leader_crash_while_applying_a_membership_change() {
     cluster.nodes.push(Some(joiner));
     cluster.ports.push((port, bus));
     // The change was committed: after the restart it completes, and node 2 is promoted.
-    let ok = wait_until(Duration::from_secs(60), || {
-        (0..3).all(|i| raft_field(cluster.addr(i), "raft_voters") == 3)
-    });
-    assert!(ok, "membership did not settle at 3 voters");
+    rockraft_tests::wait_all_voters(
+        &[cluster.addr(0), cluster.addr(1), cluster.addr(2)],
+        Duration::from_secs(60),
+    );
     w.addrs.push(cluster.addr(2));
     w.write(100, Duration::from_secs(60));
     check(&cluster, &w.acked);

@@ -143,8 +143,11 @@ fn help_documents_every_flag() {
 /// A base port whose next `n` ports, and those + 10000 (bus) and + 20000 (metrics), are free.
 /// The base ports (below 12768) and bus ports stay under the kernel's ephemeral range.
 fn free_base_port(n: u16) -> u16 {
+    // Tests of this binary run in parallel: never hand out the same range twice.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(11000);
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    (11000..12700u16)
+    let start = NEXT.fetch_add(13 * 4, std::sync::atomic::Ordering::SeqCst);
+    (start..12700u16)
         .step_by(13)
         .find(|&base| {
             (0..n).all(|i| free(base + i) && free(base + i + 10000) && free(base + i + 20000))
@@ -208,6 +211,99 @@ fn ctl_cluster_up_and_down() {
     assert!(wait_until(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", base)).is_err()
     }));
+}
+
+/// `cluster up`, `cluster down`, `cluster up` on the same ports and directory, ten times in
+/// a row: `down` returns only once every node has exited (so every port is free at once), and
+/// each `up` brings the same cluster back, every node a voter, with all its data.
+#[test]
+fn ctl_cluster_up_and_down_ten_times_on_the_same_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3);
+    let ctl = workspace_binary("rockraft-ctl");
+    let ctl = ctl.to_str().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let b = base.to_string();
+    let up = [
+        "cluster",
+        "up",
+        "--nodes",
+        "3",
+        "--base-port",
+        &b,
+        "--dir",
+        d,
+    ];
+    let ports: Vec<u16> = (0..3)
+        .flat_map(|i| [base + i, base + i + 10000, base + i + 20000])
+        .collect();
+    for cycle in 0..10 {
+        let (ok, out) = run_tool(ctl, &up, None);
+        assert!(ok, "cycle {cycle}: {out}");
+        assert!(out.contains("every node a voter"), "cycle {cycle}: {out}");
+        if cycle == 0 {
+            // A second `up` while it runs says so, and starts nothing.
+            let (ok, out) = run_tool(ctl, &up, None);
+            assert!(!ok && out.contains("is still running"), "{out}");
+        }
+        let p = base.to_string();
+        let key = format!("k{cycle}");
+        let (_, set) = run_tool("redis-cli", &["-c", "-p", &p, "SET", &key, "v"], None);
+        assert_eq!(set.trim(), "OK", "cycle {cycle}");
+        for earlier in 0..=cycle {
+            let (_, got) = run_tool(
+                "redis-cli",
+                &["-c", "-p", &p, "GET", &format!("k{earlier}")],
+                None,
+            );
+            assert_eq!(got.trim(), "v", "cycle {cycle}: k{earlier}");
+        }
+        let (ok, out) = run_tool(ctl, &["cluster", "down", "--dir", d], None);
+        assert!(ok, "cycle {cycle}: {out}");
+        assert!(out.contains("every one has exited"), "{out}");
+        for &port in &ports {
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "cycle {cycle}: port {port} still taken after cluster down"
+            );
+        }
+    }
+}
+
+/// `cluster up` names the port it needs that something else holds, and starts nothing.
+#[test]
+fn ctl_cluster_up_refuses_a_taken_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base_port(3);
+    let ctl = workspace_binary("rockraft-ctl");
+    let taken = base + 1 + 10000;
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let (ok, out) = run_tool(
+        ctl.to_str().unwrap(),
+        &[
+            "cluster",
+            "up",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "port {taken} (needed by the node on {})",
+            base + 1
+        )) && out.contains("is not free"),
+        "{out}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", base)).is_err(),
+        "a node was started"
+    );
 }
 
 /// `rockraft-ctl backup` copies a live node (while a client writes); `rockraft-ctl restore`
