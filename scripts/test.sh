@@ -2,7 +2,7 @@
 # The test command (README): installs what is missing, builds in release mode, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh --with-redis-server
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rockraft/target}"
 # The crash tests run a server with failpoints compiled in, kept under its own name.
 cargo build --release -p rockraft-server --features failpoints

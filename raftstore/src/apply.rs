@@ -6,13 +6,14 @@
 //! see the round's own earlier writes (an overlay over RocksDB), so `SET k 1` followed by
 //! `INCR k` in the same round behaves as it would one entry at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use bytes::Bytes;
-use rocksdb::WriteBatch;
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::engine::Engine;
-use crate::keys::ALL_CFS;
+use crate::keys::{ALL_CFS, ELEMENT_CFS};
 
 /// The replicated state machine of a raft group. `apply` must be deterministic: the same
 /// entries in the same order give the same writes and outputs on every node, every time.
@@ -31,9 +32,13 @@ pub trait StateMachine: Send + 'static {
 pub struct ApplyContext<'a> {
     engine: &'a Engine,
     wb: WriteBatch,
+    /// The round's writes to point-read families (None: deleted).
     overlay: HashMap<(usize, Vec<u8>), Option<Vec<u8>>>,
+    /// The round's writes to the element families, in key order so they can be scanned.
+    ordered: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; ALL_CFS.len()],
     cleared: [bool; ALL_CFS.len()],
     now_ms: u64,
+    index: u64,
 }
 
 fn cf_index(cf: &str) -> usize {
@@ -41,6 +46,13 @@ fn cf_index(cf: &str) -> usize {
         .iter()
         .position(|c| *c == cf)
         .unwrap_or_else(|| panic!("unknown column family {cf}"))
+}
+
+/// A stored entry, as RocksDB's iterator returns it.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+fn is_ordered(cf: &str) -> bool {
+    ELEMENT_CFS.contains(&cf)
 }
 
 impl<'a> ApplyContext<'a> {
@@ -51,14 +63,21 @@ impl<'a> ApplyContext<'a> {
             engine,
             wb: WriteBatch::default(),
             overlay: HashMap::new(),
+            ordered: Default::default(),
             cleared: [false; ALL_CFS.len()],
             now_ms: 0,
+            index: 0,
         }
     }
 
     /// Sets the clock of the entry about to be applied.
     pub fn set_now_ms(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+    }
+
+    /// Sets the log index of the entry about to be applied.
+    pub fn set_index(&mut self, index: u64) {
+        self.index = index;
     }
 
     pub(crate) fn batch(&mut self) -> &mut WriteBatch {
@@ -75,11 +94,22 @@ impl<'a> ApplyContext<'a> {
         self.now_ms
     }
 
+    /// The log index of the entry being applied: the same on every node, and increasing, so a
+    /// function of it (a collection's version) is too.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
     /// The value of `key` as of the entries applied so far. A read error stops the node: it
     /// cannot apply deterministically without its data.
     pub fn get(&self, cf: &str, key: &[u8]) -> Option<Vec<u8>> {
         let i = cf_index(cf);
-        if let Some(v) = self.overlay.get(&(i, key.to_vec())) {
+        let written = if is_ordered(cf) {
+            self.ordered[i].get(key)
+        } else {
+            self.overlay.get(&(i, key.to_vec()))
+        };
+        if let Some(v) = written {
             return v.clone();
         }
         if self.cleared[i] {
@@ -97,12 +127,22 @@ impl<'a> ApplyContext<'a> {
     /// [`ApplyContext::put`] for a key and value the caller no longer needs (not copied again).
     pub fn put_owned(&mut self, cf: &str, key: Vec<u8>, value: Vec<u8>) {
         self.wb.put_cf(self.engine.cf(cf), &key, &value);
-        self.overlay.insert((cf_index(cf), key), Some(value));
+        let i = cf_index(cf);
+        if is_ordered(cf) {
+            self.ordered[i].insert(key, Some(value));
+        } else {
+            self.overlay.insert((i, key), Some(value));
+        }
     }
 
     pub fn delete(&mut self, cf: &str, key: &[u8]) {
         self.wb.delete_cf(self.engine.cf(cf), key);
-        self.overlay.insert((cf_index(cf), key.to_vec()), None);
+        let i = cf_index(cf);
+        if is_ordered(cf) {
+            self.ordered[i].insert(key.to_vec(), None);
+        } else {
+            self.overlay.insert((i, key.to_vec()), None);
+        }
     }
 
     /// Empties `cf` (FLUSHALL): `[from, to)` must cover every key the family can hold.
@@ -110,6 +150,110 @@ impl<'a> ApplyContext<'a> {
         self.wb.delete_range_cf(self.engine.cf(cf), from, to);
         let i = cf_index(cf);
         self.overlay.retain(|(c, _), _| *c != i);
+        self.ordered[i].clear();
         self.cleared[i] = true;
+    }
+
+    /// Visits the entries of element family `cf` in `[start, end)` in key order, as of the
+    /// entries applied so far (the round's own writes over the stored data); `visit` returns
+    /// false to stop.
+    pub fn scan(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        assert!(is_ordered(cf), "{cf} cannot be scanned during apply");
+        let i = cf_index(cf);
+        let mut written = self.ordered[i]
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .peekable();
+        let mut stored = (!self.cleared[i]).then(|| {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(end.to_vec());
+            self.engine.db().iterator_cf_opt(
+                self.engine.cf(cf),
+                opts,
+                IteratorMode::From(start, Direction::Forward),
+            )
+        });
+        let mut next_stored = || -> Option<KeyValue> {
+            stored
+                .as_mut()?
+                .next()
+                .map(|item| item.unwrap_or_else(|e| panic!("apply cannot read its data: {e}")))
+        };
+        let mut from_disk = next_stored();
+        loop {
+            // The round's write wins over the stored entry with the same key.
+            let take_written = match (written.peek(), &from_disk) {
+                (None, None) => return,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((wk, _)), Some((dk, _))) => wk.as_slice() <= &dk[..],
+            };
+            if take_written {
+                let (k, v) = written.next().expect("peeked");
+                if from_disk
+                    .as_ref()
+                    .is_some_and(|(dk, _)| &dk[..] == k.as_slice())
+                {
+                    from_disk = next_stored();
+                }
+                if let Some(v) = v {
+                    if !visit(k, v) {
+                        return;
+                    }
+                }
+            } else {
+                let (k, v) = from_disk.take().expect("checked");
+                if !visit(&k, &v) {
+                    return;
+                }
+                from_disk = next_stored();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::CF_ELEMENT;
+
+    #[test]
+    fn scan_merges_the_rounds_writes_over_the_stored_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut wb = WriteBatch::default();
+        for k in [&b"a"[..], b"c", b"e", b"g"] {
+            wb.put_cf(engine.cf(CF_ELEMENT), k, b"disk");
+        }
+        engine.write(wb, false).unwrap();
+        let mut ctx = ApplyContext::new(&engine);
+        ctx.put(CF_ELEMENT, b"b", b"new");
+        ctx.put(CF_ELEMENT, b"c", b"changed");
+        ctx.delete(CF_ELEMENT, b"e");
+        ctx.put(CF_ELEMENT, b"h", b"outside");
+        let mut seen = Vec::new();
+        ctx.scan(CF_ELEMENT, b"a", b"h", |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            true
+        });
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            [("a", "disk"), ("b", "new"), ("c", "changed"), ("g", "disk")]
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
+        assert_eq!(seen, want);
+        let mut first = Vec::new();
+        ctx.scan(CF_ELEMENT, b"b", b"z", |k, _| {
+            first.push(k.to_vec());
+            first.len() < 2
+        });
+        assert_eq!(first, vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(ctx.get(CF_ELEMENT, b"e"), None);
+        assert_eq!(ctx.get(CF_ELEMENT, b"g").as_deref(), Some(&b"disk"[..]));
     }
 }

@@ -2,15 +2,17 @@
 //! raft log also makes every earlier (unsynced) apply write durable.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, Weak};
 
 use protobuf::Message as PbMessage;
+use rocksdb::compaction_filter::Decision;
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
     WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
-use crate::keys::ALL_CFS;
+use crate::keys::{self, ALL_CFS, CF_DATA, ELEMENT_CFS};
 use crate::snap::SnapManager;
 
 /// Memtable size of the data and expiry column families.
@@ -18,7 +20,7 @@ const DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
 
 /// The node's RocksDB.
 pub struct Engine {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     snapshots: SnapManager,
 }
@@ -35,6 +37,8 @@ impl Engine {
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
         opts.increase_parallelism(2);
+        // The element filters look up their collection's metadata in the same database.
+        let handle: Arc<OnceLock<Weak<DB>>> = Arc::default();
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
             if *name != crate::keys::CF_RAFT {
@@ -48,11 +52,18 @@ impl Engine {
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
             cf.set_block_based_table_factory(&table);
+            if ELEMENT_CFS.contains(name) {
+                let handle = handle.clone();
+                cf.set_compaction_filter("rockraft-stale-elements", move |_, key, _| {
+                    stale_element_decision(&handle, key)
+                });
+            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
+        let db = Arc::new(DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
             Error::Storage(format!("cannot open RocksDB at {}: {e}", path.display()))
-        })?;
+        })?);
+        let _ = handle.set(Arc::downgrade(&db));
         let snapshots = SnapManager::open(dir.join("snap"))?;
         Ok(Engine {
             db,
@@ -133,7 +144,112 @@ impl Engine {
     }
 }
 
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // A compaction filter may hold the database for the length of one call; wait for
+        // background work to end so the last reference is always this one.
+        self.db.cancel_all_background_work(true);
+    }
+}
+
+/// Whether a compaction may drop an element (or score-index entry): only once its collection
+/// is gone, or holds another version (deleted, overwritten or expired and deleted since).
+/// Deterministic data is unaffected: reads only ever look at the current version, and the
+/// digest covers only what is reachable.
+fn stale_element_decision(handle: &OnceLock<Weak<DB>>, key: &[u8]) -> Decision {
+    let Some(db) = handle.get().and_then(Weak::upgrade) else {
+        return Decision::Keep;
+    };
+    let (Some((_, version, _)), Some(owner)) =
+        (keys::parse_element_key(key), keys::element_owner(key))
+    else {
+        return Decision::Keep;
+    };
+    let Some(cf) = db.cf_handle(CF_DATA) else {
+        return Decision::Keep;
+    };
+    let decision = match db.get_pinned_cf(cf, &owner) {
+        Ok(None) => Decision::Remove,
+        Ok(Some(v)) if keys::collection_version(&v) != Some(version) => Decision::Remove,
+        // The element is live, or the lookup failed: keep it.
+        _ => Decision::Keep,
+    };
+    decision
+}
+
 /// Encodes a protobuf message; encoding an in-memory message cannot fail.
 pub fn encode_msg<M: PbMessage>(m: &M) -> Vec<u8> {
     m.write_to_bytes().expect("encode protobuf message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{CF_ELEMENT, CF_SCORE};
+
+    fn metadata(version: u64) -> Vec<u8> {
+        let mut v = vec![2u8];
+        v.extend_from_slice(&0u64.to_be_bytes());
+        v.extend_from_slice(&version.to_be_bytes());
+        v.extend_from_slice(&1u64.to_be_bytes());
+        v
+    }
+
+    fn count(engine: &Engine, cf: &str) -> usize {
+        engine
+            .db()
+            .iterator_cf(engine.cf(cf), rocksdb::IteratorMode::Start)
+            .count()
+    }
+
+    #[test]
+    fn compaction_drops_elements_of_collections_that_are_gone_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut wb = WriteBatch::default();
+        // live: version 5; replaced: metadata now version 9; deleted: no metadata; string.
+        wb.put_cf(engine.cf(CF_DATA), keys::data_key(b"live"), metadata(5));
+        wb.put_cf(engine.cf(CF_DATA), keys::data_key(b"replaced"), metadata(9));
+        wb.put_cf(engine.cf(CF_DATA), keys::data_key(b"str"), [0u8; 9]);
+        for (key, version) in [
+            (&b"live"[..], 5),
+            (b"replaced", 5),
+            (b"deleted", 5),
+            (b"str", 5),
+        ] {
+            for f in [&b"f1"[..], b"f2"] {
+                wb.put_cf(
+                    engine.cf(CF_ELEMENT),
+                    keys::element_key(key, version, f),
+                    b"v",
+                );
+                wb.put_cf(
+                    engine.cf(CF_SCORE),
+                    keys::score_key(key, version, 1.0, f),
+                    b"",
+                );
+            }
+        }
+        engine.write(wb, false).unwrap();
+        for cf in [CF_DATA, CF_ELEMENT, CF_SCORE] {
+            engine.db().flush_cf(engine.cf(cf)).unwrap();
+        }
+        assert_eq!(count(&engine, CF_ELEMENT), 8);
+        for cf in [CF_ELEMENT, CF_SCORE] {
+            engine
+                .db()
+                .compact_range_cf(engine.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+        for cf in [CF_ELEMENT, CF_SCORE] {
+            let left: Vec<Vec<u8>> = engine
+                .db()
+                .iterator_cf(engine.cf(cf), rocksdb::IteratorMode::Start)
+                .map(|kv| kv.unwrap().0.to_vec())
+                .collect();
+            assert_eq!(left.len(), 2, "{cf}");
+            for k in left {
+                assert_eq!(keys::parse_element_key(&k).unwrap().0, b"live");
+            }
+        }
+    }
 }

@@ -1034,6 +1034,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                         None
                     } else {
                         ctx.set_now_ms(header.now_ms);
+                        ctx.set_index(entry.index);
                         Some(self.sm.apply(&mut ctx, &entry.data))
                     }
                 }

@@ -7,6 +7,23 @@
 //! - `raft`: per-node identity and, per raft group, its log, hard state and apply state.
 //! - `default`: user data (one key per user key; the value carries type and expiry).
 //! - `expire`: an index of keys with a time to live, ordered by expiry time.
+//! - `element`: one entry per element of a collection (hash field, set member, list element,
+//!   sorted-set member), under the collection's current version.
+//! - `zscore`: the score index of sorted sets (score, then member), for range scans by score.
+//!
+//! Every user key, element and index entry starts with the key's 2-byte hash slot, so one slot
+//! range is one key range in every data family (the key space can be split by slots).
+//!
+//! ## Values in `default`
+//! `[type: u8][expire_at_ms: u64, 0 = none][payload]`. A string's payload is its bytes. A
+//! collection's payload is its metadata, `[version: u64][size: u64][type-specific…]`: deleting
+//! or overwriting a collection of any size replaces only this entry, and the elements of the old
+//! version become unreachable (a compaction filter drops them later, see `engine.rs`).
+//!
+//! ## Elements
+//! `slot | key length: u32 | key | version: u64 | sub-key`: a collection's elements are one
+//! contiguous range, ordered by sub-key. The score index is the same prefix, then the score in
+//! an order-preserving 8-byte form ([`encode_score`]), then the member.
 
 /// Column family of raft state.
 pub const CF_RAFT: &str = "raft";
@@ -14,8 +31,33 @@ pub const CF_RAFT: &str = "raft";
 pub const CF_DATA: &str = "default";
 /// Column family of the expiry index.
 pub const CF_EXPIRE: &str = "expire";
+/// Column family of collection elements.
+pub const CF_ELEMENT: &str = "element";
+/// Column family of the sorted sets' score index.
+pub const CF_SCORE: &str = "zscore";
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 3] = [CF_DATA, CF_RAFT, CF_EXPIRE];
+pub const ALL_CFS: [&str; 5] = [CF_DATA, CF_RAFT, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
+/// The families of user data (what a snapshot carries and FLUSHALL empties).
+pub const DATA_CFS: [&str; 4] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
+/// The families whose entries belong to a collection version (and are garbage once it is gone).
+pub const ELEMENT_CFS: [&str; 2] = [CF_ELEMENT, CF_SCORE];
+
+/// Type tag of a string value (the only type without metadata).
+pub const TYPE_STRING: u8 = 0;
+/// Bytes before a value's payload: type and expiry.
+pub const VALUE_HEADER_LEN: usize = 9;
+
+/// The version of the collection an encoded `default` value holds; None for a string.
+pub fn collection_version(value: &[u8]) -> Option<u64> {
+    if *value.first()? == TYPE_STRING {
+        return None;
+    }
+    let v: [u8; 8] = value
+        .get(VALUE_HEADER_LEN..VALUE_HEADER_LEN + 8)?
+        .try_into()
+        .ok()?;
+    Some(u64::from_be_bytes(v))
+}
 
 const STORE_PREFIX: u8 = 0x01;
 const GROUP_PREFIX: u8 = 0x02;
@@ -116,15 +158,25 @@ pub fn node_addr_range(group_id: u64) -> ([u8; 18], [u8; 18]) {
     )
 }
 
-/// Stages the removal of every user key and expiry entry (FLUSHALL-like, for a node that
-/// leaves its data behind or installs a snapshot).
+/// `[start, end)` covering every key of data family `cf`.
+pub fn data_cf_range(cf: &str) -> (Vec<u8>, Vec<u8>) {
+    if cf == CF_EXPIRE {
+        (vec![0u8; 8], vec![0xffu8; 9])
+    } else {
+        (
+            slot_start(0).to_vec(),
+            slot_start(crate::slot::SLOT_COUNT).to_vec(),
+        )
+    }
+}
+
+/// Stages the removal of every user key, element and index entry (FLUSHALL-like, for a node
+/// that leaves its data behind or installs a snapshot).
 pub fn stage_clear_data(engine: &crate::Engine, wb: &mut rocksdb::WriteBatch) {
-    wb.delete_range_cf(
-        engine.cf(CF_DATA),
-        slot_start(0),
-        slot_start(crate::slot::SLOT_COUNT),
-    );
-    wb.delete_range_cf(engine.cf(CF_EXPIRE), &[0u8; 8][..], &[0xffu8; 9][..]);
+    for cf in DATA_CFS {
+        let (start, end) = data_cf_range(cf);
+        wb.delete_range_cf(engine.cf(cf), start, end);
+    }
 }
 
 /// Key in the expiry index: expiry time, then the user key.
@@ -160,6 +212,88 @@ pub fn slot_start(slot: u16) -> [u8; 2] {
     slot.to_be_bytes()
 }
 
+/// The prefix shared by every element (and score-index entry) of version `version` of
+/// `user_key`.
+pub fn element_prefix(user_key: &[u8], version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(14 + user_key.len() + 16);
+    k.extend_from_slice(&crate::slot::key_slot(user_key).to_be_bytes());
+    k.extend_from_slice(&(user_key.len() as u32).to_be_bytes());
+    k.extend_from_slice(user_key);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// The element `sub` of version `version` of `user_key`.
+pub fn element_key(user_key: &[u8], version: u64, sub: &[u8]) -> Vec<u8> {
+    let mut k = element_prefix(user_key, version);
+    k.extend_from_slice(sub);
+    k
+}
+
+/// Splits a key made by [`element_key`] (or [`score_key`]): (user key, version, sub-key).
+pub fn parse_element_key(k: &[u8]) -> Option<(&[u8], u64, &[u8])> {
+    let len = u32::from_be_bytes(k.get(2..6)?.try_into().ok()?) as usize;
+    let key_end = 6usize.checked_add(len)?;
+    let user_key = k.get(6..key_end)?;
+    let version = u64::from_be_bytes(k.get(key_end..key_end + 8)?.try_into().ok()?);
+    Some((user_key, version, &k[key_end + 8..]))
+}
+
+/// The data key ([`data_key`]) of the collection an element key belongs to.
+pub fn element_owner(k: &[u8]) -> Option<Vec<u8>> {
+    let (user_key, _, _) = parse_element_key(k)?;
+    let mut d = Vec::with_capacity(2 + user_key.len());
+    d.extend_from_slice(&k[..2]);
+    d.extend_from_slice(user_key);
+    Some(d)
+}
+
+/// The end (exclusive) of the range of keys starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff: no key is greater with this prefix; a longer key of 0xff bytes is the bound.
+    vec![0xff; prefix.len() + 1]
+}
+
+/// A score in 8 bytes whose byte order is the numeric order (-inf < … < -0 = 0 < … < +inf).
+/// NaN is never stored.
+pub fn encode_score(score: f64) -> [u8; 8] {
+    // -0.0 and 0.0 are the same score.
+    let score = if score == 0.0 { 0.0 } else { score };
+    let bits = score.to_bits();
+    let ordered = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    };
+    ordered.to_be_bytes()
+}
+
+/// The inverse of [`encode_score`].
+pub fn decode_score(b: &[u8]) -> Option<f64> {
+    let ordered = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    let bits = if ordered >> 63 == 1 {
+        ordered & !(1 << 63)
+    } else {
+        !ordered
+    };
+    Some(f64::from_bits(bits))
+}
+
+/// The score-index entry of `member` with `score` in version `version` of `user_key`.
+pub fn score_key(user_key: &[u8], version: u64, score: f64, member: &[u8]) -> Vec<u8> {
+    let mut k = element_prefix(user_key, version);
+    k.extend_from_slice(&encode_score(score));
+    k.extend_from_slice(member);
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +305,63 @@ mod tests {
         assert!(log_key(1, 9)[..] > hard_state_key(0)[..]);
         assert_eq!(log_index(&log_key(7, 42)), Some(42));
         assert_eq!(log_index(&hard_state_key(7)), None);
+    }
+
+    #[test]
+    fn element_keys_split_back_and_sort_by_key_then_version_then_sub_key() {
+        let k = element_key(b"user", 7, b"field");
+        assert_eq!(
+            parse_element_key(&k),
+            Some((&b"user"[..], 7, &b"field"[..]))
+        );
+        assert_eq!(element_owner(&k).unwrap(), data_key(b"user"));
+        assert!(k.starts_with(&element_prefix(b"user", 7)));
+        assert!(element_key(b"user", 7, b"a") < element_key(b"user", 7, b"b"));
+        assert!(element_key(b"user", 7, b"\xff") < element_key(b"user", 8, b""));
+        // A key that is a prefix of another never shares its elements' range.
+        let short = element_prefix(b"ab", 1);
+        assert!(!element_key(b"abc", 1, b"").starts_with(&short));
+        assert!(element_key(b"user", 7, b"zz") < prefix_end(&element_prefix(b"user", 7)));
+        assert_eq!(parse_element_key(b"\x00\x01\x00\x00\x00\x09ab"), None);
+    }
+
+    #[test]
+    fn scores_sort_numerically() {
+        let scores = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -1.0,
+            -f64::MIN_POSITIVE,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            2.5,
+            1e300,
+            f64::INFINITY,
+        ];
+        for w in scores.windows(2) {
+            assert!(
+                encode_score(w[0]) < encode_score(w[1]),
+                "{} < {}",
+                w[0],
+                w[1]
+            );
+        }
+        for s in scores {
+            assert_eq!(decode_score(&encode_score(s)), Some(s));
+        }
+        assert_eq!(encode_score(-0.0), encode_score(0.0));
+    }
+
+    #[test]
+    fn collection_version_reads_the_metadata() {
+        let mut v = vec![3u8];
+        v.extend_from_slice(&0u64.to_be_bytes());
+        v.extend_from_slice(&42u64.to_be_bytes());
+        assert_eq!(collection_version(&v), Some(42));
+        assert_eq!(collection_version(&[TYPE_STRING, 0, 0]), None);
+        assert_eq!(collection_version(&[3, 0]), None);
     }
 
     #[test]

@@ -39,11 +39,11 @@ use tokio::sync::mpsc;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::keys::{self, CF_DATA, CF_EXPIRE, CF_RAFT};
+use crate::keys::{self, CF_RAFT};
 use crate::proto::{ApplyState, NodeInfo, SnapshotChunk, SnapshotData};
 
 /// The column families a snapshot carries (the raft state is rebuilt from its metadata).
-pub const SNAPSHOT_CFS: [&str; 2] = [CF_DATA, CF_EXPIRE];
+pub const SNAPSHOT_CFS: [&str; keys::DATA_CFS.len()] = keys::DATA_CFS;
 /// Key and value bytes per chunk.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks buffered between the disk thread and the network task, on either side.

@@ -249,6 +249,7 @@ async fn submit(
             }
             let shared = shared.clone();
             let local = session.readonly;
+            let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
             let confirmed = (!local).then(|| shared.group.read_index());
             slots.push(Slot {
                 name: spec.name,
@@ -262,6 +263,7 @@ async fn submit(
                         db: &shared.db,
                         shared: &shared,
                         now_ms: command::now_ms(),
+                        resp3,
                     };
                     run(&ctx, &argv)
                 }),

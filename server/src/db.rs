@@ -1,22 +1,31 @@
 //! The data model on RocksDB: one `default`-family entry per user key, whose value carries the
-//! key's type and absolute expiry time, and an `expire`-family index of keys with a TTL.
+//! key's type and absolute expiry time, and an `expire`-family index of keys with a TTL. A
+//! collection's value is its metadata; its elements live in the `element` family under the
+//! collection's version (layouts: `rockraft_raftstore::keys`; the types: `crate::types`).
 //!
 //! Value layout: `[type: u8][expire_at_ms: u64 BE, 0 = none][payload]`.
 //! The expiry index may hold stale entries (a key overwritten without a TTL keeps its old index
 //! entry); the expirer checks each entry against the value before deleting anything.
+//!
+//! [`Db`] reads committed data (a [`View`] is a consistent snapshot of it); [`Txn`] is the
+//! state machine's access while it applies one entry.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rockraft_raftstore::keys::{self, CF_DATA, CF_EXPIRE};
-use rockraft_raftstore::slot::SLOT_COUNT;
+use rockraft_raftstore::keys::{self, CF_DATA, CF_ELEMENT, CF_EXPIRE, DATA_CFS, VALUE_HEADER_LEN};
 use rockraft_raftstore::{ApplyContext, Engine};
-use rocksdb::{Direction, IteratorMode};
+use rocksdb::{Direction, IteratorMode, ReadOptions};
 
-/// Type tag of a string value.
-pub const TYPE_STRING: u8 = 0;
+pub use rockraft_raftstore::keys::TYPE_STRING;
+/// Type tags of the collections (stored in the value's first byte; never renumber).
+pub const TYPE_HASH: u8 = 1;
+pub const TYPE_LIST: u8 = 2;
+pub const TYPE_SET: u8 = 3;
+pub const TYPE_ZSET: u8 = 4;
 
-const HEADER_LEN: usize = 9;
+const HEADER_LEN: usize = VALUE_HEADER_LEN;
 
 /// A decoded value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +69,17 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             TYPE_STRING => "string",
+            TYPE_HASH => "hash",
+            TYPE_LIST => "list",
+            TYPE_SET => "set",
+            TYPE_ZSET => "zset",
             _ => "unknown",
         }
+    }
+
+    /// Whether this is a collection (its payload is metadata; elements live apart).
+    pub fn is_collection(&self) -> bool {
+        self.kind != TYPE_STRING
     }
 }
 
@@ -100,6 +118,33 @@ impl Db {
             .unwrap_or_else(|e| panic!("read failed: {e}"))?;
         let v = Value::decode(&raw).unwrap_or_else(|| corrupt(key));
         (!v.is_expired(now_ms)).then_some(v)
+    }
+
+    /// A consistent snapshot of the committed data, for reads that look at more than one
+    /// entry (a collection's metadata and its elements).
+    pub fn view(&self) -> View<'_> {
+        View {
+            engine: &self.engine,
+            snapshot: self.engine.db().snapshot(),
+            seen: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `read` on a [`View`] and answers with its result, unless a collection it read was
+    /// deleted or replaced meanwhile: its elements may then be dropped by a compaction even
+    /// though the view still sees them (compaction filters ignore snapshots), so the read runs
+    /// again on a newer view. Any view taken after the read arrived is a valid linearization
+    /// point for it.
+    pub fn read<T>(&self, read: impl Fn(&View) -> T) -> T {
+        for _ in 0..4 {
+            let view = self.view();
+            let out = read(&view);
+            if view.still_current() {
+                return out;
+            }
+        }
+        // Four replacements of the same keys in a row: the last answer is as good as any.
+        read(&self.view())
     }
 
     /// Visits live keys in storage order, starting at data key `from` (inclusive); the visitor
@@ -164,11 +209,57 @@ impl Db {
 /// of the same apply round; "now" is the proposer's clock from the entry.
 pub struct Txn<'c, 'e> {
     ctx: &'c mut ApplyContext<'e>,
+    /// Collection versions handed out for this entry so far.
+    versions: u64,
 }
+
+/// Bits of a version below the entry's log index: how many collections one entry can create.
+const VERSION_SEQ_BITS: u32 = 20;
 
 impl<'c, 'e> Txn<'c, 'e> {
     pub fn new(ctx: &'c mut ApplyContext<'e>) -> Self {
-        Txn { ctx }
+        Txn { ctx, versions: 0 }
+    }
+
+    /// A version for a collection this entry creates (or re-creates): from the entry's log
+    /// index and the collection's position in it, so every replica picks the same one, and a
+    /// key's new version is always above any it had before.
+    pub fn new_version(&mut self) -> u64 {
+        let seq = self.versions.min((1 << VERSION_SEQ_BITS) - 1);
+        self.versions += 1;
+        (self.ctx.index() << VERSION_SEQ_BITS) | seq
+    }
+
+    /// Element `sub` of version `version` of collection `key`.
+    pub fn element(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        self.ctx.get(cf, &keys::element_key(key, version, sub))
+    }
+
+    pub fn put_element(&mut self, cf: &str, key: &[u8], version: u64, sub: &[u8], value: &[u8]) {
+        self.ctx
+            .put_owned(cf, keys::element_key(key, version, sub), value.to_vec());
+    }
+
+    pub fn del_element(&mut self, cf: &str, key: &[u8], version: u64, sub: &[u8]) {
+        self.ctx.delete(cf, &keys::element_key(key, version, sub));
+    }
+
+    /// Visits the elements of version `version` of `key` in sub-key order, starting at
+    /// `from` (a sub-key, inclusive): (sub-key, value); `visit` returns false to stop.
+    pub fn scan_elements(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        let prefix = keys::element_prefix(key, version);
+        let mut start = prefix.clone();
+        start.extend_from_slice(from);
+        let end = keys::prefix_end(&prefix);
+        self.ctx
+            .scan(cf, &start, &end, |k, v| visit(&k[prefix.len()..], v));
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -224,11 +315,12 @@ impl<'c, 'e> Txn<'c, 'e> {
         }
     }
 
-    /// Removes every key.
+    /// Removes every key, element and index entry.
     pub fn flush(&mut self) {
-        self.ctx
-            .clear(CF_DATA, &keys::slot_start(0), &keys::slot_start(SLOT_COUNT));
-        self.ctx.clear(CF_EXPIRE, &[], &[0xff; 9]);
+        for cf in DATA_CFS {
+            let (start, end) = keys::data_cf_range(cf);
+            self.ctx.clear(cf, &start, &end);
+        }
     }
 }
 
@@ -260,23 +352,37 @@ impl Db {
 }
 
 impl Db {
-    /// SHA-1 over every stored key and value (type, expiry and payload) in storage order. Nodes
-    /// that applied the same log prefix have the same digest; all zeros when there is no key.
+    /// SHA-1 over every stored key and value (type, expiry and payload) in storage order, and
+    /// over each collection's reachable elements and score-index entries (not the garbage of
+    /// old versions, which compactions drop at different times on different nodes). Nodes that
+    /// applied the same log prefix have the same digest; all zeros when there is no key.
     /// Expired keys still stored count: their deletion is itself a log entry.
     pub fn digest(&self) -> String {
         let mut h = sha1_smol::Sha1::new();
         let mut any = false;
-        let it = self
-            .engine
-            .db()
-            .iterator_cf(self.engine.cf(CF_DATA), IteratorMode::Start);
+        let view = self.view();
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&view.snapshot);
+        let it =
+            self.engine
+                .db()
+                .iterator_cf_opt(self.engine.cf(CF_DATA), opts, IteratorMode::Start);
+        let mut feed = |k: &[u8], v: &[u8]| {
+            h.update(&(k.len() as u64).to_be_bytes());
+            h.update(k);
+            h.update(&(v.len() as u64).to_be_bytes());
+            h.update(v);
+        };
         for item in it {
             let (k, v) = item.unwrap_or_else(|e| panic!("scan failed: {e}"));
             any = true;
-            h.update(&(k.len() as u64).to_be_bytes());
-            h.update(&k);
-            h.update(&(v.len() as u64).to_be_bytes());
-            h.update(&v);
+            feed(&k, &v);
+            if let Some(version) = keys::collection_version(&v) {
+                let user_key = keys::user_key(&k);
+                for cf in keys::ELEMENT_CFS {
+                    view.scan_prefix(cf, &keys::element_prefix(user_key, version), &mut feed);
+                }
+            }
         }
         if any {
             h.digest().to_string()
@@ -285,3 +391,96 @@ impl Db {
         }
     }
 }
+
+/// A consistent snapshot of the committed data (see [`Db::view`]). It remembers the collection
+/// versions it read, so [`Db::read`] can tell whether they are still current.
+pub struct View<'a> {
+    engine: &'a Engine,
+    snapshot: rocksdb::SnapshotWithThreadMode<'a, rocksdb::DB>,
+    seen: RefCell<Vec<(Vec<u8>, u64)>>,
+}
+
+impl View<'_> {
+    /// The live value of `key` at `now_ms`; expired keys are absent.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Value> {
+        let data_key = keys::data_key(key);
+        let raw = self
+            .snapshot
+            .get_cf(self.engine.cf(CF_DATA), &data_key)
+            .unwrap_or_else(|e| panic!("read failed: {e}"))?;
+        if let Some(version) = keys::collection_version(&raw) {
+            self.seen.borrow_mut().push((data_key, version));
+        }
+        let v = Value::decode(&raw).unwrap_or_else(|| corrupt(key));
+        (!v.is_expired(now_ms)).then_some(v)
+    }
+
+    /// Element `sub` of version `version` of `key`.
+    pub fn element(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        self.snapshot
+            .get_cf(self.engine.cf(cf), keys::element_key(key, version, sub))
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
+    }
+
+    /// Visits the elements of version `version` of `key` in sub-key order from sub-key `from`
+    /// (inclusive): (sub-key, value); `visit` returns false to stop.
+    pub fn scan_elements(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        let prefix = keys::element_prefix(key, version);
+        let mut start = prefix.clone();
+        start.extend_from_slice(from);
+        self.scan_range(cf, &start, &keys::prefix_end(&prefix), |k, v| {
+            visit(&k[prefix.len()..], v)
+        });
+    }
+
+    fn scan_prefix(&self, cf: &str, prefix: &[u8], visit: &mut impl FnMut(&[u8], &[u8])) {
+        self.scan_range(cf, prefix, &keys::prefix_end(prefix), |k, v| {
+            visit(k, v);
+            true
+        });
+    }
+
+    fn scan_range(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&self.snapshot);
+        opts.set_iterate_upper_bound(end.to_vec());
+        let it = self.engine.db().iterator_cf_opt(
+            self.engine.cf(cf),
+            opts,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item.unwrap_or_else(|e| panic!("scan failed: {e}"));
+            if !visit(&k, &v) {
+                return;
+            }
+        }
+    }
+
+    /// Whether every collection this view read still has the version it read.
+    fn still_current(&self) -> bool {
+        self.seen.borrow().iter().all(|(data_key, version)| {
+            let now = self
+                .engine
+                .get(CF_DATA, data_key)
+                .unwrap_or_else(|e| panic!("read failed: {e}"));
+            now.as_deref().and_then(keys::collection_version) == Some(*version)
+        })
+    }
+}
+
+/// The element family of a collection type's elements.
+pub const ELEMENTS: &str = CF_ELEMENT;

@@ -8,11 +8,13 @@ mod connection;
 pub mod db;
 mod expire;
 pub mod glob;
+pub mod long_double;
 mod peer_client;
 mod scan;
 pub mod session;
 pub mod state_machine;
 pub mod telemetry;
+pub mod types;
 
 #[allow(warnings, clippy::all)]
 pub mod proto {

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use rockraft_server::{Config, MetricsAddr, ServerHandle};
 
+pub mod differential;
+
 /// A free loopback port for a server a test starts.
 ///
 /// Ports come from 20000-32767, below Linux's ephemeral range (32768-60999), so an outgoing

@@ -231,36 +231,62 @@ fn keys_cmd(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     Reply::Array(out)
 }
 
+/// The arguments of SCAN and its per-type cousins (HSCAN, SSCAN, ZSCAN).
+pub struct ScanOpts {
+    pub cursor: u64,
+    pub pattern: Option<Bytes>,
+    pub count: u64,
+    /// SCAN only.
+    pub type_filter: Option<String>,
+}
+
+impl ScanOpts {
+    /// Parses `cursor [MATCH pattern] [COUNT count] [TYPE type]` (TYPE when `allow_type`).
+    pub fn parse(cursor: &[u8], args: &[Bytes], allow_type: bool) -> Result<ScanOpts, Reply> {
+        let cursor = std::str::from_utf8(cursor)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| Reply::err("ERR invalid cursor"))?;
+        let mut opts = ScanOpts {
+            cursor,
+            pattern: None,
+            count: 10,
+            type_filter: None,
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let opt = upper(&args[i]);
+            let Some(arg) = args.get(i + 1) else {
+                return Err(Reply::err(ERR_SYNTAX));
+            };
+            match opt.as_str() {
+                "MATCH" => opts.pattern = Some(arg.clone()),
+                "COUNT" => match int_arg(arg)? {
+                    c if c >= 1 => opts.count = c as u64,
+                    _ => return Err(Reply::err(ERR_SYNTAX)),
+                },
+                "TYPE" if allow_type => {
+                    opts.type_filter = Some(String::from_utf8_lossy(arg).to_ascii_lowercase())
+                }
+                _ => return Err(Reply::err(ERR_SYNTAX)),
+            }
+            i += 2;
+        }
+        Ok(opts)
+    }
+}
+
 /// SCAN: the cursor names a position in the key order, kept by the node (see `ScanCursors`).
 fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let Ok(cursor) = std::str::from_utf8(&argv[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or(())
-    else {
-        return Reply::err("ERR invalid cursor");
+    let ScanOpts {
+        cursor,
+        pattern,
+        count,
+        type_filter,
+    } = match ScanOpts::parse(&argv[1], &argv[2..], true) {
+        Ok(o) => o,
+        Err(e) => return e,
     };
-    let mut pattern = None;
-    let mut count = 10i64;
-    let mut type_filter = None;
-    let mut i = 2;
-    while i < argv.len() {
-        let opt = upper(&argv[i]);
-        let Some(arg) = argv.get(i + 1) else {
-            return Reply::err(ERR_SYNTAX);
-        };
-        match opt.as_str() {
-            "MATCH" => pattern = Some(arg.clone()),
-            "COUNT" => match int_arg(arg) {
-                Ok(c) if c >= 1 => count = c,
-                Ok(_) => return Reply::err(ERR_SYNTAX),
-                Err(e) => return e,
-            },
-            "TYPE" => type_filter = Some(String::from_utf8_lossy(arg).to_ascii_lowercase()),
-            _ => return Reply::err(ERR_SYNTAX),
-        }
-        i += 2;
-    }
     let start = if cursor == 0 {
         keys::slot_start(0).to_vec()
     } else {
@@ -272,7 +298,7 @@ fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         }
     };
     let mut out = Vec::new();
-    let mut visited = 0i64;
+    let mut visited = 0u64;
     let stopped_at = ctx.db.for_each_key(&start, ctx.now_ms, |k, v| {
         if visited >= count {
             return false;
@@ -304,8 +330,13 @@ fn apply_rename(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     if nx && txn.get(&argv[2]).is_some() {
         return Reply::Int(0);
     }
+    if v.is_collection() {
+        // The elements are stored under the key's name: copy them to the new one.
+        crate::types::copy_collection(txn, &argv[1], &v, &argv[2]);
+    } else {
+        txn.set(&argv[2], &v);
+    }
     txn.del(&argv[1]);
-    txn.set(&argv[2], &v);
     if nx {
         Reply::Int(1)
     } else {

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod hash;
 pub mod keyspace;
 pub mod server;
 pub mod string;
@@ -141,6 +142,20 @@ pub struct ReadCtx<'a> {
     pub db: &'a Db,
     pub shared: &'a Shared,
     pub now_ms: u64,
+    /// The connection speaks RESP3 (some replies differ in shape).
+    pub resp3: bool,
+}
+
+/// The reply for an operation a collection type refused.
+pub fn type_error(e: crate::types::Error) -> Reply {
+    use crate::types::Error;
+    match e {
+        Error::WrongType => Reply::err(ERR_WRONGTYPE),
+        Error::NotInteger(what) => Reply::err(format!("ERR {what} value is not an integer")),
+        Error::NotFloat(what) => Reply::err(format!("ERR {what} value is not a float")),
+        Error::Overflow => Reply::err(ERR_OVERFLOW),
+        Error::NanOrInfinity => Reply::err("ERR increment would produce NaN or Infinity"),
+    }
 }
 
 /// The full command table.
@@ -152,6 +167,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(server::commands());
         t.extend(string::commands());
         t.extend(keyspace::commands());
+        t.extend(hash::commands());
         t.extend(cluster::commands());
         t
     })

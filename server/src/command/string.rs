@@ -9,14 +9,15 @@
 //! expires the key at the same instant; SETEX/PSETEX are proposed as `SET … PXAT`.
 
 use bytes::Bytes;
-use rockraft_resp::{reply::format_double, Reply};
+use rockraft_resp::Reply;
 
 use super::flags::{DENYOOM, FAST, READONLY, WRITE};
 use super::{
-    as_is, int_arg, parse_f64, parse_i64, spec, upper, CommandSpec, Kind, ReadCtx, ERR_NOT_FLOAT,
+    as_is, int_arg, parse_i64, spec, upper, CommandSpec, Kind, ReadCtx, ERR_NOT_FLOAT,
     ERR_NOT_INTEGER, ERR_OVERFLOW, ERR_SYNTAX, ERR_WRONGTYPE,
 };
 use crate::db::{Txn, Value, TYPE_STRING};
+use crate::long_double::LongDouble;
 
 /// Largest string Redis lets a value grow to (`proto-max-bulk-len`).
 pub const MAX_STRING: i64 = 512 * 1024 * 1024;
@@ -382,31 +383,33 @@ fn apply_incr(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     Reply::Int(new)
 }
 
-fn prepare_incrbyfloat(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
-    parse_f64(&argv[2]).ok_or_else(|| Reply::err(ERR_NOT_FLOAT))?;
+/// INCRBYFLOAT checks the key's type before its increment (as Redis does), so a bad increment
+/// is found at apply, not before proposing.
+fn prepare_incrbyfloat(_: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     Ok(None)
 }
 
+/// In long double, as Redis computes it (see `long_double`).
 fn apply_incrbyfloat(txn: &mut Txn, argv: &[Bytes]) -> Reply {
-    let Some(by) = parse_f64(&argv[2]) else {
-        return Reply::err(ERR_NOT_FLOAT);
-    };
     let old = match string_of(txn.get(&argv[1])) {
         Ok(v) => v,
         Err(e) => return e,
     };
     let (current, expire_at) = match &old {
-        Some(v) => match parse_f64(&v.data) {
+        Some(v) => match LongDouble::parse(&v.data) {
             Some(n) => (n, v.expire_at),
             None => return Reply::err(ERR_NOT_FLOAT),
         },
-        None => (0.0, 0),
+        None => (LongDouble::ZERO, 0),
+    };
+    let Some(by) = LongDouble::parse(&argv[2]) else {
+        return Reply::err(ERR_NOT_FLOAT);
     };
     let new = current + by;
     if !new.is_finite() {
         return Reply::err("ERR increment would produce NaN or Infinity");
     }
-    let text = format_double(new);
+    let text = new.to_redis_string();
     txn.set(&argv[1], &Value::string(text.clone(), expire_at));
     Reply::bulk(text)
 }

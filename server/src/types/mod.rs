@@ -1,0 +1,154 @@
+//! The data types on RocksDB, one module per type (kvrocks' `types/`): each turns an operation
+//! on a collection into reads and writes of its metadata (the key's value) and its elements.
+//! A type never sees RESP: it returns data or an [`Error`], and the command files make replies.
+//!
+//! Every collection has a version, chosen when the entry that creates it is applied (see
+//! [`Txn::new_version`]). Its elements are stored under that version, so deleting, overwriting
+//! or expiring a collection of any size writes only its metadata; the old elements become
+//! unreachable at once and are dropped by compactions later. An emptied collection is deleted,
+//! as in Redis.
+
+pub mod hash;
+
+use bytes::Bytes;
+
+use crate::db::{Txn, Value, View};
+
+/// Why an operation on a collection failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The key holds another type.
+    WrongType,
+    /// The stored element is not an integer (`what` names the type, e.g. "hash").
+    NotInteger(&'static str),
+    /// The stored element is not a float.
+    NotFloat(&'static str),
+    /// An integer increment would overflow.
+    Overflow,
+    /// A float increment would give NaN or an infinity.
+    NanOrInfinity,
+}
+
+/// A collection's metadata: the payload of its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// The version its elements are stored under.
+    pub version: u64,
+    /// Its number of elements (never 0 for a stored collection).
+    pub size: u64,
+}
+
+const META_LEN: usize = 16;
+
+impl Meta {
+    pub fn decode(v: &Value) -> Meta {
+        let field = |i: usize| {
+            v.data
+                .get(i * 8..i * 8 + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or_else(|| panic!("corrupt {} metadata", v.type_name()))
+        };
+        Meta {
+            version: field(0),
+            size: field(1),
+        }
+    }
+
+    pub fn encode(&self) -> Bytes {
+        let mut b = Vec::with_capacity(META_LEN);
+        b.extend_from_slice(&self.version.to_be_bytes());
+        b.extend_from_slice(&self.size.to_be_bytes());
+        Bytes::from(b)
+    }
+}
+
+/// A live collection of type `kind` as stored: its value (type, expiry) and metadata.
+#[derive(Clone, Debug)]
+pub struct Collection {
+    pub value: Value,
+    pub meta: Meta,
+}
+
+impl Collection {
+    fn of(kind: u8, value: Option<Value>) -> Result<Option<Collection>, Error> {
+        match value {
+            None => Ok(None),
+            Some(v) if v.kind != kind => Err(Error::WrongType),
+            Some(v) => Ok(Some(Collection {
+                meta: Meta::decode(&v),
+                value: v,
+            })),
+        }
+    }
+
+    /// The live collection `key` of type `kind` during apply.
+    pub fn load(txn: &Txn, kind: u8, key: &[u8]) -> Result<Option<Collection>, Error> {
+        Self::of(kind, txn.get(key))
+    }
+
+    /// The live collection `key` of type `kind` in a read view.
+    pub fn read(
+        view: &View,
+        kind: u8,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<Collection>, Error> {
+        Self::of(kind, view.get(key, now_ms))
+    }
+
+    /// A new, empty collection of type `kind` (stored once it has an element).
+    pub fn create(txn: &mut Txn, kind: u8) -> Collection {
+        let meta = Meta {
+            version: txn.new_version(),
+            size: 0,
+        };
+        Collection {
+            value: Value {
+                kind,
+                expire_at: 0,
+                data: meta.encode(),
+            },
+            meta,
+        }
+    }
+
+    /// Stores the metadata after its size changed by `added` (which may be negative);
+    /// deletes the key when the collection became empty.
+    pub fn store(mut self, txn: &mut Txn, key: &[u8], added: i64) {
+        if added == 0 && self.meta.size > 0 {
+            return;
+        }
+        self.meta.size = self.meta.size.saturating_add_signed(added);
+        if self.meta.size == 0 {
+            txn.del(key);
+            return;
+        }
+        self.value.data = self.meta.encode();
+        txn.set(key, &self.value);
+    }
+}
+
+/// Copies collection `from` (live, of any type) to `to` under a new version, with the same
+/// expiry; the caller has removed whatever `to` held. For RENAME and COPY.
+pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
+    let meta = Meta::decode(source);
+    let version = txn.new_version();
+    for cf in rockraft_raftstore::keys::ELEMENT_CFS {
+        let mut elements = Vec::new();
+        txn.scan_elements(cf, from, meta.version, &[], |sub, v| {
+            elements.push((sub.to_vec(), v.to_vec()));
+            true
+        });
+        for (sub, v) in elements {
+            txn.put_element(cf, to, version, &sub, &v);
+        }
+    }
+    let copied = Meta { version, ..meta };
+    let value = Value {
+        kind: source.kind,
+        expire_at: source.expire_at,
+        data: copied.encode(),
+    };
+    txn.set(to, &value);
+}

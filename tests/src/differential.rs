@@ -1,0 +1,497 @@
+//! Differential testing against real Redis: the same seeded random command sequences go to a
+//! `redis-server` and to rockraft, and every reply must be the same bytes, up to what Redis
+//! itself leaves unspecified (the order of HKEYS and the like, the choices of HRANDFIELD, the
+//! exact TTL a moment later). A difference is shrunk to the shortest sequence that still
+//! shows it (greedy delta debugging, as proptest does) and reported with its seed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// One reply, as parsed from RESP2.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resp {
+    Simple(Vec<u8>),
+    Error(Vec<u8>),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Resp>>),
+}
+
+impl std::fmt::Display for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resp::Simple(s) => write!(f, "+{}", String::from_utf8_lossy(s)),
+            Resp::Error(s) => write!(f, "-{}", String::from_utf8_lossy(s)),
+            Resp::Int(i) => write!(f, ":{i}"),
+            Resp::Bulk(None) => write!(f, "(nil)"),
+            Resp::Bulk(Some(b)) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Resp::Array(None) => write!(f, "(nil array)"),
+            Resp::Array(Some(items)) => {
+                write!(f, "[")?;
+                for (i, it) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{it}")?;
+                }
+                write!(f, "]")
+            }
+        }
+    }
+}
+
+/// A server under test, spoken to over one RESP2 connection.
+pub struct Target {
+    pub name: String,
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Target {
+    pub fn connect(name: &str, addr: SocketAddr) -> Target {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{name} at {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Target {
+            name: name.into(),
+            stream,
+            reader,
+        }
+    }
+
+    /// Sends one command and reads its reply.
+    pub fn call(&mut self, argv: &[Vec<u8>]) -> Resp {
+        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+        self.stream
+            .write_all(&rockraft_resp::encode_request(&args))
+            .unwrap();
+        read_resp(&mut self.reader)
+    }
+
+    /// Empties the server (between sequences).
+    pub fn flush(&mut self) {
+        let r = self.call(&[b"FLUSHALL".to_vec()]);
+        assert_eq!(r, Resp::Simple(b"OK".to_vec()), "FLUSHALL on {}", self.name);
+    }
+}
+
+fn read_resp(r: &mut BufReader<TcpStream>) -> Resp {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).unwrap();
+    assert!(line.ends_with(b"\r\n"), "truncated reply line {line:?}");
+    line.truncate(line.len() - 2);
+    let (kind, rest) = line.split_first().expect("empty reply line");
+    let num = || -> i64 { std::str::from_utf8(rest).unwrap().parse().unwrap() };
+    match kind {
+        b'+' => Resp::Simple(rest.to_vec()),
+        b'-' => Resp::Error(rest.to_vec()),
+        b':' => Resp::Int(num()),
+        b'$' => {
+            let n = num();
+            if n < 0 {
+                return Resp::Bulk(None);
+            }
+            let mut data = vec![0u8; n as usize + 2];
+            r.read_exact(&mut data).unwrap();
+            data.truncate(n as usize);
+            Resp::Bulk(Some(data))
+        }
+        b'*' => {
+            let n = num();
+            if n < 0 {
+                return Resp::Array(None);
+            }
+            Resp::Array(Some((0..n).map(|_| read_resp(r)).collect()))
+        }
+        other => panic!("unexpected reply type {:?}", *other as char),
+    }
+}
+
+/// A `redis-server` of this machine on a port of its own, stopped on drop.
+pub struct RedisServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let port = crate::free_port();
+        let dir = std::env::temp_dir();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let up = crate::wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(addr).is_ok_and(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(1))).ok();
+                let mut buf = [0u8; 7];
+                s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+            })
+        });
+        assert!(up, "redis-server did not start on {addr}");
+        RedisServer { child, addr }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A generated command.
+pub type Cmd = Vec<Vec<u8>>;
+
+fn b(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// Random commands over a few keys, fields and edge values, so that types collide
+/// (WRONGTYPE), counters overflow and parsers meet everything they must refuse.
+pub struct Generator {
+    rng: StdRng,
+}
+
+const KEYS: [&str; 5] = ["k0", "k1", "k2", "{k}3", "{k}4"];
+
+impl Generator {
+    pub fn new(seed: u64) -> Generator {
+        Generator {
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.rng.random_range(0..items.len())].clone()
+    }
+
+    fn key(&mut self) -> Vec<u8> {
+        b(self.pick(&KEYS))
+    }
+
+    fn field(&mut self) -> Vec<u8> {
+        let fields = [
+            "f0",
+            "f1",
+            "f2",
+            "f3",
+            "",
+            "field with spaces",
+            "\u{e9}t\u{e9}",
+        ];
+        if self.rng.random_ratio(1, 30) {
+            return vec![0xff, 0xfe, 0x00, b'x'];
+        }
+        b(self.pick(&fields))
+    }
+
+    fn int(&mut self) -> Vec<u8> {
+        let ints = [
+            "0",
+            "1",
+            "-1",
+            "7",
+            "100",
+            "-100",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "01",
+            "+1",
+            " 1",
+            "1.0",
+            "abc",
+            "",
+        ];
+        if self.rng.random_ratio(2, 3) {
+            return b(&self.rng.random_range(-50i64..50).to_string());
+        }
+        b(self.pick(&ints))
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        match self.rng.random_range(0..10) {
+            0..=3 => self.int(),
+            4 => b(self.pick(&["1.5", "-0.5", "3.0e3", "inf", "-inf", "nan", "1e308", "0.1"])),
+            5 => vec![b'x'; self.rng.random_range(0..300)],
+            6 => vec![0xff, 0x00, 0xc3],
+            _ => b(self.pick(&["v", "hello", "", "42abc", " "])),
+        }
+    }
+
+    fn count(&mut self) -> Vec<u8> {
+        b(self.pick(&[
+            "0",
+            "1",
+            "2",
+            "3",
+            "5",
+            "100",
+            "-1",
+            "-3",
+            "-7",
+            "x",
+            "-9223372036854775808",
+        ]))
+    }
+
+    /// One random command.
+    pub fn command(&mut self) -> Cmd {
+        let k = self.key();
+        let cmd: Cmd = match self.rng.random_range(0..34) {
+            // Strings, so hashes meet other types.
+            0 => vec![b("SET"), k, self.value()],
+            1 => vec![b("GET"), k],
+            2 => vec![b("INCR"), k],
+            3 => vec![b("INCRBY"), k, self.int()],
+            4 => vec![b("APPEND"), k, self.value()],
+            5 => vec![b("DEL"), k, self.key()],
+            6 => vec![b("EXISTS"), k, self.key()],
+            7 => vec![b("TYPE"), k],
+            8 => vec![b("RENAME"), k, self.key()],
+            9 => vec![b("EXPIRE"), k, b(self.pick(&["100", "1000", "0", "-1"]))],
+            10 => vec![b("TTL"), k],
+            11 => vec![b("STRLEN"), k],
+            12 => vec![b("MGET"), k, self.key()],
+            13 => vec![b("RENAMENX"), k, self.key()],
+            14 => vec![b("PERSIST"), k],
+            // Hashes.
+            15..=18 => {
+                let mut c = vec![b(self.pick(&["HSET", "HSET", "HMSET"])), k];
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.field());
+                    c.push(self.value());
+                }
+                if self.rng.random_ratio(1, 15) {
+                    c.pop();
+                }
+                c
+            }
+            19 => vec![b("HSETNX"), k, self.field(), self.value()],
+            20 | 21 => vec![b("HGET"), k, self.field()],
+            22 => vec![b("HMGET"), k, self.field(), self.field()],
+            23 => {
+                let mut c = vec![b("HDEL"), k];
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.field());
+                }
+                c
+            }
+            24 => vec![b("HEXISTS"), k, self.field()],
+            25 => vec![b("HLEN"), k],
+            26 => vec![b("HSTRLEN"), k, self.field()],
+            27 => vec![b(self.pick(&["HKEYS", "HVALS", "HGETALL"])), k],
+            28 => vec![b("HINCRBY"), k, self.field(), self.int()],
+            29 => {
+                let by = self.pick(&[
+                    "1", "1.5", "-2.25", "0.1", "abc", "inf", "1e308", "5e-324", "nan", "10",
+                ]);
+                vec![b("HINCRBYFLOAT"), k, self.field(), b(by)]
+            }
+            30 => {
+                let mut c = vec![b("HRANDFIELD"), k];
+                if self.rng.random_ratio(3, 4) {
+                    c.push(self.count());
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(b(self.pick(&["WITHVALUES", "withvalues", "WITHVALUE"])));
+                    }
+                }
+                c
+            }
+            31 => vec![b("HSCANALL"), k],
+            32 => {
+                // Wrong arities.
+                let name = self.pick(&[
+                    "HSET", "HGET", "HDEL", "HLEN", "HINCRBY", "HGETALL", "HSETNX", "HMGET",
+                ]);
+                let n = self.rng.random_range(0..2);
+                let mut c = vec![b(name)];
+                c.extend((0..n).map(|_| self.field()));
+                c
+            }
+            _ => vec![b("HINCRBY"), k, self.field(), self.int()],
+        };
+        cmd
+    }
+
+    pub fn sequence(&mut self, len: usize) -> Vec<Cmd> {
+        (0..len).map(|_| self.command()).collect()
+    }
+}
+
+fn name_of(cmd: &Cmd) -> String {
+    String::from_utf8_lossy(&cmd[0]).to_ascii_uppercase()
+}
+
+/// Runs `cmd` on `t`, expanding the pseudo-commands (`HSCANALL key`: HSCAN until the cursor
+/// is 0, the pairs collected).
+pub fn run(t: &mut Target, cmd: &Cmd) -> Resp {
+    if name_of(cmd) != "HSCANALL" {
+        return t.call(cmd);
+    }
+    let mut cursor = b"0".to_vec();
+    let mut pairs = Vec::new();
+    for _ in 0..10_000 {
+        let reply = t.call(&[
+            b("HSCAN"),
+            cmd[1].clone(),
+            cursor.clone(),
+            b("COUNT"),
+            b("3"),
+        ]);
+        let Resp::Array(Some(parts)) = reply else {
+            return reply;
+        };
+        let (Resp::Bulk(Some(next)), Resp::Array(Some(items))) = (&parts[0], &parts[1]) else {
+            return Resp::Array(Some(parts));
+        };
+        for pair in items.chunks(2) {
+            pairs.push(Resp::Array(Some(pair.to_vec())));
+        }
+        if next == b"0" {
+            break;
+        }
+        cursor = next.clone();
+    }
+    pairs.sort();
+    pairs.dedup();
+    Resp::Array(Some(pairs))
+}
+
+/// The part of a reply Redis specifies: unordered replies sorted, TTLs by sign, random
+/// choices by size (their membership is checked by [`check_random`]).
+pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
+    match (name_of(cmd).as_str(), reply) {
+        ("HKEYS" | "HVALS", Resp::Array(Some(mut items))) => {
+            items.sort();
+            Resp::Array(Some(items))
+        }
+        ("HGETALL", Resp::Array(Some(items))) => {
+            let mut pairs: Vec<Resp> = items
+                .chunks(2)
+                .map(|p| Resp::Array(Some(p.to_vec())))
+                .collect();
+            pairs.sort();
+            Resp::Array(Some(pairs))
+        }
+        ("TTL" | "PTTL", Resp::Int(n)) if n > 0 => Resp::Simple(b("positive ttl")),
+        ("HRANDFIELD", Resp::Array(Some(items))) => Resp::Int(items.len() as i64),
+        ("HRANDFIELD", Resp::Bulk(Some(_))) => Resp::Simple(b("one field")),
+        (_, other) => other,
+    }
+}
+
+/// For a random choice, whether every element it returned belongs to the key (asked of the
+/// same target); None when the command made no random choice.
+pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
+    if name_of(cmd) != "HRANDFIELD" {
+        return None;
+    }
+    let with_values = cmd
+        .get(3)
+        .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHVALUES"));
+    let fields: Vec<Vec<u8>> = match reply {
+        Resp::Bulk(Some(f)) => vec![f.clone()],
+        Resp::Array(Some(items)) => items
+            .iter()
+            .step_by(if with_values { 2 } else { 1 })
+            .filter_map(|i| match i {
+                Resp::Bulk(Some(f)) => Some(f.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => return None,
+    };
+    let count_positive = cmd.get(2).is_some_and(|c| !c.starts_with(b"-"));
+    if count_positive && cmd.len() > 2 {
+        let mut distinct = fields.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() != fields.len() {
+            return Some(format!("{}: repeated fields for a positive count", t.name));
+        }
+    }
+    for f in fields {
+        let exists = t.call(&[b("HEXISTS"), cmd[1].clone(), f.clone()]);
+        if exists != Resp::Int(1) {
+            return Some(format!(
+                "{}: HRANDFIELD returned {:?}, not a field of the hash",
+                t.name,
+                String::from_utf8_lossy(&f)
+            ));
+        }
+    }
+    None
+}
+
+/// The first command of `seq` whose (normalized) replies differ between `oracle` and `t`:
+/// (position, oracle's reply, t's reply). Both start empty.
+pub fn first_difference(
+    oracle: &mut Target,
+    t: &mut Target,
+    seq: &[Cmd],
+) -> Option<(usize, String, String)> {
+    oracle.flush();
+    t.flush();
+    for (i, cmd) in seq.iter().enumerate() {
+        let want = run(oracle, cmd);
+        let got = run(t, cmd);
+        if let Some(why) = check_random(t, cmd, &got) {
+            return Some((i, format!("{want}"), why));
+        }
+        let (w, g) = (normalize(cmd, want), normalize(cmd, got));
+        if w != g {
+            return Some((i, format!("{w}"), format!("{g}")));
+        }
+    }
+    None
+}
+
+/// Shrinks a differing sequence: drops commands one at a time while a difference remains.
+pub fn shrink(oracle: &mut Target, t: &mut Target, seq: Vec<Cmd>) -> Vec<Cmd> {
+    let mut seq = match first_difference(oracle, t, &seq) {
+        Some((i, _, _)) => seq[..=i].to_vec(),
+        None => return seq,
+    };
+    let mut i = 0;
+    while i < seq.len() {
+        let mut shorter = seq.clone();
+        shorter.remove(i);
+        match first_difference(oracle, t, &shorter) {
+            Some((j, _, _)) => seq = shorter[..=j].to_vec(),
+            None => i += 1,
+        }
+    }
+    seq
+}
+
+/// A command as a line of text (for reports).
+pub fn show(cmd: &Cmd) -> String {
+    cmd.iter()
+        .map(|a| {
+            let s = String::from_utf8_lossy(a);
+            if s.is_empty() || s.contains(' ') || a.iter().any(|c| !c.is_ascii_graphic()) {
+                format!("{s:?}")
+            } else {
+                s.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

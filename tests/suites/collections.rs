@@ -1,0 +1,180 @@
+//! Collections through a real client (the `redis` crate): what the differential test cannot
+//! see. A collection's elements follow its versions (DEL, overwrite, expiry and RENAME touch
+//! only metadata, or move the elements whole), big collections work, and replicas that catch
+//! up from a snapshot hold the same elements (equal digests).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::{cmd, Connection};
+use rockraft_tests::{wait_until, InProcess, InProcessCluster};
+
+fn node() -> (tempfile::TempDir, InProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(&dir.path().join("n"));
+    (dir, node)
+}
+
+fn hgetall(c: &mut Connection, key: &str) -> HashMap<String, String> {
+    cmd("HGETALL").arg(key).query(c).unwrap()
+}
+
+/// Fills hash `key` with `n` fields `f<i>` = `v<i>`, pipelined.
+fn fill(c: &mut Connection, key: &str, n: usize) {
+    for start in (0..n).step_by(1000) {
+        let mut pipe = redis::pipe();
+        let mut hset = cmd("HSET");
+        hset.arg(key);
+        for i in start..(start + 1000).min(n) {
+            hset.arg(format!("f{i}")).arg(format!("v{i}"));
+        }
+        pipe.add_command(hset).ignore();
+        pipe.query::<()>(c).unwrap();
+    }
+}
+
+#[test]
+fn a_deleted_or_overwritten_hash_leaves_no_fields_behind() {
+    let (_d, n) = node();
+    let c = &mut n.client();
+    fill(c, "h", 500);
+    assert_eq!(cmd("HLEN").arg("h").query::<i64>(c).unwrap(), 500);
+    assert_eq!(cmd("DEL").arg("h").query::<i64>(c).unwrap(), 1);
+    // A new hash under the same name starts empty: the old fields are another version.
+    let _: i64 = cmd("HSET").arg("h").arg("only").arg("1").query(c).unwrap();
+    assert_eq!(
+        hgetall(c, "h"),
+        HashMap::from([("only".into(), "1".into())])
+    );
+    let _: () = cmd("SET").arg("h").arg("a string now").query(c).unwrap();
+    assert!(cmd("HGET")
+        .arg("h")
+        .arg("only")
+        .query::<Option<String>>(c)
+        .unwrap_err()
+        .to_string()
+        .contains("WRONGTYPE"));
+    let _: i64 = cmd("DEL").arg("h").query(c).unwrap();
+    let _: i64 = cmd("HSET").arg("h").arg("again").arg("2").query(c).unwrap();
+    assert_eq!(cmd("HLEN").arg("h").query::<i64>(c).unwrap(), 1);
+}
+
+#[test]
+fn an_expired_hash_is_gone_and_comes_back_empty() {
+    let (_d, n) = node();
+    let c = &mut n.client();
+    fill(c, "h", 50);
+    let _: i64 = cmd("PEXPIRE").arg("h").arg(200).query(c).unwrap();
+    assert!(cmd("PTTL").arg("h").query::<i64>(c).unwrap() > 0);
+    assert!(wait_until(Duration::from_secs(5), || {
+        cmd("EXISTS").arg("h").query::<i64>(c).unwrap() == 0
+    }));
+    assert_eq!(hgetall(c, "h"), HashMap::new());
+    assert_eq!(
+        cmd("HSETNX")
+            .arg("h")
+            .arg("f1")
+            .arg("new")
+            .query::<i64>(c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(cmd("HLEN").arg("h").query::<i64>(c).unwrap(), 1);
+    assert_eq!(cmd("TTL").arg("h").query::<i64>(c).unwrap(), -1);
+}
+
+#[test]
+fn rename_moves_every_field_and_the_ttl() {
+    let (_d, n) = node();
+    let c = &mut n.client();
+    fill(c, "src", 300);
+    let _: i64 = cmd("EXPIRE").arg("src").arg(1000).query(c).unwrap();
+    let before = hgetall(c, "src");
+    let _: () = cmd("SET").arg("dst").arg("old string").query(c).unwrap();
+    let _: () = cmd("RENAME").arg("src").arg("dst").query(c).unwrap();
+    assert_eq!(hgetall(c, "dst"), before);
+    assert_eq!(cmd("EXISTS").arg("src").query::<i64>(c).unwrap(), 0);
+    assert!(cmd("TTL").arg("dst").query::<i64>(c).unwrap() > 990);
+    assert_eq!(cmd("TYPE").arg("dst").query::<String>(c).unwrap(), "hash");
+    // The old name is free and empty.
+    let _: i64 = cmd("HSET").arg("src").arg("x").arg("y").query(c).unwrap();
+    assert_eq!(cmd("HLEN").arg("src").query::<i64>(c).unwrap(), 1);
+}
+
+#[test]
+fn hscan_visits_every_field_of_a_big_hash_once() {
+    let (_d, n) = node();
+    let c = &mut n.client();
+    fill(c, "big", 5000);
+    let mut cursor = 0u64;
+    let mut seen = HashMap::new();
+    let mut calls = 0;
+    loop {
+        let (next, items): (u64, Vec<String>) = cmd("HSCAN")
+            .arg("big")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(100)
+            .query(c)
+            .unwrap();
+        calls += 1;
+        for pair in items.chunks(2) {
+            assert!(seen.insert(pair[0].clone(), pair[1].clone()).is_none());
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), 5000);
+    assert!(calls >= 50, "COUNT was not honoured: {calls} calls");
+    assert_eq!(seen["f4321"], "v4321");
+    let (_, small): (u64, Vec<String>) = cmd("HSCAN")
+        .arg("big")
+        .arg(0)
+        .arg("MATCH")
+        .arg("f12*")
+        .arg("COUNT")
+        .arg(100_000)
+        .query(c)
+        .unwrap();
+    assert_eq!(small.len(), 2 * 111);
+}
+
+#[test]
+fn a_follower_catching_up_from_a_snapshot_gets_every_field() {
+    let mut cluster = InProcessCluster::start_with(3, |c| c.raft_log_max_entries = 200);
+    let leader = cluster.leader();
+    let lagging = (leader + 1) % 3;
+    let mut c = cluster.client(leader);
+    fill(&mut c, "before", 200);
+    cluster.stop(lagging);
+    for i in 0..400 {
+        let _: i64 = cmd("HSET")
+            .arg(format!("h{}", i % 7))
+            .arg(format!("f{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: i64 = cmd("DEL").arg("h3").query(&mut c).unwrap();
+    let _: i64 = cmd("HINCRBY")
+        .arg("h1")
+        .arg("n")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    cluster.restart(lagging);
+    assert!(cluster.wait_converged(Duration::from_secs(60)));
+    let mut f = cluster.client(lagging);
+    let _: () = cmd("READONLY").query(&mut f).unwrap();
+    assert_eq!(hgetall(&mut f, "h1"), hgetall(&mut c, "h1"));
+    assert_eq!(cmd("HLEN").arg("before").query::<i64>(&mut f).unwrap(), 200);
+    assert_eq!(cmd("EXISTS").arg("h3").query::<i64>(&mut f).unwrap(), 0);
+    let installed = rockraft_tests::info_field(&mut f, "raft", "raft_snapshots_installed");
+    assert_ne!(
+        installed.as_deref(),
+        Some("0"),
+        "the follower caught up without a snapshot"
+    );
+}
