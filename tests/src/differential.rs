@@ -251,8 +251,101 @@ impl Generator {
         ]))
     }
 
+    fn member(&mut self) -> Vec<u8> {
+        match self.rng.random_range(0..6) {
+            0 => self.int(),
+            1 => self.field(),
+            _ => b(self.pick(&["a", "b", "c", "d", "1", "2", "10", "-3"])),
+        }
+    }
+
     /// One random command.
     pub fn command(&mut self) -> Cmd {
+        if self.rng.random_ratio(2, 5) {
+            return self.set_command();
+        }
+        self.string_or_hash_command()
+    }
+
+    fn set_command(&mut self) -> Cmd {
+        let k = self.key();
+        match self.rng.random_range(0..22) {
+            0..=4 => {
+                let mut c = vec![b("SADD"), k];
+                for _ in 0..self.rng.random_range(1..5) {
+                    c.push(self.member());
+                }
+                c
+            }
+            5 => vec![b("SREM"), k, self.member(), self.member()],
+            6 => vec![b("SCARD"), k],
+            7 => vec![b("SISMEMBER"), k, self.member()],
+            8 => vec![b("SMISMEMBER"), k, self.member(), self.member()],
+            9 => vec![b("SMEMBERS"), k],
+            10 => {
+                let mut c = vec![b("SPOP"), k];
+                if self.rng.random_ratio(2, 3) {
+                    c.push(self.count());
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.push(b("1"));
+                }
+                c
+            }
+            11 => {
+                let mut c = vec![b("SRANDMEMBER"), k];
+                if self.rng.random_ratio(3, 4) {
+                    c.push(self.count());
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.push(b("1"));
+                }
+                c
+            }
+            12 => vec![b("SMOVE"), k, self.key(), self.member()],
+            13 => {
+                let name = self.pick(&["SINTER", "SUNION", "SDIFF"]);
+                let mut c = vec![b(name), k];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.key());
+                }
+                c
+            }
+            14 => {
+                let name = self.pick(&["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]);
+                let mut c = vec![b(name), k, self.key()];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.key());
+                }
+                c
+            }
+            15 => {
+                let n = self.rng.random_range(0..4);
+                let mut c = vec![b("SINTERCARD"), b(&n.to_string())];
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.key());
+                }
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["LIMIT", "limit", "LIMITS"])));
+                    c.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                }
+                c
+            }
+            16 => vec![b("SSCANALL"), k],
+            17 => {
+                let name =
+                    self.pick(&["SADD", "SREM", "SCARD", "SMOVE", "SINTERCARD", "SISMEMBER"]);
+                let mut c = vec![b(name)];
+                for _ in 0..self.rng.random_range(0..2) {
+                    c.push(self.key());
+                }
+                c
+            }
+            _ => vec![b("SADD"), k, self.member()],
+        }
+    }
+
+    fn string_or_hash_command(&mut self) -> Cmd {
         let k = self.key();
         let cmd: Cmd = match self.rng.random_range(0..34) {
             // Strings, so hashes meet other types.
@@ -342,26 +435,22 @@ fn name_of(cmd: &Cmd) -> String {
 /// Runs `cmd` on `t`, expanding the pseudo-commands (`HSCANALL key`: HSCAN until the cursor
 /// is 0, the pairs collected).
 pub fn run(t: &mut Target, cmd: &Cmd) -> Resp {
-    if name_of(cmd) != "HSCANALL" {
-        return t.call(cmd);
-    }
+    let (scan, width) = match name_of(cmd).as_str() {
+        "HSCANALL" => ("HSCAN", 2),
+        "SSCANALL" => ("SSCAN", 1),
+        _ => return t.call(cmd),
+    };
     let mut cursor = b"0".to_vec();
     let mut pairs = Vec::new();
     for _ in 0..10_000 {
-        let reply = t.call(&[
-            b("HSCAN"),
-            cmd[1].clone(),
-            cursor.clone(),
-            b("COUNT"),
-            b("3"),
-        ]);
+        let reply = t.call(&[b(scan), cmd[1].clone(), cursor.clone(), b("COUNT"), b("3")]);
         let Resp::Array(Some(parts)) = reply else {
             return reply;
         };
         let (Resp::Bulk(Some(next)), Resp::Array(Some(items))) = (&parts[0], &parts[1]) else {
             return Resp::Array(Some(parts));
         };
-        for pair in items.chunks(2) {
+        for pair in items.chunks(width) {
             pairs.push(Resp::Array(Some(pair.to_vec())));
         }
         if next == b"0" {
@@ -378,7 +467,10 @@ pub fn run(t: &mut Target, cmd: &Cmd) -> Resp {
 /// choices by size (their membership is checked by [`check_random`]).
 pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
     match (name_of(cmd).as_str(), reply) {
-        ("HKEYS" | "HVALS", Resp::Array(Some(mut items))) => {
+        (
+            "HKEYS" | "HVALS" | "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF",
+            Resp::Array(Some(mut items)),
+        ) => {
             items.sort();
             Resp::Array(Some(items))
         }
@@ -391,8 +483,12 @@ pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
             Resp::Array(Some(pairs))
         }
         ("TTL" | "PTTL", Resp::Int(n)) if n > 0 => Resp::Simple(b("positive ttl")),
-        ("HRANDFIELD", Resp::Array(Some(items))) => Resp::Int(items.len() as i64),
-        ("HRANDFIELD", Resp::Bulk(Some(_))) => Resp::Simple(b("one field")),
+        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP", Resp::Array(Some(items))) => {
+            Resp::Int(items.len() as i64)
+        }
+        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP", Resp::Bulk(Some(_))) => {
+            Resp::Simple(b("one element"))
+        }
         (_, other) => other,
     }
 }
@@ -400,12 +496,18 @@ pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
 /// For a random choice, whether every element it returned belongs to the key (asked of the
 /// same target); None when the command made no random choice.
 pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
-    if name_of(cmd) != "HRANDFIELD" {
-        return None;
-    }
-    let with_values = cmd
-        .get(3)
-        .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHVALUES"));
+    let name = name_of(cmd);
+    let (probe, want) = match name.as_str() {
+        "HRANDFIELD" => ("HEXISTS", 1),
+        "SRANDMEMBER" => ("SISMEMBER", 1),
+        // A popped member is no longer there.
+        "SPOP" => ("SISMEMBER", 0),
+        _ => return None,
+    };
+    let with_values = name == "HRANDFIELD"
+        && cmd
+            .get(3)
+            .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHVALUES"));
     let fields: Vec<Vec<u8>> = match reply {
         Resp::Bulk(Some(f)) => vec![f.clone()],
         Resp::Array(Some(items)) => items
@@ -419,7 +521,7 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
         _ => return None,
     };
     let count_positive = cmd.get(2).is_some_and(|c| !c.starts_with(b"-"));
-    if count_positive && cmd.len() > 2 {
+    if (count_positive && cmd.len() > 2) || name == "SPOP" {
         let mut distinct = fields.clone();
         distinct.sort();
         distinct.dedup();
@@ -428,16 +530,50 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
         }
     }
     for f in fields {
-        let exists = t.call(&[b("HEXISTS"), cmd[1].clone(), f.clone()]);
-        if exists != Resp::Int(1) {
+        let exists = t.call(&[b(probe), cmd[1].clone(), f.clone()]);
+        if exists != Resp::Int(want) {
             return Some(format!(
-                "{}: HRANDFIELD returned {:?}, not a field of the hash",
+                "{}: {name} returned {:?}, but {probe} says {exists}",
                 t.name,
                 String::from_utf8_lossy(&f)
             ));
         }
     }
     None
+}
+
+/// The elements of a reply (bulk strings, top level), for the SPOP fix-up.
+fn elements(reply: &Resp) -> Vec<Vec<u8>> {
+    match reply {
+        Resp::Bulk(Some(m)) => vec![m.clone()],
+        Resp::Array(Some(items)) => items
+            .iter()
+            .filter_map(|i| match i {
+                Resp::Bulk(Some(m)) => Some(m.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// After a random removal (SPOP), makes the oracle hold what the target holds: puts back the
+/// members Redis popped and pops those rockraft popped. Both chose at random, and every later
+/// command must see the same set.
+fn align_after_random_removal(oracle: &mut Target, cmd: &Cmd, theirs: &Resp, ours: &Resp) {
+    if name_of(cmd) != "SPOP" {
+        return;
+    }
+    let (put_back, take) = (elements(theirs), elements(ours));
+    if put_back.is_empty() || put_back == take {
+        return;
+    }
+    let mut sadd = vec![b("SADD"), cmd[1].clone()];
+    sadd.extend(put_back);
+    oracle.call(&sadd);
+    let mut srem = vec![b("SREM"), cmd[1].clone()];
+    srem.extend(take);
+    oracle.call(&srem);
 }
 
 /// The first command of `seq` whose (normalized) replies differ between `oracle` and `t`:
@@ -455,6 +591,7 @@ pub fn first_difference(
         if let Some(why) = check_random(t, cmd, &got) {
             return Some((i, format!("{want}"), why));
         }
+        align_after_random_removal(oracle, cmd, &want, &got);
         let (w, g) = (normalize(cmd, want), normalize(cmd, got));
         if w != g {
             return Some((i, format!("{w}"), format!("{g}")));

@@ -178,3 +178,39 @@ fn a_follower_catching_up_from_a_snapshot_gets_every_field() {
         "the follower caught up without a snapshot"
     );
 }
+
+/// SPOP chooses at random, but at apply, from a seed in the entry: every replica pops the
+/// same members (invariant 13).
+#[test]
+fn spop_pops_the_same_members_on_every_replica() {
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    let mut sadd = cmd("SADD");
+    sadd.arg("s");
+    for i in 0..1000 {
+        sadd.arg(format!("m{i}"));
+    }
+    let _: i64 = sadd.query(&mut c).unwrap();
+    let mut popped = std::collections::HashSet::new();
+    for i in 0..50 {
+        let got: Vec<String> = cmd("SPOP").arg("s").arg(i % 7).query(&mut c).unwrap();
+        for m in got {
+            assert!(popped.insert(m), "a member popped twice");
+        }
+        let one: Option<String> = cmd("SPOP").arg("s").query(&mut c).unwrap();
+        assert!(popped.insert(one.unwrap()));
+    }
+    let left: i64 = cmd("SCARD").arg("s").query(&mut c).unwrap();
+    assert_eq!(left as usize + popped.len(), 1000);
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+    let mut mine: Vec<String> = cmd("SMEMBERS").arg("s").query(&mut c).unwrap();
+    mine.sort();
+    for i in 0..3 {
+        let mut f = cluster.client(i);
+        let _: () = cmd("READONLY").query(&mut f).unwrap();
+        let mut theirs: Vec<String> = cmd("SMEMBERS").arg("s").query(&mut f).unwrap();
+        theirs.sort();
+        assert_eq!(theirs, mine, "node {i}");
+    }
+}

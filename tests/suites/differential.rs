@@ -1,6 +1,6 @@
 //! Differential test: seeded random command sequences against real Redis (Debian's
 //! redis-server) and against rockraft (one node, and the leader of a three-node cluster);
-//! every reply must match. CI runs a seeded slice; `ROCKRAFT_DIFF_SEQUENCES` (default 60)
+//! every reply must match. CI runs a seeded slice; `ROCKRAFT_DIFF_SEQUENCES` (default 200)
 //! and `ROCKRAFT_DIFF_SEED` run more, or another slice. A difference fails with the seed and
 //! the shortest sequence that still shows it.
 
@@ -20,7 +20,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 #[test]
 fn replies_match_redis() {
-    let sequences = env_u64("ROCKRAFT_DIFF_SEQUENCES", 60);
+    let sequences = env_u64("ROCKRAFT_DIFF_SEQUENCES", 200);
     let seed = env_u64("ROCKRAFT_DIFF_SEED", 20261201);
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -33,9 +33,14 @@ fn replies_match_redis() {
         Target::connect("rockraft (3-node leader)", cluster.addr(leader)),
     ];
     let mut commands = 0usize;
+    let mut names = std::collections::BTreeSet::new();
     for s in 0..sequences {
         let seq_seed = seed.wrapping_add(s);
         let seq = Generator::new(seq_seed).sequence(40);
+        names.extend(
+            seq.iter()
+                .map(|c| String::from_utf8_lossy(&c[0]).to_ascii_uppercase()),
+        );
         for t in targets.iter_mut() {
             if let Some((i, want, got)) = first_difference(&mut oracle, t, &seq) {
                 let small = shrink(&mut oracle, t, seq.clone());
@@ -56,5 +61,9 @@ fn replies_match_redis() {
         cluster.wait_converged(Duration::from_secs(30)),
         "the cluster's replicas differ after the sequences"
     );
-    println!("{sequences} sequences, {commands} commands compared with Redis");
+    println!(
+        "{sequences} sequences, {commands} commands compared with Redis ({} command names: {})",
+        names.len(),
+        names.into_iter().collect::<Vec<_>>().join(" ")
+    );
 }

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod hash;
 pub mod keyspace;
 pub mod server;
+pub mod set;
 pub mod string;
 
 use std::collections::HashMap;
@@ -168,6 +169,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(string::commands());
         t.extend(keyspace::commands());
         t.extend(hash::commands());
+        t.extend(set::commands());
         t.extend(cluster::commands());
         t
     })

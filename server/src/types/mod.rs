@@ -9,10 +9,11 @@
 //! as in Redis.
 
 pub mod hash;
+pub mod set;
 
 use bytes::Bytes;
 
-use crate::db::{Txn, Value, View};
+use crate::db::{Txn, Value, View, ELEMENTS};
 
 /// Why an operation on a collection failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +98,11 @@ impl Collection {
         Self::of(kind, view.get(key, now_ms))
     }
 
+    /// The live collection `key` of type `kind`, read through `r`.
+    pub fn get(r: &impl Reader, kind: u8, key: &[u8]) -> Result<Option<Collection>, Error> {
+        Self::of(kind, r.live(key))
+    }
+
     /// A new, empty collection of type `kind` (stored once it has an element).
     pub fn create(txn: &mut Txn, kind: u8) -> Collection {
         let meta = Meta {
@@ -151,4 +157,97 @@ pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
         data: copied.encode(),
     };
     txn.set(to, &value);
+}
+
+/// Reads of collections that the apply path ([`Txn`]) and the read path ([`At`]) share, so
+/// an algorithm over collections (set algebra, say) is written once.
+pub trait Reader {
+    /// The live value of `key`.
+    fn live(&self, key: &[u8]) -> Option<Value>;
+    /// Element `sub` of version `version` of `key`.
+    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>>;
+    /// Visits the elements of version `version` of `key` from sub-key `from`, in order.
+    fn scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    );
+}
+
+impl Reader for Txn<'_, '_> {
+    fn live(&self, key: &[u8]) -> Option<Value> {
+        self.get(key)
+    }
+
+    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        Txn::element(self, ELEMENTS, key, version, sub)
+    }
+
+    fn scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_elements(ELEMENTS, key, version, from, visit)
+    }
+}
+
+/// A read view at a point in time (what is expired is decided at `now_ms`).
+pub struct At<'v, 'a> {
+    pub view: &'v View<'a>,
+    pub now_ms: u64,
+}
+
+impl Reader for At<'_, '_> {
+    fn live(&self, key: &[u8]) -> Option<Value> {
+        self.view.get(key, self.now_ms)
+    }
+
+    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        self.view.element(ELEMENTS, key, version, sub)
+    }
+
+    fn scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.view.scan_elements(ELEMENTS, key, version, from, visit)
+    }
+}
+
+/// A random number generator whose sequence is fixed forever (splitmix64): choices made at
+/// apply (SPOP) from a seed in the entry must be the same on every node, in every version of
+/// rockraft that replays the log.
+pub struct LogRng(u64);
+
+impl LogRng {
+    pub fn new(seed: u64) -> LogRng {
+        LogRng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, n)` (n > 0), without modulo bias.
+    pub fn below(&mut self, n: u64) -> u64 {
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return v % n;
+            }
+        }
+    }
 }
