@@ -261,10 +261,102 @@ impl Generator {
 
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        if self.rng.random_ratio(2, 5) {
-            return self.set_command();
+        match self.rng.random_range(0..10) {
+            0..=2 => self.set_command(),
+            3..=5 => self.list_command(),
+            _ => self.string_or_hash_command(),
         }
-        self.string_or_hash_command()
+    }
+
+    fn index(&mut self) -> Vec<u8> {
+        if self.rng.random_ratio(1, 10) {
+            return self.int();
+        }
+        b(&self.rng.random_range(-6i64..7).to_string())
+    }
+
+    fn end(&mut self) -> Vec<u8> {
+        b(self.pick(&["LEFT", "RIGHT", "left", "right", "LEFT", "RIGHT", "UP"]))
+    }
+
+    fn list_command(&mut self) -> Cmd {
+        let k = self.key();
+        match self.rng.random_range(0..24) {
+            0..=4 => {
+                let name = self.pick(&["LPUSH", "RPUSH", "LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]);
+                let mut c = vec![b(name), k];
+                for _ in 0..self.rng.random_range(1..5) {
+                    c.push(self.member());
+                }
+                c
+            }
+            5 | 6 => {
+                let mut c = vec![b(self.pick(&["LPOP", "RPOP"])), k];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(self.count());
+                }
+                if self.rng.random_ratio(1, 30) {
+                    c.push(b("1"));
+                }
+                c
+            }
+            7 => vec![b("LLEN"), k],
+            8 => vec![b("LINDEX"), k, self.index()],
+            9 => vec![b("LSET"), k, self.index(), self.member()],
+            10 | 11 => vec![b("LRANGE"), k, self.index(), self.index()],
+            12 => vec![b("LTRIM"), k, self.index(), self.index()],
+            13 => {
+                let side = self.pick(&["BEFORE", "AFTER", "after", "MIDDLE"]);
+                vec![b("LINSERT"), k, b(side), self.member(), self.member()]
+            }
+            14 => vec![b("LREM"), k, self.index(), self.member()],
+            15 | 16 => {
+                let mut c = vec![b("LPOS"), k, self.member()];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(b(self.pick(&["RANK", "COUNT", "MAXLEN", "rank", "FOO"])));
+                    c.push(b(self.pick(&[
+                        "1",
+                        "2",
+                        "-1",
+                        "-2",
+                        "0",
+                        "3",
+                        "x",
+                        "-9223372036854775808",
+                    ])));
+                }
+                c
+            }
+            17 => {
+                let (from, to) = (self.end(), self.end());
+                vec![b("LMOVE"), k, self.key(), from, to]
+            }
+            18 => vec![b("RPOPLPUSH"), k, self.key()],
+            19 => {
+                let n = self.rng.random_range(0..4);
+                let mut c = vec![b("LMPOP"), b(&n.to_string())];
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.key());
+                }
+                c.push(self.end());
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["COUNT", "count", "CNT"])));
+                    c.push(self.count());
+                }
+                c
+            }
+            20 => {
+                let name = self.pick(&[
+                    "LPUSH", "LPOP", "LRANGE", "LSET", "LINSERT", "LMOVE", "LMPOP", "LPOS",
+                ]);
+                let mut c = vec![b(name)];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.key());
+                }
+                c
+            }
+            _ => vec![b("RPUSH"), k, self.member(), self.member()],
+        }
     }
 
     fn set_command(&mut self) -> Cmd {

@@ -214,3 +214,99 @@ fn spop_pops_the_same_members_on_every_replica() {
         assert_eq!(theirs, mine, "node {i}");
     }
 }
+
+/// A list of 5,000 elements against a model: pushes at both ends, inserts and removals in
+/// the middle (which shift one side), trims and pops; then the replicas' digests agree.
+#[test]
+fn a_long_list_matches_a_model_through_middle_edits() {
+    use rand::{Rng, SeedableRng};
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    let mut model: std::collections::VecDeque<String> = Default::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut pipe = redis::pipe();
+    for i in 0..5000 {
+        let v = format!("v{}", i % 97);
+        if rng.random_bool(0.5) {
+            pipe.cmd("LPUSH").arg("l").arg(&v).ignore();
+            model.push_front(v);
+        } else {
+            pipe.cmd("RPUSH").arg("l").arg(&v).ignore();
+            model.push_back(v);
+        }
+    }
+    pipe.query::<()>(&mut c).unwrap();
+    for round in 0..40 {
+        let pivot = model[rng.random_range(0..model.len())].clone();
+        let after = rng.random_bool(0.5);
+        let n: i64 = cmd("LINSERT")
+            .arg("l")
+            .arg(if after { "AFTER" } else { "BEFORE" })
+            .arg(&pivot)
+            .arg(format!("ins{round}"))
+            .query(&mut c)
+            .unwrap();
+        let p = model.iter().position(|e| *e == pivot).unwrap();
+        model.insert(if after { p + 1 } else { p }, format!("ins{round}"));
+        assert_eq!(n as usize, model.len());
+        let victim = format!("v{}", rng.random_range(0..97));
+        let count: i64 = rng.random_range(-3..4);
+        let removed: i64 = cmd("LREM")
+            .arg("l")
+            .arg(count)
+            .arg(&victim)
+            .query(&mut c)
+            .unwrap();
+        let mut left = if count == 0 {
+            usize::MAX
+        } else {
+            count.unsigned_abs() as usize
+        };
+        let mut gone = 0;
+        if count >= 0 {
+            model.retain(|e| {
+                let drop = *e == victim && left > 0;
+                if drop {
+                    left -= 1;
+                    gone += 1;
+                }
+                !drop
+            });
+        } else {
+            let mut v: Vec<String> = model.drain(..).rev().collect();
+            v.retain(|e| {
+                let drop = *e == victim && left > 0;
+                if drop {
+                    left -= 1;
+                    gone += 1;
+                }
+                !drop
+            });
+            model = v.into_iter().rev().collect();
+        }
+        assert_eq!(removed, gone);
+        if round % 10 == 9 {
+            let _: () = cmd("LTRIM").arg("l").arg(3).arg(-4).query(&mut c).unwrap();
+            model.drain(..3);
+            for _ in 0..3 {
+                model.pop_back();
+            }
+            let _: Vec<String> = cmd("LPOP").arg("l").arg(2).query(&mut c).unwrap();
+            model.drain(..2);
+        }
+    }
+    let all: Vec<String> = cmd("LRANGE").arg("l").arg(0).arg(-1).query(&mut c).unwrap();
+    assert_eq!(all, model.iter().cloned().collect::<Vec<_>>());
+    let mid: Vec<String> = cmd("LRANGE")
+        .arg("l")
+        .arg(100)
+        .arg(110)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        mid,
+        model.iter().skip(100).take(11).cloned().collect::<Vec<_>>()
+    );
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+}

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod connection;
 pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -156,6 +157,8 @@ pub fn type_error(e: crate::types::Error) -> Reply {
         Error::NotFloat(what) => Reply::err(format!("ERR {what} value is not a float")),
         Error::Overflow => Reply::err(ERR_OVERFLOW),
         Error::NanOrInfinity => Reply::err("ERR increment would produce NaN or Infinity"),
+        Error::NoSuchKey => Reply::err(ERR_NO_SUCH_KEY),
+        Error::IndexOutOfRange => Reply::err("ERR index out of range"),
     }
 }
 
@@ -170,6 +173,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(keyspace::commands());
         t.extend(hash::commands());
         t.extend(set::commands());
+        t.extend(list::commands());
         t.extend(cluster::commands());
         t
     })

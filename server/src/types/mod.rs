@@ -9,11 +9,12 @@
 //! as in Redis.
 
 pub mod hash;
+pub mod list;
 pub mod set;
 
 use bytes::Bytes;
 
-use crate::db::{Txn, Value, View, ELEMENTS};
+use crate::db::{Txn, Value, View, ELEMENTS, TYPE_LIST};
 
 /// Why an operation on a collection failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,10 @@ pub enum Error {
     Overflow,
     /// A float increment would give NaN or an infinity.
     NanOrInfinity,
+    /// The key does not exist (LSET).
+    NoSuchKey,
+    /// An index past either end (LSET).
+    IndexOutOfRange,
 }
 
 /// A collection's metadata: the payload of its value.
@@ -37,9 +42,11 @@ pub struct Meta {
     pub version: u64,
     /// Its number of elements (never 0 for a stored collection).
     pub size: u64,
+    /// A list's first index: its elements are at `head..head + size` (0 for other types).
+    pub head: u64,
 }
 
-const META_LEN: usize = 16;
+const META_LEN: usize = 24;
 
 impl Meta {
     pub fn decode(v: &Value) -> Meta {
@@ -53,13 +60,18 @@ impl Meta {
         Meta {
             version: field(0),
             size: field(1),
+            head: if v.kind == TYPE_LIST { field(2) } else { 0 },
         }
     }
 
-    pub fn encode(&self) -> Bytes {
+    /// The payload of a collection of type `kind` (only a list stores its head).
+    pub fn encode(&self, kind: u8) -> Bytes {
         let mut b = Vec::with_capacity(META_LEN);
         b.extend_from_slice(&self.version.to_be_bytes());
         b.extend_from_slice(&self.size.to_be_bytes());
+        if kind == TYPE_LIST {
+            b.extend_from_slice(&self.head.to_be_bytes());
+        }
         Bytes::from(b)
     }
 }
@@ -108,12 +120,14 @@ impl Collection {
         let meta = Meta {
             version: txn.new_version(),
             size: 0,
+            // A new list starts in the middle of the index space, to grow either way.
+            head: 1 << 63,
         };
         Collection {
             value: Value {
                 kind,
                 expire_at: 0,
-                data: meta.encode(),
+                data: meta.encode(kind),
             },
             meta,
         }
@@ -130,7 +144,20 @@ impl Collection {
             txn.del(key);
             return;
         }
-        self.value.data = self.meta.encode();
+        self.value.data = self.meta.encode(self.value.kind);
+        txn.set(key, &self.value);
+    }
+}
+
+impl Collection {
+    /// Stores the metadata as it is now (a list whose head moved, say); deletes the key when
+    /// the collection is empty.
+    pub fn save(mut self, txn: &mut Txn, key: &[u8]) {
+        if self.meta.size == 0 {
+            txn.del(key);
+            return;
+        }
+        self.value.data = self.meta.encode(self.value.kind);
         txn.set(key, &self.value);
     }
 }
@@ -154,7 +181,7 @@ pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
     let value = Value {
         kind: source.kind,
         expire_at: source.expire_at,
-        data: copied.encode(),
+        data: copied.encode(source.kind),
     };
     txn.set(to, &value);
 }
