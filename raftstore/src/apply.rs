@@ -48,6 +48,9 @@ fn cf_index(cf: &str) -> usize {
         .unwrap_or_else(|| panic!("unknown column family {cf}"))
 }
 
+/// A write of the round, as the ordered overlay holds it (None: deleted).
+type Written<'a> = (&'a Vec<u8>, &'a Option<Vec<u8>>);
+
 /// A stored entry, as RocksDB's iterator returns it.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
 
@@ -162,21 +165,52 @@ impl<'a> ApplyContext<'a> {
         cf: &str,
         start: &[u8],
         end: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_ordered(cf, start, end, false, visit);
+    }
+
+    /// [`ApplyContext::scan`] from the last entry of `[start, end)` down to the first.
+    pub fn scan_rev(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_ordered(cf, start, end, true, visit);
+    }
+
+    fn scan_ordered(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) {
         assert!(is_ordered(cf), "{cf} cannot be scanned during apply");
         let i = cf_index(cf);
-        let mut written = self.ordered[i]
-            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
-            .peekable();
+        let range =
+            self.ordered[i].range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)));
+        let mut written: Box<dyn Iterator<Item = Written<'_>>> = if reverse {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut written_next = written.next();
         let mut stored = (!self.cleared[i]).then(|| {
             let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(start.to_vec());
             opts.set_iterate_upper_bound(end.to_vec());
-            self.engine.db().iterator_cf_opt(
-                self.engine.cf(cf),
-                opts,
-                IteratorMode::From(start, Direction::Forward),
-            )
+            let mode = if reverse {
+                IteratorMode::End
+            } else {
+                IteratorMode::From(start, Direction::Forward)
+            };
+            self.engine
+                .db()
+                .iterator_cf_opt(self.engine.cf(cf), opts, mode)
         });
         let mut next_stored = || -> Option<KeyValue> {
             stored
@@ -187,14 +221,16 @@ impl<'a> ApplyContext<'a> {
         let mut from_disk = next_stored();
         loop {
             // The round's write wins over the stored entry with the same key.
-            let take_written = match (written.peek(), &from_disk) {
+            let take_written = match (&written_next, &from_disk) {
                 (None, None) => return,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
+                (Some((wk, _)), Some((dk, _))) if reverse => wk.as_slice() >= &dk[..],
                 (Some((wk, _)), Some((dk, _))) => wk.as_slice() <= &dk[..],
             };
             if take_written {
-                let (k, v) = written.next().expect("peeked");
+                let (k, v) = written_next.take().expect("checked");
+                written_next = written.next();
                 if from_disk
                     .as_ref()
                     .is_some_and(|(dk, _)| &dk[..] == k.as_slice())
@@ -253,6 +289,20 @@ mod tests {
             first.len() < 2
         });
         assert_eq!(first, vec![b"b".to_vec(), b"c".to_vec()]);
+        let mut backwards = Vec::new();
+        ctx.scan_rev(CF_ELEMENT, b"a", b"h", |k, _| {
+            backwards.push(k.to_vec());
+            true
+        });
+        let mut forwards: Vec<Vec<u8>> = want.iter().map(|(k, _)| k.clone()).collect();
+        forwards.reverse();
+        assert_eq!(backwards, forwards);
+        let mut last_two = Vec::new();
+        ctx.scan_rev(CF_ELEMENT, b"b", b"g", |k, _| {
+            last_two.push(k.to_vec());
+            last_two.len() < 2
+        });
+        assert_eq!(last_two, vec![b"c".to_vec(), b"b".to_vec()]);
         assert_eq!(ctx.get(CF_ELEMENT, b"e"), None);
         assert_eq!(ctx.get(CF_ELEMENT, b"g").as_deref(), Some(&b"disk"[..]));
     }

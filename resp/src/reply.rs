@@ -92,7 +92,7 @@ impl Reply {
                     .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
                     .collect(),
             ),
-            Reply::Double(d) => F2::BulkString(format_double(*d).into()),
+            Reply::Double(d) => F2::BulkString(format_double_g17(*d).into()),
             Reply::Bool(b) => F2::Integer(*b as i64),
             Reply::Verbatim(s) => F2::BulkString(Bytes::copy_from_slice(s.as_bytes())),
         }
@@ -154,6 +154,36 @@ fn sanitize(e: &str) -> String {
     e.replace(['\r', '\n'], " ")
 }
 
+/// Formats a double as Redis 7.0's `addReplyDouble` does in RESP2 (`"%.17g"`: 17 significant
+/// digits, no trailing zeros, an exponent below 1e-4 and from 1e17; `inf`/`-inf`).
+pub fn format_double_g17(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let exp: i32 = exp.parse().expect("exponent");
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        trim(&format!("{:.*}", (16 - exp) as usize, d))
+    }
+}
+
 /// Formats a double as Redis does for RESP2 replies (human form: no exponent, no trailing zeros; `inf`/`-inf`).
 pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
@@ -171,6 +201,26 @@ mod tests {
         let mut out = BytesMut::new();
         r.encode(p, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn doubles_print_as_printf_g17() {
+        for (d, want) in [
+            (0.1, "0.10000000000000001"),
+            (1.5, "1.5"),
+            (3.0, "3"),
+            (1e20, "1e+20"),
+            (1e-05, "1.0000000000000001e-05"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (-2.5, "-2.5"),
+            (1e16, "10000000000000000"),
+            (0.0001, "0.0001"),
+            (f64::INFINITY, "inf"),
+            (-0.0, "-0"),
+        ] {
+            assert_eq!(format_double_g17(d), want, "{d}");
+        }
     }
 
     #[test]

@@ -300,12 +300,15 @@ async fn submit(
             let proposal = shared.group.propose(now, data);
             let timeout = Duration::from_millis(shared.config.write_timeout_ms);
             let shared = shared.clone();
+            let pairs = session.proto == rockraft_resp::Protocol::Resp3
+                && command::zset::wants_resp3_pairs(spec.name, argv.len());
             *pending_write = true;
             slots.push(Slot {
                 name: spec.name,
                 reply: Box::pin(async move {
                     let slot = || key.as_deref().map_or(0, rockraft_raftstore::slot::key_slot);
                     match tokio::time::timeout(timeout, proposal).await {
+                        Ok(Ok(reply)) if pairs => command::zset::resp3_pairs(reply),
                         Ok(Ok(reply)) => reply,
                         Ok(Err(e)) => store_error(&shared, e, "write", slot()),
                         Err(_) => Reply::err(format!(

@@ -262,6 +262,25 @@ impl<'c, 'e> Txn<'c, 'e> {
             .scan(cf, &start, &end, |k, v| visit(&k[prefix.len()..], v));
     }
 
+    /// Visits the elements of version `version` of `key` in descending sub-key order, from
+    /// just below `before` (a sub-key, exclusive) or from the last: (sub-key, value).
+    pub fn scan_elements_rev(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        let prefix = keys::element_prefix(key, version);
+        let end = match before {
+            Some(b) => [&prefix[..], b].concat(),
+            None => keys::prefix_end(&prefix),
+        };
+        self.ctx
+            .scan_rev(cf, &prefix, &end, |k, v| visit(&k[prefix.len()..], v));
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.ctx.now_ms()
     }
@@ -440,6 +459,37 @@ impl View<'_> {
         });
     }
 
+    /// [`View::scan_elements`] in descending sub-key order, from just below `before`
+    /// (exclusive) or from the last.
+    pub fn scan_elements_rev(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        let prefix = keys::element_prefix(key, version);
+        let end = match before {
+            Some(b) => [&prefix[..], b].concat(),
+            None => keys::prefix_end(&prefix),
+        };
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&self.snapshot);
+        opts.set_iterate_lower_bound(prefix.clone());
+        opts.set_iterate_upper_bound(end);
+        let it = self
+            .engine
+            .db()
+            .iterator_cf_opt(self.engine.cf(cf), opts, IteratorMode::End);
+        for item in it {
+            let (k, v) = item.unwrap_or_else(|e| panic!("scan failed: {e}"));
+            if !visit(&k[prefix.len()..], &v) {
+                return;
+            }
+        }
+    }
+
     fn scan_prefix(&self, cf: &str, prefix: &[u8], visit: &mut impl FnMut(&[u8], &[u8])) {
         self.scan_range(cf, prefix, &keys::prefix_end(prefix), |k, v| {
             visit(k, v);
@@ -484,3 +534,5 @@ impl View<'_> {
 
 /// The element family of a collection type's elements.
 pub const ELEMENTS: &str = CF_ELEMENT;
+/// The family of the sorted sets' score index.
+pub const SCORES: &str = rockraft_raftstore::keys::CF_SCORE;

@@ -13,6 +13,7 @@ mod peer_client;
 mod scan;
 pub mod session;
 pub mod state_machine;
+pub mod strtod;
 pub mod telemetry;
 pub mod types;
 

@@ -47,7 +47,7 @@ impl LongDouble {
         if lower.starts_with("nan") || unsigned.starts_with(['+', '-']) || unsigned.is_empty() {
             return None;
         }
-        if !whole_number(unsigned.as_bytes()) {
+        if !crate::strtod::whole_number(unsigned.as_bytes()) {
             return None;
         }
         // strtold takes a hexadecimal number without a binary exponent; APFloat wants one.
@@ -104,54 +104,6 @@ impl LongDouble {
         }
         out
     }
-}
-
-/// Whether all of `s` is a number strtold reads to its end: decimal `d[.d][e[±]d]` or
-/// hexadecimal `0x h[.h][p[±]d]`, with at least one mantissa digit.
-fn whole_number(s: &[u8]) -> bool {
-    let (hex, body) = match s {
-        [b'0', b'x' | b'X', rest @ ..] => (true, rest),
-        _ => (false, s),
-    };
-    let is_digit = |c: u8| {
-        if hex {
-            c.is_ascii_hexdigit()
-        } else {
-            c.is_ascii_digit()
-        }
-    };
-    let mut i = 0;
-    let mut mantissa_digits = 0;
-    while i < body.len() && is_digit(body[i]) {
-        i += 1;
-        mantissa_digits += 1;
-    }
-    if i < body.len() && body[i] == b'.' {
-        i += 1;
-        while i < body.len() && is_digit(body[i]) {
-            i += 1;
-            mantissa_digits += 1;
-        }
-    }
-    if mantissa_digits == 0 {
-        return false;
-    }
-    if i == body.len() {
-        return true;
-    }
-    let exp_mark: &[u8] = if hex { b"pP" } else { b"eE" };
-    if !exp_mark.contains(&body[i]) {
-        return false;
-    }
-    i += 1;
-    if i < body.len() && (body[i] == b'+' || body[i] == b'-') {
-        i += 1;
-    }
-    let digits_start = i;
-    while i < body.len() && body[i].is_ascii_digit() {
-        i += 1;
-    }
-    i == body.len() && i > digits_start
 }
 
 /// The decimal digits of `round_half_even(significand * 2^shift * 10^17)`, at least 18 of

@@ -261,10 +261,248 @@ impl Generator {
 
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..14) {
             0..=2 => self.set_command(),
             3..=5 => self.list_command(),
+            6..=9 => self.zset_command(),
             _ => self.string_or_hash_command(),
+        }
+    }
+
+    fn score(&mut self) -> Vec<u8> {
+        match self.rng.random_range(0..8) {
+            0..=3 => b(&self.rng.random_range(-5i64..6).to_string()),
+            4 => b(self.pick(&[
+                "1.5",
+                "-2.5",
+                "0.1",
+                "0.2",
+                "1e20",
+                "123456789012345678",
+                "-0",
+            ])),
+            5 => b(self.pick(&["inf", "-inf", "+inf", "0x10", "3.0"])),
+            6 => b(self.pick(&["nan", "abc", "", " 1", "1e400", "1e-400"])),
+            _ => b(&self.rng.random_range(0..3).to_string()),
+        }
+    }
+
+    fn score_bound(&mut self) -> Vec<u8> {
+        match self.rng.random_range(0..6) {
+            0 | 1 => b(&self.rng.random_range(-5i64..6).to_string()),
+            2 => {
+                let n = self.rng.random_range(-5i64..6);
+                b(&format!("({n}"))
+            }
+            3 => b(self.pick(&["-inf", "+inf", "(-inf", "(+inf", "inf"])),
+            4 => b(self.pick(&["1.5", "(1.5", "0.1", "(", "", " 2", "x", "nan", "1e400"])),
+            _ => b(&self.rng.random_range(0..3).to_string()),
+        }
+    }
+
+    fn lex_bound(&mut self) -> Vec<u8> {
+        let m = String::from_utf8_lossy(&self.member()).into_owned();
+        match self.rng.random_range(0..6) {
+            0 => b("-"),
+            1 => b("+"),
+            2 => b(&format!("[{m}")),
+            3 => b(&format!("({m}")),
+            4 => b(self.pick(&["[", "(", "a", "+a", "-", "+"])),
+            _ => b(&format!("[{m}")),
+        }
+    }
+
+    fn zset_options(&mut self, c: &mut Cmd, opts: &[&str]) {
+        for _ in 0..self.rng.random_range(0..3) {
+            let o = self.pick(opts);
+            c.push(b(o));
+            if o.eq_ignore_ascii_case("LIMIT") {
+                c.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                c.push(b(self.pick(&["1", "2", "-1", "0", "5"])));
+            }
+        }
+    }
+
+    fn zset_command(&mut self) -> Cmd {
+        let k = self.key();
+        match self.rng.random_range(0..34) {
+            0..=5 => {
+                let mut c = vec![b("ZADD"), k];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(b(
+                        self.pick(&["NX", "XX", "GT", "LT", "CH", "INCR", "nx", "ch"])
+                    ));
+                }
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.score());
+                    c.push(self.member());
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.pop();
+                }
+                c
+            }
+            6 => vec![b("ZINCRBY"), k, self.score(), self.member()],
+            7 => vec![b("ZREM"), k, self.member(), self.member()],
+            8 => vec![b("ZCARD"), k],
+            9 => vec![b("ZSCORE"), k, self.member()],
+            10 => vec![b("ZMSCORE"), k, self.member(), self.member()],
+            11 => vec![b(self.pick(&["ZRANK", "ZREVRANK"])), k, self.member()],
+            12 => vec![b("ZCOUNT"), k, self.score_bound(), self.score_bound()],
+            13 => vec![b("ZLEXCOUNT"), k, self.lex_bound(), self.lex_bound()],
+            14 | 15 => {
+                let mut c = vec![b("ZRANGE"), k];
+                match self.rng.random_range(0..3) {
+                    0 => {
+                        c.push(self.index());
+                        c.push(self.index());
+                    }
+                    1 => {
+                        c.push(self.score_bound());
+                        c.push(self.score_bound());
+                        c.push(b("BYSCORE"));
+                    }
+                    _ => {
+                        c.push(self.lex_bound());
+                        c.push(self.lex_bound());
+                        c.push(b("BYLEX"));
+                    }
+                }
+                self.zset_options(
+                    &mut c,
+                    &["REV", "WITHSCORES", "LIMIT", "BYSCORE", "rev", "withscores"],
+                );
+                c
+            }
+            16 => {
+                let name = self.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]);
+                let mut c = vec![b(name), k, self.score_bound(), self.score_bound()];
+                self.zset_options(&mut c, &["WITHSCORES", "LIMIT", "REV", "withscores"]);
+                c
+            }
+            17 => {
+                let name = self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
+                let mut c = vec![b(name), k, self.lex_bound(), self.lex_bound()];
+                self.zset_options(&mut c, &["LIMIT", "LIMIT", "WITHSCORES"]);
+                c
+            }
+            18 => {
+                let mut c = vec![b("ZREVRANGE"), k, self.index(), self.index()];
+                self.zset_options(&mut c, &["WITHSCORES", "LIMIT"]);
+                c
+            }
+            19 => {
+                let mut c = vec![b("ZRANGESTORE"), self.key(), k];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(self.index());
+                    c.push(self.index());
+                } else {
+                    c.push(self.score_bound());
+                    c.push(self.score_bound());
+                    c.push(b("BYSCORE"));
+                }
+                self.zset_options(&mut c, &["REV", "LIMIT", "WITHSCORES"]);
+                c
+            }
+            20 | 21 => {
+                let mut c = vec![b(self.pick(&["ZPOPMIN", "ZPOPMAX"])), k];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(self.count());
+                }
+                c
+            }
+            22 => {
+                let n = self.rng.random_range(0..4);
+                let mut c = vec![b("ZMPOP"), b(&n.to_string())];
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.key());
+                }
+                c.push(b(self.pick(&["MIN", "MAX", "min", "MID"])));
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["COUNT", "count"])));
+                    c.push(self.count());
+                }
+                c
+            }
+            23 => {
+                let mut c = vec![b("ZRANDMEMBER"), k];
+                if self.rng.random_ratio(3, 4) {
+                    c.push(self.count());
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(b(self.pick(&["WITHSCORES", "withscores", "WITHSCORE"])));
+                    }
+                }
+                c
+            }
+            24 => vec![b("ZREMRANGEBYRANK"), k, self.index(), self.index()],
+            25 => vec![
+                b("ZREMRANGEBYSCORE"),
+                k,
+                self.score_bound(),
+                self.score_bound(),
+            ],
+            26 => vec![b("ZREMRANGEBYLEX"), k, self.lex_bound(), self.lex_bound()],
+            27..=29 => {
+                let name = self.pick(&[
+                    "ZUNION",
+                    "ZINTER",
+                    "ZDIFF",
+                    "ZINTERCARD",
+                    "ZUNIONSTORE",
+                    "ZINTERSTORE",
+                    "ZDIFFSTORE",
+                ]);
+                let store = name.ends_with("STORE");
+                let mut c = vec![b(name)];
+                if store {
+                    c.push(k);
+                }
+                let n = self.rng.random_range(0..4);
+                c.push(b(&n.to_string()));
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.key());
+                }
+                for _ in 0..self.rng.random_range(0..3) {
+                    match self.rng.random_range(0..5) {
+                        0 => {
+                            c.push(b("WEIGHTS"));
+                            for _ in 0..n.max(1) {
+                                c.push(b(self.pick(&["1", "2", "0", "-1", "0.5", "inf", "x"])));
+                            }
+                        }
+                        1 => {
+                            c.push(b("AGGREGATE"));
+                            c.push(b(self.pick(&["SUM", "MIN", "MAX", "max", "AVG"])));
+                        }
+                        2 => c.push(b("WITHSCORES")),
+                        3 => {
+                            c.push(b("LIMIT"));
+                            c.push(b(self.pick(&["0", "1", "2", "-1"])));
+                        }
+                        _ => c.push(b("FOO")),
+                    }
+                }
+                c
+            }
+            30 => vec![b("ZSCANALL"), k],
+            31 => {
+                let name = self.pick(&[
+                    "ZADD",
+                    "ZRANGE",
+                    "ZPOPMIN",
+                    "ZRANGESTORE",
+                    "ZUNION",
+                    "ZMPOP",
+                    "ZINCRBY",
+                    "ZSCORE",
+                ]);
+                let mut c = vec![b(name)];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.key());
+                }
+                c
+            }
+            _ => vec![b("ZADD"), k, self.score(), self.member()],
         }
     }
 
@@ -530,6 +768,7 @@ pub fn run(t: &mut Target, cmd: &Cmd) -> Resp {
     let (scan, width) = match name_of(cmd).as_str() {
         "HSCANALL" => ("HSCAN", 2),
         "SSCANALL" => ("SSCAN", 1),
+        "ZSCANALL" => ("ZSCAN", 2),
         _ => return t.call(cmd),
     };
     let mut cursor = b"0".to_vec();
@@ -575,10 +814,10 @@ pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
             Resp::Array(Some(pairs))
         }
         ("TTL" | "PTTL", Resp::Int(n)) if n > 0 => Resp::Simple(b("positive ttl")),
-        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP", Resp::Array(Some(items))) => {
+        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP" | "ZRANDMEMBER", Resp::Array(Some(items))) => {
             Resp::Int(items.len() as i64)
         }
-        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP", Resp::Bulk(Some(_))) => {
+        ("HRANDFIELD" | "SRANDMEMBER" | "SPOP" | "ZRANDMEMBER", Resp::Bulk(Some(_))) => {
             Resp::Simple(b("one element"))
         }
         (_, other) => other,
@@ -592,14 +831,20 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
     let (probe, want) = match name.as_str() {
         "HRANDFIELD" => ("HEXISTS", 1),
         "SRANDMEMBER" => ("SISMEMBER", 1),
+        "ZRANDMEMBER" => ("ZRANK", -1),
         // A popped member is no longer there.
         "SPOP" => ("SISMEMBER", 0),
         _ => return None,
     };
-    let with_values = name == "HRANDFIELD"
-        && cmd
+    let with_values = match name.as_str() {
+        "HRANDFIELD" => cmd
             .get(3)
-            .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHVALUES"));
+            .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHVALUES")),
+        "ZRANDMEMBER" => cmd
+            .get(3)
+            .is_some_and(|o| o.eq_ignore_ascii_case(b"WITHSCORES")),
+        _ => false,
+    };
     let fields: Vec<Vec<u8>> = match reply {
         Resp::Bulk(Some(f)) => vec![f.clone()],
         Resp::Array(Some(items)) => items
@@ -623,7 +868,12 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
     }
     for f in fields {
         let exists = t.call(&[b(probe), cmd[1].clone(), f.clone()]);
-        if exists != Resp::Int(want) {
+        // want -1: any integer (a rank), not nil.
+        let ok = match want {
+            -1 => matches!(exists, Resp::Int(_)),
+            w => exists == Resp::Int(w),
+        };
+        if !ok {
             return Some(format!(
                 "{}: {name} returned {:?}, but {probe} says {exists}",
                 t.name,

@@ -310,3 +310,100 @@ fn a_long_list_matches_a_model_through_middle_edits() {
     );
     assert!(cluster.wait_converged(Duration::from_secs(30)));
 }
+
+/// A sorted set of 20,000 members: ranges by rank, score and lex, ranks and pops agree with
+/// a model; replicas end with the same digest.
+#[test]
+fn a_big_sorted_set_matches_a_model() {
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    let mut model: Vec<(i64, String)> = Vec::new();
+    for start in (0..20_000).step_by(1000) {
+        let mut zadd = cmd("ZADD");
+        zadd.arg("z");
+        for i in start..start + 1000 {
+            let score = (i * 7919) % 5000;
+            let member = format!("m{i:05}");
+            zadd.arg(score).arg(&member);
+            model.push((score, member));
+        }
+        let _: i64 = zadd.query(&mut c).unwrap();
+    }
+    model.sort();
+    assert_eq!(cmd("ZCARD").arg("z").query::<i64>(&mut c).unwrap(), 20_000);
+    let mid: Vec<String> = cmd("ZRANGE")
+        .arg("z")
+        .arg(10_000)
+        .arg(10_009)
+        .query(&mut c)
+        .unwrap();
+    let want: Vec<String> = model[10_000..10_010]
+        .iter()
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(mid, want);
+    let rev: Vec<String> = cmd("ZRANGE")
+        .arg("z")
+        .arg(0)
+        .arg(2)
+        .arg("REV")
+        .query(&mut c)
+        .unwrap();
+    let want: Vec<String> = model.iter().rev().take(3).map(|(_, m)| m.clone()).collect();
+    assert_eq!(rev, want);
+    let by_score: Vec<String> = cmd("ZRANGEBYSCORE")
+        .arg("z")
+        .arg("(100")
+        .arg(102)
+        .query(&mut c)
+        .unwrap();
+    let want: Vec<String> = model
+        .iter()
+        .filter(|(s, _)| *s > 100 && *s <= 102)
+        .map(|(_, m)| m.clone())
+        .collect();
+    assert_eq!(by_score, want);
+    let count: i64 = cmd("ZCOUNT")
+        .arg("z")
+        .arg(0)
+        .arg(999)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        count as usize,
+        model.iter().filter(|(s, _)| *s < 1000).count()
+    );
+    let (s, m) = &model[12_345];
+    let rank: i64 = cmd("ZRANK").arg("z").arg(m).query(&mut c).unwrap();
+    assert_eq!(rank, 12_345);
+    let score: f64 = cmd("ZSCORE").arg("z").arg(m).query(&mut c).unwrap();
+    assert_eq!(score as i64, *s);
+    let popped: Vec<String> = cmd("ZPOPMIN").arg("z").arg(3).query(&mut c).unwrap();
+    let want: Vec<String> = model[..3]
+        .iter()
+        .flat_map(|(s, m)| [m.clone(), s.to_string()])
+        .collect();
+    assert_eq!(popped, want);
+    let removed: i64 = cmd("ZREMRANGEBYSCORE")
+        .arg("z")
+        .arg(4000)
+        .arg("+inf")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        removed as usize,
+        model.iter().filter(|(s, _)| *s >= 4000).count()
+    );
+    let stored: i64 = cmd("ZUNIONSTORE")
+        .arg("u")
+        .arg(2)
+        .arg("z")
+        .arg("z")
+        .arg("AGGREGATE")
+        .arg("MAX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(stored, cmd("ZCARD").arg("z").query::<i64>(&mut c).unwrap());
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+}

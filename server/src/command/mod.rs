@@ -16,6 +16,7 @@ pub mod list;
 pub mod server;
 pub mod set;
 pub mod string;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -159,6 +160,7 @@ pub fn type_error(e: crate::types::Error) -> Reply {
         Error::NanOrInfinity => Reply::err("ERR increment would produce NaN or Infinity"),
         Error::NoSuchKey => Reply::err(ERR_NO_SUCH_KEY),
         Error::IndexOutOfRange => Reply::err("ERR index out of range"),
+        Error::ScoreNan => Reply::err("ERR resulting score is not a number (NaN)"),
     }
 }
 
@@ -174,6 +176,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(hash::commands());
         t.extend(set::commands());
         t.extend(list::commands());
+        t.extend(zset::commands());
         t.extend(cluster::commands());
         t
     })

@@ -11,6 +11,7 @@
 pub mod hash;
 pub mod list;
 pub mod set;
+pub mod zset;
 
 use bytes::Bytes;
 
@@ -33,6 +34,8 @@ pub enum Error {
     NoSuchKey,
     /// An index past either end (LSET).
     IndexOutOfRange,
+    /// A score would be NaN (ZADD INCR of inf and -inf).
+    ScoreNan,
 }
 
 /// A collection's metadata: the payload of its value.
@@ -191,8 +194,33 @@ pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
 pub trait Reader {
     /// The live value of `key`.
     fn live(&self, key: &[u8]) -> Option<Value>;
+    /// Entry `sub` of version `version` of `key` in family `cf`.
+    fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>>;
+    /// Visits the entries of version `version` of `key` in family `cf` from sub-key `from`,
+    /// in order.
+    fn scan_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    );
+    /// The same in descending order, from just below `before` (or from the last).
+    fn scan_rev_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    );
+
     /// Element `sub` of version `version` of `key`.
-    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>>;
+    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        self.element_in(ELEMENTS, key, version, sub)
+    }
+
     /// Visits the elements of version `version` of `key` from sub-key `from`, in order.
     fn scan(
         &self,
@@ -200,7 +228,9 @@ pub trait Reader {
         version: u64,
         from: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    );
+    ) {
+        self.scan_in(ELEMENTS, key, version, from, visit)
+    }
 }
 
 impl Reader for Txn<'_, '_> {
@@ -208,18 +238,30 @@ impl Reader for Txn<'_, '_> {
         self.get(key)
     }
 
-    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
-        Txn::element(self, ELEMENTS, key, version, sub)
+    fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        Txn::element(self, cf, key, version, sub)
     }
 
-    fn scan(
+    fn scan_in(
         &self,
+        cf: &str,
         key: &[u8],
         version: u64,
         from: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) {
-        self.scan_elements(ELEMENTS, key, version, from, visit)
+        self.scan_elements(cf, key, version, from, visit)
+    }
+
+    fn scan_rev_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_elements_rev(cf, key, version, before, visit)
     }
 }
 
@@ -234,18 +276,30 @@ impl Reader for At<'_, '_> {
         self.view.get(key, self.now_ms)
     }
 
-    fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
-        self.view.element(ELEMENTS, key, version, sub)
+    fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        self.view.element(cf, key, version, sub)
     }
 
-    fn scan(
+    fn scan_in(
         &self,
+        cf: &str,
         key: &[u8],
         version: u64,
         from: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) {
-        self.view.scan_elements(ELEMENTS, key, version, from, visit)
+        self.view.scan_elements(cf, key, version, from, visit)
+    }
+
+    fn scan_rev_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.view.scan_elements_rev(cf, key, version, before, visit)
     }
 }
 
