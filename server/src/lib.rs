@@ -47,6 +47,77 @@ pub use rockraft_raftstore::DATA_GROUP_ID;
 pub struct RuntimeConfig {
     pub maxclients: AtomicU64,
     pub proto_max_bulk_len: AtomicU64,
+    /// The sizes up to which Redis keeps a collection compact: what OBJECT ENCODING reports
+    /// (and whether HSCAN & co return a collection whole). Node-local: nothing stored depends
+    /// on them, so replicas need not agree.
+    pub encodings: Encodings,
+}
+
+/// Redis's encoding thresholds (CONFIG names in [`Encodings::PARAMS`]).
+pub struct Encodings {
+    pub hash_max_listpack_entries: std::sync::atomic::AtomicI64,
+    pub hash_max_listpack_value: std::sync::atomic::AtomicI64,
+    pub set_max_intset_entries: std::sync::atomic::AtomicI64,
+    pub zset_max_listpack_entries: std::sync::atomic::AtomicI64,
+    pub zset_max_listpack_value: std::sync::atomic::AtomicI64,
+    pub list_max_listpack_size: std::sync::atomic::AtomicI64,
+    pub list_compress_depth: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Encodings {
+    fn default() -> Self {
+        use std::sync::atomic::AtomicI64;
+        Encodings {
+            hash_max_listpack_entries: AtomicI64::new(128),
+            hash_max_listpack_value: AtomicI64::new(64),
+            set_max_intset_entries: AtomicI64::new(512),
+            zset_max_listpack_entries: AtomicI64::new(128),
+            zset_max_listpack_value: AtomicI64::new(64),
+            list_max_listpack_size: AtomicI64::new(-2),
+            list_compress_depth: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Encodings {
+    /// (CONFIG name, its old ziplist alias, smallest value Redis accepts).
+    pub const PARAMS: [(&'static str, Option<&'static str>, i64); 7] = [
+        (
+            "hash-max-listpack-entries",
+            Some("hash-max-ziplist-entries"),
+            0,
+        ),
+        ("hash-max-listpack-value", Some("hash-max-ziplist-value"), 0),
+        ("set-max-intset-entries", None, 0),
+        (
+            "zset-max-listpack-entries",
+            Some("zset-max-ziplist-entries"),
+            0,
+        ),
+        ("zset-max-listpack-value", Some("zset-max-ziplist-value"), 0),
+        (
+            "list-max-listpack-size",
+            Some("list-max-ziplist-size"),
+            i32::MIN as i64,
+        ),
+        ("list-compress-depth", None, 0),
+    ];
+
+    /// The setting named `name` (or its alias).
+    pub fn get(&self, name: &str) -> Option<&std::sync::atomic::AtomicI64> {
+        let i = Self::PARAMS
+            .iter()
+            .position(|(n, alias, _)| *n == name || *alias == Some(name))?;
+        Some(match i {
+            0 => &self.hash_max_listpack_entries,
+            1 => &self.hash_max_listpack_value,
+            2 => &self.set_max_intset_entries,
+            3 => &self.zset_max_listpack_entries,
+            4 => &self.zset_max_listpack_value,
+            5 => &self.list_max_listpack_size,
+            _ => &self.list_compress_depth,
+        })
+    }
 }
 
 /// Counters INFO stats reports.
@@ -268,6 +339,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         runtime: RuntimeConfig {
             maxclients: AtomicU64::new(config.maxclients),
             proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
+            encodings: Encodings::default(),
         },
         config,
         group,

@@ -261,11 +261,88 @@ impl Generator {
 
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        match self.rng.random_range(0..14) {
+        match self.rng.random_range(0..16) {
             0..=2 => self.set_command(),
             3..=5 => self.list_command(),
             6..=9 => self.zset_command(),
+            10 | 11 => self.generic_command(),
             _ => self.string_or_hash_command(),
+        }
+    }
+
+    fn pattern(&mut self) -> Vec<u8> {
+        b(self.pick(&[
+            "#", "k*", "{k}*", "nosort", "k*->f0", "{k}*->f1", "*", "k", "x*y",
+        ]))
+    }
+
+    fn generic_command(&mut self) -> Cmd {
+        let k = self.key();
+        match self.rng.random_range(0..12) {
+            0 | 1 => {
+                let mut c = vec![b("COPY"), k, self.key()];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["REPLACE", "replace", "REPLAC"])));
+                }
+                if self.rng.random_ratio(1, 10) {
+                    c.push(b("DB"));
+                    c.push(b(self.pick(&["0", "x"])));
+                }
+                c
+            }
+            2 => vec![b("RANDOMKEY")],
+            3 => vec![b("TOUCH"), k, self.key()],
+            4 => {
+                let sub = self.pick(&[
+                    "ENCODING", "ENCODING", "REFCOUNT", "FREQ", "IDLETIME", "HELP", "NOPE",
+                ]);
+                vec![b("OBJECT"), b(sub), k]
+            }
+            5..=8 => {
+                let mut c = vec![b(self.pick(&["SORT", "SORT", "SORT_RO"])), k];
+                for _ in 0..self.rng.random_range(0..4) {
+                    match self.rng.random_range(0..8) {
+                        0 => c.push(b(self.pick(&["ASC", "DESC", "desc"]))),
+                        1 | 2 => c.push(b("ALPHA")),
+                        3 => {
+                            c.push(b("LIMIT"));
+                            c.push(b(self.pick(&["0", "1", "2", "-1", "10"])));
+                            c.push(b(self.pick(&["1", "2", "-1", "0", "x"])));
+                        }
+                        4 => {
+                            c.push(b("BY"));
+                            c.push(self.pattern());
+                        }
+                        5 => {
+                            c.push(b("GET"));
+                            c.push(self.pattern());
+                        }
+                        6 => {
+                            c.push(b("STORE"));
+                            c.push(self.key());
+                        }
+                        _ => c.push(b("FOO")),
+                    }
+                }
+                c
+            }
+            9 | 10 => {
+                let mut c = vec![b("LCS"), k, self.key()];
+                for _ in 0..self.rng.random_range(0..3) {
+                    match self.rng.random_range(0..5) {
+                        0 => c.push(b("LEN")),
+                        1 => c.push(b("IDX")),
+                        2 => c.push(b("WITHMATCHLEN")),
+                        3 => {
+                            c.push(b("MINMATCHLEN"));
+                            c.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                        }
+                        _ => c.push(b("BAR")),
+                    }
+                }
+                c
+            }
+            _ => vec![b("SUBSTR"), k, self.index(), self.index()],
         }
     }
 
@@ -814,6 +891,26 @@ pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
             Resp::Array(Some(pairs))
         }
         ("TTL" | "PTTL", Resp::Int(n)) if n > 0 => Resp::Simple(b("positive ttl")),
+        // Redis's string encodings depend on how the value was made (APPEND makes "raw").
+        ("OBJECT", Resp::Bulk(Some(e))) if e == b"raw" || e == b"embstr" => {
+            Resp::Simple(b("a string encoding"))
+        }
+        ("OBJECT", Resp::Int(_)) if cmd[1].eq_ignore_ascii_case(b"REFCOUNT") => {
+            Resp::Simple(b("a refcount"))
+        }
+        // rockraft keeps no access times (README).
+        ("OBJECT", Resp::Int(_)) if cmd[1].eq_ignore_ascii_case(b"IDLETIME") => {
+            Resp::Simple(b("an idle time"))
+        }
+        ("RANDOMKEY", Resp::Bulk(Some(_))) => Resp::Simple(b("a key")),
+        // A set's own order (no sorting: BY a constant), or ties among equal BY values, are
+        // Redis's hash order; compare what was returned, not its order.
+        ("SORT" | "SORT_RO", Resp::Array(Some(mut items)))
+            if cmd.iter().any(|a| a.eq_ignore_ascii_case(b"BY")) =>
+        {
+            items.sort();
+            Resp::Array(Some(items))
+        }
         ("HRANDFIELD" | "SRANDMEMBER" | "SPOP" | "ZRANDMEMBER", Resp::Array(Some(items))) => {
             Resp::Int(items.len() as i64)
         }
@@ -831,6 +928,7 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
     let (probe, want) = match name.as_str() {
         "HRANDFIELD" => ("HEXISTS", 1),
         "SRANDMEMBER" => ("SISMEMBER", 1),
+        "RANDOMKEY" => ("EXISTS", 1),
         "ZRANDMEMBER" => ("ZRANK", -1),
         // A popped member is no longer there.
         "SPOP" => ("SISMEMBER", 0),
@@ -867,7 +965,11 @@ pub fn check_random(t: &mut Target, cmd: &Cmd, reply: &Resp) -> Option<String> {
         }
     }
     for f in fields {
-        let exists = t.call(&[b(probe), cmd[1].clone(), f.clone()]);
+        let exists = if name == "RANDOMKEY" {
+            t.call(&[b(probe), f.clone()])
+        } else {
+            t.call(&[b(probe), cmd[1].clone(), f.clone()])
+        };
         // want -1: any integer (a rank), not nil.
         let ok = match want {
             -1 => matches!(exists, Resp::Int(_)),
@@ -918,6 +1020,23 @@ fn align_after_random_removal(oracle: &mut Target, cmd: &Cmd, theirs: &Resp, our
     oracle.call(&srem);
 }
 
+/// Redis converts a collection to its big encoding for good (when it grew, or for SORT), so
+/// it may say `hashtable` or `skiplist` where rockraft, which decides by the current size,
+/// says the compact one. The other way round is a difference.
+fn history_encoding(cmd: &Cmd, redis: &Resp, rockraft: &Resp) -> bool {
+    let is_encoding = name_of(cmd) == "OBJECT"
+        && cmd
+            .get(1)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"ENCODING"));
+    matches!(
+        (redis, rockraft),
+        (Resp::Bulk(Some(r)), Resp::Bulk(Some(o)))
+            if is_encoding
+                && (r == b"hashtable" || r == b"skiplist")
+                && (o == b"listpack" || o == b"intset")
+    )
+}
+
 /// The first command of `seq` whose (normalized) replies differ between `oracle` and `t`:
 /// (position, oracle's reply, t's reply). Both start empty.
 pub fn first_difference(
@@ -928,6 +1047,12 @@ pub fn first_difference(
     oracle.flush();
     t.flush();
     for (i, cmd) in seq.iter().enumerate() {
+        if matches!(name_of(cmd).as_str(), "SORT" | "SORT_RO") {
+            // Redis's SORT reads errno after strtod without clearing it first, so an earlier
+            // overflow elsewhere (a ZCOUNT to 1e400, say) makes it fail spuriously. A ZADD XX
+            // on a missing key clears errno (string2d does) and changes nothing.
+            oracle.call(&[b("ZADD"), b("__errno__"), b("XX"), b("0"), b("m")]);
+        }
         let want = run(oracle, cmd);
         let got = run(t, cmd);
         if let Some(why) = check_random(t, cmd, &got) {
@@ -935,7 +1060,7 @@ pub fn first_difference(
         }
         align_after_random_removal(oracle, cmd, &want, &got);
         let (w, g) = (normalize(cmd, want), normalize(cmd, got));
-        if w != g {
+        if w != g && !history_encoding(cmd, &w, &g) {
             return Some((i, format!("{w}"), format!("{g}")));
         }
     }

@@ -407,3 +407,67 @@ fn a_big_sorted_set_matches_a_model() {
     assert_eq!(stored, cmd("ZCARD").arg("z").query::<i64>(&mut c).unwrap());
     assert!(cluster.wait_converged(Duration::from_secs(30)));
 }
+
+/// OBJECT ENCODING names Redis's encoding for the current size and elements, following the
+/// thresholds CONFIG SET changes.
+#[test]
+fn object_encoding_follows_the_listpack_settings() {
+    let (_d, n) = node();
+    let c = &mut n.client();
+    let enc = |c: &mut Connection, k: &str| -> String {
+        cmd("OBJECT").arg("ENCODING").arg(k).query(c).unwrap()
+    };
+    let _: i64 = cmd("HSET")
+        .arg("h")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .query(c)
+        .unwrap();
+    assert_eq!(enc(c, "h"), "listpack");
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("hash-max-listpack-entries")
+        .arg(1)
+        .query(c)
+        .unwrap();
+    assert_eq!(enc(c, "h"), "hashtable");
+    let got: Vec<String> = cmd("CONFIG")
+        .arg("GET")
+        .arg("hash-max-ziplist-entries")
+        .query(c)
+        .unwrap();
+    assert_eq!(got, vec!["hash-max-ziplist-entries", "1"]);
+    let _: i64 = cmd("SADD").arg("s").arg(1).arg(2).query(c).unwrap();
+    assert_eq!(enc(c, "s"), "intset");
+    let _: i64 = cmd("SADD").arg("s").arg("x").query(c).unwrap();
+    assert_eq!(enc(c, "s"), "hashtable");
+    let _: i64 = cmd("ZADD").arg("z").arg(1).arg("a").query(c).unwrap();
+    assert_eq!(enc(c, "z"), "listpack");
+    let _: i64 = cmd("ZADD")
+        .arg("z")
+        .arg(2)
+        .arg("x".repeat(65))
+        .query(c)
+        .unwrap();
+    assert_eq!(enc(c, "z"), "skiplist");
+    let _: i64 = cmd("RPUSH").arg("l").arg(1).query(c).unwrap();
+    assert_eq!(enc(c, "l"), "quicklist");
+    let _: () = cmd("SET").arg("n").arg(12).query(c).unwrap();
+    assert_eq!(enc(c, "n"), "int");
+    let refs: i64 = cmd("OBJECT").arg("REFCOUNT").arg("n").query(c).unwrap();
+    assert_eq!(refs, i32::MAX as i64);
+    let _: () = cmd("SET").arg("t").arg("x".repeat(45)).query(c).unwrap();
+    assert_eq!(enc(c, "t"), "raw");
+    let err = cmd("CONFIG")
+        .arg("SET")
+        .arg("set-max-intset-entries")
+        .arg(-1)
+        .query::<()>(c)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("argument must be between 0"),
+        "{err}"
+    );
+}

@@ -10,11 +10,13 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod generic;
 pub mod hash;
 pub mod keyspace;
 pub mod list;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -177,6 +179,8 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(set::commands());
         t.extend(list::commands());
         t.extend(zset::commands());
+        t.extend(generic::commands());
+        t.extend(sort::commands());
         t.extend(cluster::commands());
         t
     })

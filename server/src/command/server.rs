@@ -482,6 +482,21 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
         ("hz", "10".into(), false),
         ("loglevel", c.log_level.clone(), false),
     ]
+    .into_iter()
+    .chain(
+        crate::Encodings::PARAMS
+            .iter()
+            .flat_map(|(name, alias, _)| {
+                let v = r
+                    .encodings
+                    .get(name)
+                    .expect("listed")
+                    .load(Ordering::Relaxed)
+                    .to_string();
+                std::iter::once((*name, v.clone(), true)).chain(alias.map(|a| (a, v, true)))
+            }),
+    )
+    .collect()
 }
 
 fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
@@ -523,11 +538,25 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                     }
                     Some(_) => {}
                 }
-                let Some(value) = super::parse_i64(&pair[1]).filter(|v| *v > 0) else {
+                let min = crate::Encodings::PARAMS
+                    .iter()
+                    .find(|(n, alias, _)| *n == name || *alias == Some(name.as_str()))
+                    .map_or(1, |(_, _, min)| *min);
+                let Some(value) = super::parse_i64(&pair[1]) else {
                     return Reply::err(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
                     ));
                 };
+                if value < min {
+                    return Reply::err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
+                        i64::MAX
+                    ));
+                }
+                if let Some(setting) = shared.runtime.encodings.get(&name) {
+                    setting.store(value, Ordering::Relaxed);
+                    continue;
+                }
                 let target = match name.as_str() {
                     "maxclients" => &shared.runtime.maxclients,
                     _ => &shared.runtime.proto_max_bulk_len,

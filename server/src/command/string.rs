@@ -46,6 +46,8 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("strlen", 2, READONLY | FAST, (1, 1, 1), g, "Returns the length of a string value.", Read(strlen)),
         spec("getrange", 4, READONLY, (1, 1, 1), g, "Returns a substring of the string stored at a key.", Read(getrange)),
         spec("setrange", 4, WRITE | DENYOOM, (1, 1, 1), g, "Overwrites a part of a string value with another by an offset.", Write { prepare: prepare_setrange, apply: apply_setrange }),
+        spec("substr", 4, READONLY, (1, 1, 1), g, "Returns a substring from a string value.", Read(getrange)),
+        spec("lcs", -3, READONLY, (1, 1, 1), g, "Finds the longest common substring.", Read(lcs)),
     ]
 }
 
@@ -486,4 +488,129 @@ fn apply_setrange(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let len = data.len() as i64;
     txn.set(&argv[1], &Value::string(data, expire_at));
     Reply::Int(len)
+}
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN], as Redis's `lcsCommand`: the
+/// classic dynamic programme, walked back from the end to build the string and its ranges.
+fn lcs(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    let (a, b) = match (
+        ctx.db.get(&argv[1], ctx.now_ms),
+        ctx.db.get(&argv[2], ctx.now_ms),
+    ) {
+        (a, b)
+            if a.as_ref().is_some_and(|v| v.kind != TYPE_STRING)
+                || b.as_ref().is_some_and(|v| v.kind != TYPE_STRING) =>
+        {
+            return Reply::err("ERR The specified keys must contain string values")
+        }
+        (a, b) => (
+            a.map(|v| v.data).unwrap_or_default(),
+            b.map(|v| v.data).unwrap_or_default(),
+        ),
+    };
+    let (mut get_len, mut get_idx, mut with_len, mut min_len) = (false, false, false, 0i64);
+    let mut j = 3;
+    while j < argv.len() {
+        match upper(&argv[j]).as_str() {
+            "IDX" => get_idx = true,
+            "LEN" => get_len = true,
+            "WITHMATCHLEN" => with_len = true,
+            "MINMATCHLEN" if j + 1 < argv.len() => {
+                min_len = match int_arg(&argv[j + 1]) {
+                    Ok(n) => n.max(0),
+                    Err(e) => return e,
+                };
+                j += 1;
+            }
+            _ => return Reply::err(ERR_SYNTAX),
+        }
+        j += 1;
+    }
+    if get_len && get_idx {
+        return Reply::err("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    let max = ctx
+        .shared
+        .runtime
+        .proto_max_bulk_len
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if cells.saturating_mul(4) > max {
+        return Reply::err(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        );
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for k in 1..=blen {
+            t[i * w + k] = if a[i - 1] == b[k - 1] {
+                t[(i - 1) * w + k - 1] + 1
+            } else {
+                t[(i - 1) * w + k].max(t[i * w + k - 1])
+            };
+        }
+    }
+    let total = t[alen * w + blen];
+    if get_len {
+        return Reply::Int(total as i64);
+    }
+    let mut result = vec![0u8; total as usize];
+    let mut idx = total as usize;
+    let mut matches = Vec::new();
+    let (mut i, mut k) = (alen, blen);
+    // `alen` as a start means "no range open", as in Redis.
+    let (mut a_start, mut a_end, mut b_start, mut b_end) = (alen, 0usize, 0usize, 0usize);
+    while i > 0 && k > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[k - 1] {
+            result[idx - 1] = a[i - 1];
+            if a_start == alen {
+                (a_start, a_end, b_start, b_end) = (i - 1, i - 1, k - 1, k - 1);
+            } else if a_start == i && b_start == k {
+                a_start -= 1;
+                b_start -= 1;
+            } else {
+                emit = true;
+            }
+            if a_start == 0 || b_start == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            k -= 1;
+        } else {
+            if t[(i - 1) * w + k] > t[i * w + k - 1] {
+                i -= 1;
+            } else {
+                k -= 1;
+            }
+            if a_start != alen {
+                emit = true;
+            }
+        }
+        let match_len = a_end as i64 - a_start as i64 + 1;
+        if emit {
+            if get_idx && (min_len == 0 || match_len >= min_len) {
+                let mut m = vec![
+                    Reply::Array(vec![Reply::Int(a_start as i64), Reply::Int(a_end as i64)]),
+                    Reply::Array(vec![Reply::Int(b_start as i64), Reply::Int(b_end as i64)]),
+                ];
+                if with_len {
+                    m.push(Reply::Int(match_len));
+                }
+                matches.push(Reply::Array(m));
+            }
+            a_start = alen;
+        }
+    }
+    if get_idx {
+        Reply::Map(vec![
+            (Reply::bulk("matches"), Reply::Array(matches)),
+            (Reply::bulk("len"), Reply::Int(total as i64)),
+        ])
+    } else {
+        Reply::Bulk(result.into())
+    }
 }
