@@ -38,6 +38,57 @@ fn redis_cli_drives_the_server() {
     assert!(ok && out.contains("redis_version:7."), "{out}");
 }
 
+/// redis-benchmark's whole default list (no `-t`): it stops at the first error reply (Redis
+/// 7's benchmark exits on errors), so every test must finish.
+fn default_benchmark_completes(port: u16) {
+    let (ok, out) = run_tool(
+        "redis-benchmark",
+        &["-p", &port.to_string(), "-n", "2000", "-c", "10", "-q"],
+        None,
+    );
+    assert!(ok, "{out}");
+    let out = out.replace('\r', "\n");
+    for test in [
+        "PING_INLINE:",
+        "PING_MBULK:",
+        "SET:",
+        "GET:",
+        "INCR:",
+        "LPUSH:",
+        "RPUSH:",
+        "LPOP:",
+        "RPOP:",
+        "SADD:",
+        "HSET:",
+        "SPOP:",
+        "ZADD:",
+        "ZPOPMIN:",
+        "LPUSH (needed to benchmark LRANGE):",
+        "LRANGE_100 (first 100 elements):",
+        "LRANGE_300 (first 300 elements):",
+        "LRANGE_500 (first 500 elements):",
+        "LRANGE_600 (first 600 elements):",
+        "MSET (10 keys):",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim().starts_with(test) && l.contains("requests per second")),
+            "{test} missing from:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn redis_benchmark_default_list_on_one_node_and_a_cluster_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Process::start(&dir.path().join("n"), free_port());
+    default_benchmark_completes(node.port);
+    let cluster = rockraft_tests::ProcessCluster::start(3);
+    let leader = cluster.leader();
+    default_benchmark_completes(cluster.addr(leader).port());
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+}
+
 #[test]
 fn redis_benchmark_runs_to_the_end() {
     let dir = tempfile::tempdir().unwrap();

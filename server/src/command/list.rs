@@ -40,7 +40,7 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("lpos", -3, READONLY, (1, 1, 1), g, "Returns the index of matching elements in a list.", Read(lpos)),
         spec("lmove", 5, WRITE | DENYOOM, (1, 2, 1), g, "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", Write { prepare: prepare_lmove, apply: apply_lmove }),
         spec("rpoplpush", 3, WRITE | DENYOOM, (1, 2, 1), g, "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", Write { prepare: as_is, apply: apply_lmove }),
-        spec("lmpop", -4, WRITE, (0, 0, 0), g, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", Write { prepare: prepare_lmpop, apply: apply_lmpop }),
+        spec("lmpop", -4, WRITE, (0, 0, 0), g, "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", Write { prepare: prepare_lmpop, apply: apply_lmpop }).numkeys(1),
     ]
 }
 

@@ -98,9 +98,18 @@ pub struct CommandSpec {
     pub group: &'static str,
     pub summary: &'static str,
     pub kind: Kind,
+    /// For commands whose keys follow a count (`ZUNION numkeys key …`): the count's position.
+    /// Their keys are the `first_key` (a destination, when > 0) and the counted ones.
+    pub numkeys_at: Option<usize>,
 }
 
 impl CommandSpec {
+    /// Marks the argument at `at` as the number of keys that follow it.
+    pub(crate) fn numkeys(mut self, at: usize) -> Self {
+        self.numkeys_at = Some(at);
+        self
+    }
+
     pub fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i32;
         if self.arity >= 0 {
@@ -116,6 +125,9 @@ impl CommandSpec {
 
     /// The key a command is routed by (its first), if it has one.
     pub fn routing_key<'a>(&self, argv: &'a [Bytes]) -> Option<&'a Bytes> {
+        if self.numkeys_at.is_some() {
+            return self.keys(argv).into_iter().next();
+        }
         usize::try_from(self.first_key)
             .ok()
             .filter(|&i| i > 0)
@@ -124,6 +136,15 @@ impl CommandSpec {
 
     /// The key arguments of `argv` by the table's positions.
     pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Vec<&'a Bytes> {
+        if let Some(at) = self.numkeys_at {
+            let n = argv.get(at).and_then(|n| parse_i64(n)).unwrap_or(0).max(0) as usize;
+            let counted = argv.iter().skip(at + 1).take(n);
+            let dst = usize::try_from(self.first_key)
+                .ok()
+                .filter(|&i| i > 0)
+                .and_then(|i| argv.get(i));
+            return dst.into_iter().chain(counted).collect();
+        }
         if self.first_key <= 0 {
             return Vec::new();
         }
@@ -318,6 +339,7 @@ pub(crate) fn spec(
         group,
         summary,
         kind,
+        numkeys_at: None,
     }
 }
 

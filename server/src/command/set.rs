@@ -46,7 +46,7 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("srandmember", -2, READONLY, (1, 1, 1), g, "Get one or multiple random members from a set", Read(srandmember)),
         spec("smove", 4, WRITE | FAST, (1, 2, 1), g, "Moves a member from one set to another.", Write { prepare: as_is, apply: apply_smove }),
         spec("sinter", -2, READONLY, (1, -1, 1), g, "Returns the intersect of multiple sets.", Read(sinter)),
-        spec("sintercard", -3, READONLY, (0, 0, 0), g, "Returns the number of members of the intersect of multiple sets.", Read(sintercard)),
+        spec("sintercard", -3, READONLY, (0, 0, 0), g, "Returns the number of members of the intersect of multiple sets.", Read(sintercard)).numkeys(1),
         spec("sunion", -2, READONLY, (1, -1, 1), g, "Returns the union of multiple sets.", Read(sunion)),
         spec("sdiff", -2, READONLY, (1, -1, 1), g, "Returns the difference of multiple sets.", Read(sdiff)),
         spec("sinterstore", -3, WRITE | DENYOOM, (1, -1, 1), g, "Stores the intersect of multiple sets in a key.", Write { prepare: as_is, apply: apply_store }),
