@@ -62,11 +62,23 @@ def bench(port, args, requests):
     return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
 
 
+def bench_all(port, requests):
+    """redis-benchmark's whole default list (no -t): {test: (rps, p50, p99)}, in its order."""
+    cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-r", "100000", "--csv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=7200).stdout
+    rows = list(csv.DictReader(out.splitlines()))
+    if not rows:
+        sys.exit(f"redis-benchmark printed no result: {' '.join(cmd)}")
+    return {r["test"]: (float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])) for r in rows}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=100000, help="requests per -c 50 workload")
     ap.add_argument("--csv", default="bench-results.csv", help="where to write the table")
     ap.add_argument("--bin-dir", required=True, help="directory with rockraft-server and rockraft-ctl")
+    ap.add_argument("--default-list", action="store_true",
+                    help="run redis-benchmark's whole default list (no -t, -n REQUESTS -r 100000) instead")
     opts = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="rockraft-bench-")
@@ -88,6 +100,22 @@ def main():
         redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
         print(f"machine: {os.cpu_count()} cores; redis {redis_version} (appendonly yes, appendfsync always); "
               f"rockraft 1 node and 3 nodes (leader), all on this machine; -d 64 -r 100000")
+
+        if opts.default_list:
+            print(f"redis-benchmark -q -n {opts.requests} -r 100000 (its default list; -c 50, 3-byte values)")
+            lists = {s: bench_all(ports[s], opts.requests) for s in SYSTEMS}
+            header = ["test"] + [f"{s} ops/s" for s in SYSTEMS] + ["rockraft-1/redis", "rockraft-3/redis"]
+            rows = []
+            for test in lists["redis"]:
+                rps = [lists[s].get(test, (0.0, 0, 0))[0] for s in SYSTEMS]
+                rows.append([test] + [f"{r:.0f}" for r in rps] + [f"{rps[1] / rps[0]:.2f}", f"{rps[2] / rps[0]:.2f}"])
+            with open(opts.csv, "w", newline="") as f:
+                csv.writer(f).writerows([header] + rows)
+            widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+            for r in [header] + rows:
+                print("  ".join(str(c).rjust(widths[i]) for i, c in enumerate(r)))
+            print(f"(written to {opts.csv})")
+            return
 
         results = {}
         for w, (name, args) in enumerate(WORKLOADS):
