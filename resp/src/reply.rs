@@ -63,16 +63,35 @@ impl Reply {
     pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
         // Encoding an in-memory frame cannot fail: the buffer is extended before writing.
         match proto {
-            Protocol::Resp2 => {
-                if matches!(self, Reply::NilArray) {
-                    out.extend_from_slice(b"*-1\r\n");
-                    return;
-                }
-                encode2(out, &self.to_resp2(), false).expect("encode RESP2 reply");
-            }
+            Protocol::Resp2 => self.encode2(out),
             Protocol::Resp3 => {
                 encode3(out, &self.to_resp3(), false).expect("encode RESP3 reply");
             }
+        }
+    }
+
+    /// RESP2 has two nulls, `$-1` and `*-1`, and the codec's frames only the first: a null
+    /// array (at any depth, e.g. an EXEC element) is written here, the rest by the codec.
+    fn encode2(&self, out: &mut BytesMut) {
+        match self {
+            Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+            Reply::Array(items) | Reply::Set(items) if items.iter().any(Reply::holds_nil_array) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode2(out);
+                }
+            }
+            _ => {
+                encode2(out, &self.to_resp2(), false).expect("encode RESP2 reply");
+            }
+        }
+    }
+
+    fn holds_nil_array(&self) -> bool {
+        match self {
+            Reply::NilArray => true,
+            Reply::Array(items) | Reply::Set(items) => items.iter().any(Reply::holds_nil_array),
+            _ => false,
         }
     }
 
@@ -230,6 +249,13 @@ mod tests {
         assert_eq!(enc(Reply::err("ERR x"), Resp2), "-ERR x\r\n");
         assert_eq!(enc(Reply::Nil, Resp2), "$-1\r\n");
         assert_eq!(enc(Reply::NilArray, Resp2), "*-1\r\n");
+        assert_eq!(
+            enc(
+                Reply::Array(vec![Reply::Int(1), Reply::NilArray, Reply::Nil]),
+                Resp2
+            ),
+            "*3\r\n:1\r\n*-1\r\n$-1\r\n"
+        );
         assert_eq!(enc(Reply::Int(-3), Resp2), ":-3\r\n");
         assert_eq!(enc(Reply::bulk("ab"), Resp2), "$2\r\nab\r\n");
         assert_eq!(
