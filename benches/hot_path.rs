@@ -104,7 +104,7 @@ fn dispatch(c: &mut Criterion) {
 fn apply(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(dir.path()).expect("engine");
-    let mut sm = KvStateMachine;
+    let mut sm = KvStateMachine::default();
     let mut n = 0u64;
     let mut g = c.benchmark_group("apply");
     g.throughput(Throughput::Elements(64));

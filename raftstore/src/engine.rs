@@ -2,6 +2,7 @@
 //! raft log also makes every earlier (unsynced) apply write durable.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use protobuf::Message as PbMessage;
@@ -12,7 +13,7 @@ use rocksdb::{
 };
 
 use crate::error::{Error, Result};
-use crate::keys::{self, ALL_CFS, CF_DATA, ELEMENT_CFS};
+use crate::keys::{self, ALL_CFS, CF_DATA, CF_MARK, ELEMENT_CFS, MARK_HORIZON};
 use crate::snap::SnapManager;
 
 /// Memtable size of the data and expiry column families.
@@ -23,6 +24,8 @@ pub struct Engine {
     db: Arc<DB>,
     path: PathBuf,
     snapshots: SnapManager,
+    /// The highest apply index written (a hint for the mark filter; 0 until the first apply).
+    applied: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -39,6 +42,7 @@ impl Engine {
         opts.increase_parallelism(2);
         // The element filters look up their collection's metadata in the same database.
         let handle: Arc<OnceLock<Weak<DB>>> = Arc::default();
+        let applied: Arc<AtomicU64> = Arc::default();
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
             if *name != crate::keys::CF_RAFT {
@@ -58,6 +62,12 @@ impl Engine {
                     stale_element_decision(&handle, key)
                 });
             }
+            if *name == CF_MARK {
+                let applied = applied.clone();
+                cf.set_compaction_filter("rockraft-old-marks", move |_, _, value| {
+                    old_mark_decision(applied.load(Ordering::Acquire), value)
+                });
+            }
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = Arc::new(DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
@@ -69,6 +79,7 @@ impl Engine {
             db,
             path,
             snapshots,
+            applied,
         })
     }
 
@@ -130,6 +141,12 @@ impl Engine {
             .unwrap_or(0)
     }
 
+    /// Records that entries up to `index` are applied (written): marks more than twice
+    /// [`MARK_HORIZON`] behind it may then be dropped by compactions.
+    pub fn note_applied(&self, index: u64) {
+        self.applied.fetch_max(index, Ordering::AcqRel);
+    }
+
     /// Writes a batch; `sync` makes it durable (fsync of the WAL) before returning.
     pub fn write(&self, wb: WriteBatch, sync: bool) -> Result<()> {
         // A disk that fails writes (crash tests: `engine_write=return(...)`).
@@ -177,6 +194,20 @@ fn stale_element_decision(handle: &OnceLock<Weak<DB>>, key: &[u8]) -> Decision {
     decision
 }
 
+/// Whether a compaction may drop a modification mark: once it is more than twice
+/// [`MARK_HORIZON`] entries behind the applied index, no transaction still to be applied can
+/// be decided by it (see `keys::MARK_HORIZON`).
+fn old_mark_decision(applied: u64, value: &[u8]) -> Decision {
+    let Some(mark) = value.try_into().ok().map(u64::from_be_bytes) else {
+        return Decision::Keep;
+    };
+    if mark.saturating_add(2 * MARK_HORIZON) < applied {
+        Decision::Remove
+    } else {
+        Decision::Keep
+    }
+}
+
 /// Encodes a protobuf message; encoding an in-memory message cannot fail.
 pub fn encode_msg<M: PbMessage>(m: &M) -> Vec<u8> {
     m.write_to_bytes().expect("encode protobuf message")
@@ -200,6 +231,38 @@ mod tests {
             .db()
             .iterator_cf(engine.cf(cf), rocksdb::IteratorMode::Start)
             .count()
+    }
+
+    #[test]
+    fn compaction_drops_only_marks_two_horizons_behind_the_applied_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let now = 5 * MARK_HORIZON;
+        let mut wb = WriteBatch::default();
+        for (key, mark) in [
+            (&b"old"[..], now - 2 * MARK_HORIZON - 1),
+            (b"edge", now - 2 * MARK_HORIZON),
+            (b"recent", now - 1),
+        ] {
+            wb.put_cf(engine.cf(CF_MARK), keys::data_key(key), mark.to_be_bytes());
+        }
+        engine.write(wb, false).unwrap();
+        engine.db().flush_cf(engine.cf(CF_MARK)).unwrap();
+        // Before any apply is noted, nothing is old.
+        engine
+            .db()
+            .compact_range_cf(engine.cf(CF_MARK), None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(count(&engine, CF_MARK), 3);
+        engine.note_applied(now);
+        engine
+            .db()
+            .compact_range_cf(engine.cf(CF_MARK), None::<&[u8]>, None::<&[u8]>);
+        let left: std::collections::BTreeSet<Vec<u8>> = engine
+            .db()
+            .iterator_cf(engine.cf(CF_MARK), rocksdb::IteratorMode::Start)
+            .map(|kv| keys::user_key(&kv.unwrap().0).to_vec())
+            .collect();
+        assert_eq!(left, [b"edge".to_vec(), b"recent".to_vec()].into());
     }
 
     #[test]

@@ -1084,6 +1084,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             let _ = reply.send(result);
         }
         if let Some(applied) = applied {
+            engine.note_applied(applied);
             self.status.applied_index.store(applied, Ordering::Release);
             self.answer_reads(applied);
         }
@@ -1147,6 +1148,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let store = self.raw.store();
         let applied = store.apply_state().applied_index;
         s.applied_index.store(applied, Ordering::Release);
+        self.engine.note_applied(applied);
         let (entries, bytes) = store.log_size();
         s.first_index
             .store(store.apply_state().truncated_index + 1, Ordering::Release);

@@ -10,6 +10,8 @@
 //! - `element`: one entry per element of a collection (hash field, set member, list element,
 //!   sorted-set member), under the collection's current version.
 //! - `zscore`: the score index of sorted sets (score, then member), for range scans by score.
+//! - `mark`: per user key, the log index of the entry that last changed it (WATCH compares
+//!   these with the index it read at); see [`MARK_HORIZON`].
 //!
 //! Every user key, element and index entry starts with the key's 2-byte hash slot, so one slot
 //! range is one key range in every data family (the key space can be split by slots).
@@ -35,10 +37,23 @@ pub const CF_EXPIRE: &str = "expire";
 pub const CF_ELEMENT: &str = "element";
 /// Column family of the sorted sets' score index.
 pub const CF_SCORE: &str = "zscore";
+/// Column family of the modification marks (key: a data key; value: a log index, u64).
+pub const CF_MARK: &str = "mark";
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 5] = [CF_DATA, CF_RAFT, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
-/// The families of user data (what a snapshot carries and FLUSHALL empties).
-pub const DATA_CFS: [&str; 4] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
+pub const ALL_CFS: [&str; 6] = [CF_DATA, CF_RAFT, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK];
+/// The families of the replicated state machine (what a snapshot carries and replaces).
+pub const DATA_CFS: [&str; 5] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK];
+/// The families FLUSHALL empties: the data, not the marks (a flush is judged key by key by
+/// whoever watched a key, see the server's `WATCH`).
+pub const FLUSH_CFS: [&str; 4] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
+
+/// How many log entries a WATCH may span. A transaction whose watch was read more than this
+/// many entries before its EXEC entry is aborted, whatever the marks say; so a mark older than
+/// twice this behind the applied index can no longer decide anything, and compactions drop it
+/// (the second horizon covers a node that took a snapshot while it applied further). Marks
+/// are thus bounded by the keys written in the last `2 * MARK_HORIZON` entries, and every
+/// node decides a transaction the same way whether or not its compactions dropped a mark.
+pub const MARK_HORIZON: u64 = 1 << 24;
 /// The families whose entries belong to a collection version (and are garbage once it is gone).
 pub const ELEMENT_CFS: [&str; 2] = [CF_ELEMENT, CF_SCORE];
 

@@ -201,14 +201,65 @@ async fn submit(
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
     let Some(spec) = command::lookup(&argv[0]) else {
+        flag_transaction(session);
         slots.push(ready("unknown", command::unknown_command(&argv)));
         return None;
     };
     if !spec.arity_ok(argv.len()) {
+        flag_transaction(session);
         slots.push(ready(spec.name, command::wrong_arity(spec.name)));
         return Some(spec.name);
     }
+    if session.multi.is_some()
+        && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
+    {
+        queue(session, shared, spec, argv, slots);
+        return Some(spec.name);
+    }
     match spec.kind {
+        Kind::Transaction => {
+            resolve(session, slots, batch).await;
+            *pending_write = false;
+            touch(session, spec.name, batch.received);
+            let slot = match spec.name {
+                "multi" if session.multi.is_some() => {
+                    ready(spec.name, Reply::err("ERR MULTI calls can not be nested"))
+                }
+                "multi" => {
+                    session.multi = Some(Default::default());
+                    ready(spec.name, Reply::ok())
+                }
+                "discard" if session.multi.is_none() => {
+                    ready(spec.name, Reply::err("ERR DISCARD without MULTI"))
+                }
+                "discard" => {
+                    session.multi = None;
+                    session.watched.clear();
+                    ready(spec.name, Reply::ok())
+                }
+                "unwatch" => {
+                    session.watched.clear();
+                    ready(spec.name, Reply::ok())
+                }
+                "watch" if session.multi.is_some() => ready(
+                    spec.name,
+                    Reply::err("ERR WATCH inside MULTI is not allowed"),
+                ),
+                "watch" => ready(spec.name, watch(session, shared, spec, &argv).await),
+                "exec" if session.multi.is_none() => {
+                    ready(spec.name, Reply::err("ERR EXEC without MULTI"))
+                }
+                _ => {
+                    let reply = exec(session, shared).await;
+                    *pending_write = true;
+                    Slot {
+                        name: spec.name,
+                        reply,
+                    }
+                }
+            };
+            slots.push(slot);
+        }
         Kind::Local(run) => {
             // Local commands may change the session (HELLO switches protocol): everything
             // before them is answered first.
@@ -259,12 +310,7 @@ async fn submit(
                             return store_error(&shared, e, "read", slot_of(spec, &argv));
                         }
                     }
-                    let ctx = ReadCtx {
-                        db: &shared.db,
-                        shared: &shared,
-                        now_ms: command::now_ms(),
-                        resp3,
-                    };
+                    let ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
                     run(&ctx, &argv)
                 }),
             });
@@ -321,6 +367,221 @@ async fn submit(
         }
     }
     Some(spec.name)
+}
+
+/// A command refused while a transaction is queued makes its EXEC fail (Redis's rule).
+fn flag_transaction(session: &mut Session) {
+    if let Some(multi) = session.multi.as_mut() {
+        multi.failed = true;
+    }
+}
+
+/// Where a command that reads or writes data must go, when it is not this node: the same rule
+/// as for the command run on its own.
+fn must_redirect(session: &Session, shared: &Shared, spec: &command::CommandSpec) -> bool {
+    match spec.kind {
+        Kind::Read(_) => !session.readonly && !shared.group.status().is_leader(),
+        Kind::Write { .. } => !shared.group.status().is_leader(),
+        _ => false,
+    }
+}
+
+/// Queues a command after MULTI: `+QUEUED`, or the redirect a cluster client follows (which
+/// also fails the transaction, as in Redis Cluster).
+fn queue(
+    session: &mut Session,
+    shared: &Shared,
+    spec: &'static command::CommandSpec,
+    argv: Vec<Bytes>,
+    slots: &mut Vec<Slot>,
+) {
+    if must_redirect(session, shared, spec) {
+        flag_transaction(session);
+        let leader = shared.group.status().leader();
+        slots.push(ready(
+            spec.name,
+            redirect(shared, slot_of(spec, &argv), leader),
+        ));
+        return;
+    }
+    if let Some(multi) = session.multi.as_mut() {
+        multi.queued.push(argv);
+    }
+    slots.push(ready(spec.name, Reply::Simple("QUEUED".into())));
+}
+
+/// WATCH: after a ReadIndex round (unless the connection reads locally), one view gives the
+/// apply index it holds and whether each key is live. A key already watched keeps its first
+/// watch.
+async fn watch(
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    spec: &command::CommandSpec,
+    argv: &[Bytes],
+) -> Reply {
+    if !session.readonly {
+        if !shared.group.status().is_leader() {
+            let leader = shared.group.status().leader();
+            return redirect(shared, slot_of(spec, argv), leader);
+        }
+        if let Err(e) = shared.group.read_index().await {
+            return store_error(shared, e, "read", slot_of(spec, argv));
+        }
+    }
+    let now = command::now_ms();
+    let view = shared.db.view();
+    let at = view.applied_index();
+    for key in &argv[1..] {
+        if session.watched.iter().any(|w| w.key == *key) {
+            continue;
+        }
+        let live = view.get(key, now).is_some();
+        session.watched.push(command::multi::Watch {
+            key: key.clone(),
+            at,
+            live,
+        });
+    }
+    Reply::ok()
+}
+
+/// One queued command at EXEC: answered on this node, or part of the replicated transaction.
+enum Step {
+    Answered(Reply),
+    Replicated(&'static command::CommandSpec),
+}
+
+/// EXEC: commands answered by the node (PING, CLIENT …) run now; the writes and reads go into
+/// one `rockraft.exec` entry, or, when there is no write, are served as one linearizable read.
+async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
+    let multi = session.multi.take().unwrap_or_default();
+    let watches = std::mem::take(&mut session.watched);
+    if multi.failed {
+        return Box::pin(std::future::ready(Reply::err(
+            command::multi::ERR_EXECABORT,
+        )));
+    }
+    let now = command::now_ms();
+    let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
+    let mut steps = Vec::with_capacity(multi.queued.len());
+    let mut replicated: Vec<Vec<Bytes>> = Vec::new();
+    let mut writes = false;
+    for argv in multi.queued {
+        let Some(spec) = command::lookup(&argv[0]) else {
+            steps.push(Step::Answered(command::unknown_command(&argv)));
+            continue;
+        };
+        let step = match spec.kind {
+            Kind::Local(run) => Step::Answered(run(session, shared, &argv)),
+            Kind::Async(run) => Step::Answered(run(shared.clone(), argv).await),
+            // UNWATCH, queued: the watches are spent by this EXEC anyway.
+            Kind::Transaction => Step::Answered(Reply::ok()),
+            Kind::Read(_) => {
+                replicated.push(argv);
+                Step::Replicated(spec)
+            }
+            Kind::Write { prepare, .. } => match prepare(&argv, now) {
+                Ok(rewritten) => {
+                    writes = true;
+                    replicated.push(rewritten.unwrap_or(argv));
+                    Step::Replicated(spec)
+                }
+                Err(reply) => Step::Answered(reply),
+            },
+        };
+        steps.push(step);
+    }
+    let slot = replicated
+        .first()
+        .and_then(|argv| command::lookup(&argv[0]).map(|spec| slot_of(spec, argv)))
+        .unwrap_or(0);
+    let needs_leader = writes || !session.readonly;
+    if (!replicated.is_empty() || !watches.is_empty())
+        && needs_leader
+        && !shared.group.status().is_leader()
+    {
+        let leader = shared.group.status().leader();
+        return Box::pin(std::future::ready(redirect(shared, slot, leader)));
+    }
+    let shared = shared.clone();
+    if writes {
+        let data = command::multi::encode_exec(resp3, &watches, &replicated);
+        let proposal = shared.group.propose(now, data);
+        let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+        return Box::pin(async move {
+            let reply = match tokio::time::timeout(timeout, proposal).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => return store_error(&shared, e, "transaction", slot),
+                Err(_) => {
+                    return Reply::err(format!(
+                    "TIMEOUT transaction outcome unknown: not applied within {} ms; it may still be applied",
+                    timeout.as_millis()
+                ))
+                }
+            };
+            merge(steps, &replicated, reply, resp3)
+        });
+    }
+    if replicated.is_empty() && watches.is_empty() {
+        return Box::pin(std::future::ready(merge(
+            steps,
+            &[],
+            Reply::Array(vec![]),
+            resp3,
+        )));
+    }
+    let confirmed = (!session.readonly).then(|| shared.group.read_index());
+    Box::pin(async move {
+        if let Some(confirmed) = confirmed {
+            if let Err(e) = confirmed.await {
+                return store_error(&shared, e, "transaction", slot);
+            }
+        }
+        let now = command::now_ms();
+        let reply = shared.db.read(|view| {
+            let at = crate::types::At { view, now_ms: now };
+            if command::multi::broken(&at, view.applied_index(), &watches) {
+                return Reply::NilArray;
+            }
+            let ctx = command::ReadCtx::fixed(&at, Some(&shared), now, resp3);
+            Reply::Array(
+                replicated
+                    .iter()
+                    .map(|argv| match command::lookup(&argv[0]).map(|s| s.kind) {
+                        Some(Kind::Read(run)) => run(&ctx, argv),
+                        _ => Reply::err("ERR command cannot run in a transaction"),
+                    })
+                    .collect(),
+            )
+        });
+        merge(steps, &replicated, reply, resp3)
+    })
+}
+
+/// EXEC's reply: the replicated commands' replies (`reply`, an array in their order) put back
+/// among those answered by the node. A nil (a watch broke) or an error stands for the whole.
+fn merge(steps: Vec<Step>, replicated: &[Vec<Bytes>], reply: Reply, resp3: bool) -> Reply {
+    let Reply::Array(replies) = reply else {
+        return reply;
+    };
+    let mut replies = replies.into_iter().zip(replicated);
+    Reply::Array(
+        steps
+            .into_iter()
+            .map(|step| match step {
+                Step::Answered(reply) => reply,
+                Step::Replicated(spec) => match replies.next() {
+                    Some((reply, argv))
+                        if resp3 && command::zset::wants_resp3_pairs(spec.name, argv.len()) =>
+                    {
+                        command::zset::resp3_pairs(reply)
+                    }
+                    Some((reply, _)) => reply,
+                    None => Reply::err("ERR transaction reply is missing"),
+                },
+            })
+            .collect(),
+    )
 }
 
 /// The slot a command is routed by: its first key's, or 0 for keyless commands.

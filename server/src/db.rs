@@ -14,7 +14,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rockraft_raftstore::keys::{self, CF_DATA, CF_ELEMENT, CF_EXPIRE, DATA_CFS, VALUE_HEADER_LEN};
+use rockraft_raftstore::keys::{
+    self, CF_DATA, CF_ELEMENT, CF_EXPIRE, CF_MARK, CF_RAFT, FLUSH_CFS, VALUE_HEADER_LEN,
+};
 use rockraft_raftstore::{ApplyContext, Engine};
 use rocksdb::{Direction, IteratorMode, ReadOptions};
 
@@ -207,10 +209,26 @@ impl Db {
 
 /// The state machine's view of the data while it applies one entry: reads see earlier writes
 /// of the same apply round; "now" is the proposer's clock from the entry.
+///
+/// Every user key the entry changes gets the entry's index as its modification mark (family
+/// `mark`, written by [`Txn::finish`]): what WATCH compares. Deleting a key that had already
+/// expired is no change (as in Redis), and FLUSHALL marks nothing: a watcher of a key that was
+/// live sees it gone.
 pub struct Txn<'c, 'e> {
     ctx: &'c mut ApplyContext<'e>,
     /// Collection versions handed out for this entry so far.
     versions: u64,
+    /// User keys changed by this entry (may repeat).
+    touched: Vec<Vec<u8>>,
+    /// The node, when it is running (not while it replays its log at start): what reads in a
+    /// transaction need besides the data (SCAN cursors, encoding thresholds).
+    node: Option<&'c std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
+}
+
+/// Decodes a modification mark.
+fn decode_mark(raw: Option<Vec<u8>>) -> u64 {
+    raw.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 /// Bits of a version below the entry's log index: how many collections one entry can create.
@@ -218,7 +236,81 @@ const VERSION_SEQ_BITS: u32 = 20;
 
 impl<'c, 'e> Txn<'c, 'e> {
     pub fn new(ctx: &'c mut ApplyContext<'e>) -> Self {
-        Txn { ctx, versions: 0 }
+        Txn {
+            ctx,
+            versions: 0,
+            touched: Vec::new(),
+            node: None,
+        }
+    }
+
+    /// A transaction that can reach the running node (see [`Txn::node`]).
+    pub fn with_node(
+        ctx: &'c mut ApplyContext<'e>,
+        node: &'c std::sync::OnceLock<std::sync::Weak<crate::Shared>>,
+    ) -> Self {
+        Txn {
+            node: Some(node),
+            ..Txn::new(ctx)
+        }
+    }
+
+    /// The running node, if any.
+    pub fn node(&self) -> Option<std::sync::Arc<crate::Shared>> {
+        self.node?.get()?.upgrade()
+    }
+
+    /// The log index of the entry being applied.
+    pub fn index(&self) -> u64 {
+        self.ctx.index()
+    }
+
+    fn touch(&mut self, key: &[u8]) {
+        if self.touched.last().map(Vec::as_slice) != Some(key) {
+            self.touched.push(key.to_vec());
+        }
+    }
+
+    /// The modification mark of `key`: the index of the last entry that changed it, or 0 when
+    /// none is recorded (never changed, or so long ago that it no longer matters).
+    pub fn mark(&self, key: &[u8]) -> u64 {
+        decode_mark(self.ctx.get(CF_MARK, &keys::data_key(key)))
+    }
+
+    /// Writes the modification marks of the keys this entry changed.
+    pub fn finish(mut self) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        let mark = self.ctx.index().to_be_bytes();
+        for key in touched {
+            self.ctx
+                .put_owned(CF_MARK, keys::data_key(&key), mark.to_vec());
+        }
+    }
+
+    /// Visits live keys in storage order from data key `from` (inclusive), as of this round's
+    /// writes: (user key, stored value); `visit` returns false to stop. Returns the data key
+    /// where the visit stopped, if it stopped early.
+    pub fn for_each_key(
+        &self,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        let now = self.now_ms();
+        let end = keys::slot_start(rockraft_raftstore::slot::SLOT_COUNT);
+        let mut stopped = None;
+        self.ctx.scan(CF_DATA, from, &end, |k, v| {
+            if raw_expire_at(v).is_some_and(|at| at != 0 && at <= now) {
+                return true;
+            }
+            if !visit(keys::user_key(k), v) {
+                stopped = Some(k.to_vec());
+                return false;
+            }
+            true
+        });
+        stopped
     }
 
     /// A version for a collection this entry creates (or re-creates): from the entry's log
@@ -236,11 +328,13 @@ impl<'c, 'e> Txn<'c, 'e> {
     }
 
     pub fn put_element(&mut self, cf: &str, key: &[u8], version: u64, sub: &[u8], value: &[u8]) {
+        self.touch(key);
         self.ctx
             .put_owned(cf, keys::element_key(key, version, sub), value.to_vec());
     }
 
     pub fn del_element(&mut self, cf: &str, key: &[u8], version: u64, sub: &[u8]) {
+        self.touch(key);
         self.ctx.delete(cf, &keys::element_key(key, version, sub));
     }
 
@@ -252,12 +346,29 @@ impl<'c, 'e> Txn<'c, 'e> {
         key: &[u8],
         version: u64,
         from: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_elements_between(cf, key, version, from, None, visit)
+    }
+
+    /// [`Txn::scan_elements`] up to sub-key `to` (exclusive) when given. A bound keeps the
+    /// scan from walking the deletions beyond it (a list's popped tail, say).
+    pub fn scan_elements_between(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: Option<&[u8]>,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) {
         let prefix = keys::element_prefix(key, version);
         let mut start = prefix.clone();
         start.extend_from_slice(from);
-        let end = keys::prefix_end(&prefix);
+        let end = match to {
+            Some(to) => [&prefix[..], to].concat(),
+            None => keys::prefix_end(&prefix),
+        };
         self.ctx
             .scan(cf, &start, &end, |k, v| visit(&k[prefix.len()..], v));
     }
@@ -298,6 +409,7 @@ impl<'c, 'e> Txn<'c, 'e> {
 
     /// Stores `value`; a value already expired at the entry's time is a delete.
     pub fn set(&mut self, key: &[u8], value: &Value) {
+        self.touch(key);
         if value.is_expired(self.now_ms()) {
             self.ctx.delete(CF_DATA, &keys::data_key(key));
             return;
@@ -316,7 +428,11 @@ impl<'c, 'e> Txn<'c, 'e> {
             None => false,
             Some(v) => {
                 self.ctx.delete(CF_DATA, &keys::data_key(key));
-                !v.is_expired(self.now_ms())
+                let live = !v.is_expired(self.now_ms());
+                if live {
+                    self.touch(key);
+                }
+                live
             }
         }
     }
@@ -334,9 +450,9 @@ impl<'c, 'e> Txn<'c, 'e> {
         }
     }
 
-    /// Removes every key, element and index entry.
+    /// Removes every key, element and index entry (not the modification marks).
     pub fn flush(&mut self) {
-        for cf in DATA_CFS {
+        for cf in FLUSH_CFS {
             let (start, end) = keys::data_cf_range(cf);
             self.ctx.clear(cf, &start, &end);
         }
@@ -434,6 +550,52 @@ impl View<'_> {
         (!v.is_expired(now_ms)).then_some(v)
     }
 
+    /// The modification mark of `key` (see [`Txn::mark`]).
+    pub fn mark(&self, key: &[u8]) -> u64 {
+        decode_mark(
+            self.snapshot
+                .get_cf(self.engine.cf(CF_MARK), keys::data_key(key))
+                .unwrap_or_else(|e| panic!("read failed: {e}")),
+        )
+    }
+
+    /// The apply index of the data group as of this view: the view holds exactly the entries
+    /// up to it.
+    pub fn applied_index(&self) -> u64 {
+        use protobuf::Message as _;
+        self.snapshot
+            .get_cf(
+                self.engine.cf(CF_RAFT),
+                keys::apply_state_key(rockraft_raftstore::DATA_GROUP_ID),
+            )
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
+            .and_then(|raw| rockraft_raftstore::proto::ApplyState::parse_from_bytes(&raw).ok())
+            .map_or(0, |s| s.applied_index)
+    }
+
+    /// Visits live keys at `now_ms` in storage order from data key `from` (see
+    /// [`Db::for_each_key`]).
+    pub fn for_each_key(
+        &self,
+        from: &[u8],
+        now_ms: u64,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        let mut stopped = None;
+        let end = keys::slot_start(rockraft_raftstore::slot::SLOT_COUNT);
+        self.scan_range(CF_DATA, from, &end, |k, v| {
+            if raw_expire_at(v).is_some_and(|at| at != 0 && at <= now_ms) {
+                return true;
+            }
+            if !visit(keys::user_key(k), v) {
+                stopped = Some(k.to_vec());
+                return false;
+            }
+            true
+        });
+        stopped
+    }
+
     /// Element `sub` of version `version` of `key`.
     pub fn element(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
         self.snapshot
@@ -449,14 +611,29 @@ impl View<'_> {
         key: &[u8],
         version: u64,
         from: &[u8],
+        visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_elements_between(cf, key, version, from, None, visit)
+    }
+
+    /// [`View::scan_elements`] up to sub-key `to` (exclusive) when given.
+    pub fn scan_elements_between(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: Option<&[u8]>,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) {
         let prefix = keys::element_prefix(key, version);
         let mut start = prefix.clone();
         start.extend_from_slice(from);
-        self.scan_range(cf, &start, &keys::prefix_end(&prefix), |k, v| {
-            visit(&k[prefix.len()..], v)
-        });
+        let end = match to {
+            Some(to) => [&prefix[..], to].concat(),
+            None => keys::prefix_end(&prefix),
+        };
+        self.scan_range(cf, &start, &end, |k, v| visit(&k[prefix.len()..], v));
     }
 
     /// [`View::scan_elements`] in descending sub-key order, from just below `before`

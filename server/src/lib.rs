@@ -310,11 +310,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     group_cfg.log_max_bytes = config.raft_log_max_bytes;
     // A membership change waits behind the one in progress at most as long as a write waits.
     group_cfg.conf_change_wait = Duration::from_millis(config.write_timeout_ms);
+    let node: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,
         &[ident.node_id],
-        state_machine::KvStateMachine,
+        state_machine::KvStateMachine::new(node.clone()),
         network.transport(DATA_GROUP_ID),
         book.clone(),
     )?;
@@ -355,6 +356,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         port: addr.port(),
         scan_cursors: scan::ScanCursors::default(),
     });
+    let _ = node.set(Arc::downgrade(&shared));
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));

@@ -31,7 +31,19 @@ pub struct Session {
     pub quit: bool,
     /// Serve reads from local state without a ReadIndex round (READONLY).
     pub readonly: bool,
+    /// The transaction being queued, between MULTI and EXEC/DISCARD.
+    pub multi: Option<Multi>,
+    /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
+    pub watched: Vec<crate::command::multi::Watch>,
     info: Arc<Mutex<ClientInfo>>,
+}
+
+/// Commands queued after MULTI.
+#[derive(Default)]
+pub struct Multi {
+    pub queued: Vec<Vec<bytes::Bytes>>,
+    /// A command was refused while queuing: EXEC answers EXECABORT.
+    pub failed: bool,
 }
 
 impl Session {
@@ -80,6 +92,8 @@ impl Clients {
             proto: Protocol::Resp2,
             quit: false,
             readonly: false,
+            multi: None,
+            watched: Vec::new(),
             info,
         };
         (

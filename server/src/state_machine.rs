@@ -46,7 +46,18 @@ pub fn decode_command(data: &Bytes) -> ProtobufResult<Vec<Bytes>> {
 }
 
 /// Applies rockraft's write commands.
-pub struct KvStateMachine;
+#[derive(Default)]
+pub struct KvStateMachine {
+    /// The running node, once it is (reads inside a transaction use it).
+    node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
+}
+
+impl KvStateMachine {
+    /// A state machine that will reach the node through `node` once it is set.
+    pub fn new(node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>) -> Self {
+        KvStateMachine { node }
+    }
+}
 
 impl StateMachine for KvStateMachine {
     type Output = Reply;
@@ -69,7 +80,10 @@ impl StateMachine for KvStateMachine {
                 None => return Reply::err("ERR unknown write command in log"),
             },
         };
-        apply(&mut Txn::new(ctx), &argv)
+        let mut txn = Txn::with_node(ctx, &self.node);
+        let reply = apply(&mut txn, &argv);
+        txn.finish();
+        reply
     }
 }
 

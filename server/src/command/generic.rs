@@ -21,7 +21,7 @@ use super::{
     ERR_NOT_INTEGER, ERR_SYNTAX,
 };
 use crate::db::{Txn, Value, TYPE_HASH, TYPE_LIST, TYPE_SET, TYPE_STRING, TYPE_ZSET};
-use crate::types::{At, Collection, Reader};
+use crate::types::{Collection, Reader};
 
 #[rustfmt::skip]
 pub fn commands() -> Vec<CommandSpec> {
@@ -96,16 +96,12 @@ fn apply_copy(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 fn randomkey(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
     let start = rand::rng().random_range(0..SLOT_COUNT);
     let mut found = None;
-    ctx.db.for_each_key(
-        &rockraft_raftstore::keys::slot_start(start),
-        ctx.now_ms,
-        |k, _| {
-            found = Some(Bytes::copy_from_slice(k));
-            false
-        },
-    );
+    ctx.for_each_key(&rockraft_raftstore::keys::slot_start(start), |k, _| {
+        found = Some(Bytes::copy_from_slice(k));
+        false
+    });
     if found.is_none() {
-        ctx.db.for_each_key(&[], ctx.now_ms, |k, _| {
+        ctx.for_each_key(&[], |k, _| {
             found = Some(Bytes::copy_from_slice(k));
             false
         });
@@ -115,12 +111,7 @@ fn randomkey(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
 
 /// TOUCH: the keys that exist (rockraft keeps no access times to update).
 fn touch(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    Reply::Int(
-        argv[1..]
-            .iter()
-            .filter(|k| ctx.db.get(k, ctx.now_ms).is_some())
-            .count() as i64,
-    )
+    Reply::Int(argv[1..].iter().filter(|k| ctx.get(k).is_some()).count() as i64)
 }
 
 const LFU_ERROR: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
@@ -155,11 +146,7 @@ fn object(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     if argv.len() != 3 {
         return wrong_arity(&format!("object|{}", sub.to_ascii_lowercase()));
     }
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
+    ctx.read(|at| {
         let Some(value) = at.live(&argv[2]) else {
             return Reply::Nil;
         };
@@ -193,7 +180,7 @@ fn string_encoding(v: &Value) -> &'static str {
 }
 
 /// Whether every element of collection `key` passes `ok` (visiting at most `limit`).
-fn all_elements(at: &At, key: &[u8], kind: u8, ok: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+fn all_elements(at: &dyn Reader, key: &[u8], kind: u8, ok: impl Fn(&[u8], &[u8]) -> bool) -> bool {
     let Ok(Some(c)) = Collection::get(at, kind, key) else {
         return false;
     };
@@ -205,8 +192,8 @@ fn all_elements(at: &At, key: &[u8], kind: u8, ok: impl Fn(&[u8], &[u8]) -> bool
     all
 }
 
-fn encoding(ctx: &ReadCtx, at: &At, key: &[u8], v: &Value) -> &'static str {
-    let e = &ctx.shared.runtime.encodings;
+fn encoding(ctx: &ReadCtx, at: &dyn Reader, key: &[u8], v: &Value) -> &'static str {
+    let e = ctx.encodings();
     let size = if v.is_collection() {
         crate::types::Meta::decode(v).size as i64
     } else {

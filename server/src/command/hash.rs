@@ -17,10 +17,10 @@ use super::{
     as_is, int_arg, parse_i64, spec, type_error, upper, wrong_arity, CommandSpec, Kind, ReadCtx,
     ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX,
 };
-use crate::db::{Txn, View};
+use crate::db::Txn;
 use crate::glob::glob_match;
 use crate::long_double::LongDouble;
-use crate::types::{hash, Collection};
+use crate::types::{hash, Collection, Reader};
 
 /// Up to this many fields, Redis keeps a hash as a listpack and HSCAN returns it whole.
 const LISTPACK_ENTRIES: u64 = 128;
@@ -138,14 +138,13 @@ fn with_hash(
     ctx: &ReadCtx,
     argv: &[Bytes],
     missing: impl Fn() -> Reply,
-    f: impl Fn(&View, &Collection) -> Reply,
+    f: impl Fn(&dyn Reader, &Collection) -> Reply,
 ) -> Reply {
-    ctx.db
-        .read(|view| match hash::read(view, &argv[1], ctx.now_ms) {
-            Ok(Some(h)) => f(view, &h),
-            Ok(None) => missing(),
-            Err(e) => type_error(e),
-        })
+    ctx.read(|r| match hash::get_hash(r, &argv[1]) {
+        Ok(Some(h)) => f(r, &h),
+        Ok(None) => missing(),
+        Err(e) => type_error(e),
+    })
 }
 
 fn hget(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
@@ -201,7 +200,7 @@ fn hstrlen(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
 }
 
 /// Every (field, value) of the hash, in field order.
-fn all(view: &View, h: &Collection, key: &[u8]) -> Vec<(Bytes, Bytes)> {
+fn all(view: &dyn Reader, h: &Collection, key: &[u8]) -> Vec<(Bytes, Bytes)> {
     let mut out = Vec::with_capacity(h.meta.size.min(1 << 20) as usize);
     hash::scan(view, h, key, &[], |f, v| {
         out.push((Bytes::copy_from_slice(f), Bytes::copy_from_slice(v)));
@@ -364,7 +363,7 @@ fn hscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let from = if opts.cursor == 0 {
         Vec::new()
     } else {
-        match ctx.shared.scan_cursors.take(opts.cursor) {
+        match ctx.take_cursor(opts.cursor) {
             Some(pos) => pos,
             None => return done(),
         }
@@ -394,7 +393,7 @@ fn hscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             }
             true
         });
-        let cursor = next.map_or(0, |pos| ctx.shared.scan_cursors.put(pos));
+        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
         Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
     })
 }

@@ -203,26 +203,18 @@ fn apply_del(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 }
 
 fn exists(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    Reply::Int(
-        argv[1..]
-            .iter()
-            .filter(|k| ctx.db.get(k, ctx.now_ms).is_some())
-            .count() as i64,
-    )
+    Reply::Int(argv[1..].iter().filter(|k| ctx.get(k).is_some()).count() as i64)
 }
 
 fn type_of(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let name = ctx
-        .db
-        .get(&argv[1], ctx.now_ms)
-        .map_or("none", |v| v.type_name());
+    let name = ctx.get(&argv[1]).map_or("none", |v| v.type_name());
     Reply::Simple(name.into())
 }
 
 fn keys_cmd(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let pattern = &argv[1];
     let mut out = Vec::new();
-    ctx.db.for_each_key(&[], ctx.now_ms, |k, _| {
+    ctx.for_each_key(&[], |k, _| {
         if glob_match(pattern, k, false) {
             out.push(Reply::Bulk(Bytes::copy_from_slice(k)));
         }
@@ -290,7 +282,7 @@ fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let start = if cursor == 0 {
         keys::slot_start(0).to_vec()
     } else {
-        match ctx.shared.scan_cursors.take(cursor) {
+        match ctx.take_cursor(cursor) {
             Some(pos) => pos,
             // An unknown cursor (expired, or from another node) restarts the iteration, so a
             // client always terminates; Redis likewise accepts any cursor.
@@ -299,7 +291,7 @@ fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     };
     let mut out = Vec::new();
     let mut visited = 0u64;
-    let stopped_at = ctx.db.for_each_key(&start, ctx.now_ms, |k, v| {
+    let stopped_at = ctx.for_each_key(&start, |k, v| {
         if visited >= count {
             return false;
         }
@@ -313,7 +305,7 @@ fn scan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         true
     });
     let next = match stopped_at {
-        Some(pos) => ctx.shared.scan_cursors.put(pos),
+        Some(pos) => ctx.put_cursor(pos),
         None => 0,
     };
     Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)])
@@ -441,7 +433,7 @@ fn apply_persist(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 
 fn ttl(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let ms = upper(&argv[0]) == "PTTL";
-    match ctx.db.get(&argv[1], ctx.now_ms) {
+    match ctx.get(&argv[1]) {
         None => Reply::Int(-2),
         Some(v) if v.expire_at == 0 => Reply::Int(-1),
         Some(v) => {
@@ -454,7 +446,7 @@ fn ttl(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
 
 fn expiretime(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let ms = upper(&argv[0]) == "PEXPIRETIME";
-    match ctx.db.get(&argv[1], ctx.now_ms) {
+    match ctx.get(&argv[1]) {
         None => Reply::Int(-2),
         Some(v) if v.expire_at == 0 => Reply::Int(-1),
         Some(v) if ms => Reply::Int(v.expire_at as i64),

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::db::Txn;
 use crate::types::list::{self, End, Position};
-use crate::types::{At, Collection};
+use crate::types::{Collection, Reader};
 
 #[rustfmt::skip]
 pub fn commands() -> Vec<CommandSpec> {
@@ -245,18 +245,12 @@ fn with_list(
     ctx: &ReadCtx,
     argv: &[Bytes],
     missing: impl Fn() -> Reply,
-    f: impl Fn(&At, &Collection) -> Reply,
+    f: impl Fn(&dyn Reader, &Collection) -> Reply,
 ) -> Reply {
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        match list::get(&at, &argv[1]) {
-            Ok(Some(l)) => f(&at, &l),
-            Ok(None) => missing(),
-            Err(e) => type_error(e),
-        }
+    ctx.read(|at| match list::get(&at, &argv[1]) {
+        Ok(Some(l)) => f(&at, &l),
+        Ok(None) => missing(),
+        Err(e) => type_error(e),
     })
 }
 

@@ -14,6 +14,7 @@ pub mod generic;
 pub mod hash;
 pub mod keyspace;
 pub mod list;
+pub mod multi;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -81,7 +82,12 @@ pub enum Kind {
     Local(LocalFn),
     Async(AsyncFn),
     Read(ReadFn),
-    Write { prepare: PrepareFn, apply: ApplyFn },
+    Write {
+        prepare: PrepareFn,
+        apply: ApplyFn,
+    },
+    /// MULTI EXEC DISCARD WATCH UNWATCH: run by the connection, which holds the transaction.
+    Transaction,
 }
 
 /// One row of the command table.
@@ -163,13 +169,111 @@ impl CommandSpec {
     }
 }
 
-/// What a read command sees.
+/// What a read command sees: the committed data (each read on a consistent view of its own),
+/// or one fixed state (a transaction's: one view for a read-only EXEC, the apply round for an
+/// EXEC with writes, where reads see the transaction's earlier writes).
 pub struct ReadCtx<'a> {
-    pub db: &'a Db,
-    pub shared: &'a Shared,
+    data: Data<'a>,
+    /// The node; None while a transaction is applied during the log's replay at start (no
+    /// client waits for those replies).
+    node: Option<&'a Shared>,
     pub now_ms: u64,
     /// The connection speaks RESP3 (some replies differ in shape).
     pub resp3: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Data<'a> {
+    Db(&'a Db),
+    Fixed(&'a dyn crate::types::Reader),
+}
+
+impl<'a> ReadCtx<'a> {
+    /// Reads of the committed data at `now_ms`.
+    pub fn committed(shared: &'a Shared, now_ms: u64, resp3: bool) -> Self {
+        ReadCtx {
+            data: Data::Db(&shared.db),
+            node: Some(shared),
+            now_ms,
+            resp3,
+        }
+    }
+
+    /// Reads of one fixed state (whose own clock decides what is expired).
+    pub fn fixed(
+        reader: &'a dyn crate::types::Reader,
+        node: Option<&'a Shared>,
+        now_ms: u64,
+        resp3: bool,
+    ) -> Self {
+        ReadCtx {
+            data: Data::Fixed(reader),
+            node,
+            now_ms,
+            resp3,
+        }
+    }
+
+    /// Runs `read` on a consistent state (see [`Db::read`]).
+    pub fn read<T>(&self, read: impl Fn(&dyn crate::types::Reader) -> T) -> T {
+        match self.data {
+            Data::Db(db) => db.read(|view| {
+                read(&crate::types::At {
+                    view,
+                    now_ms: self.now_ms,
+                })
+            }),
+            Data::Fixed(r) => read(r),
+        }
+    }
+
+    /// The live value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<crate::db::Value> {
+        match self.data {
+            Data::Db(db) => db.get(key, self.now_ms),
+            Data::Fixed(r) => r.live(key),
+        }
+    }
+
+    /// Visits live keys in storage order from data key `from` (see [`Db::for_each_key`]).
+    pub fn for_each_key(
+        &self,
+        from: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        match self.data {
+            Data::Db(db) => db.for_each_key(from, self.now_ms, visit),
+            Data::Fixed(r) => r.for_each_key(from, &mut visit),
+        }
+    }
+
+    /// Hands out a SCAN cursor for `position` (0 when there is no node to remember it).
+    pub fn put_cursor(&self, position: Vec<u8>) -> u64 {
+        self.node.map_or(0, |n| n.scan_cursors.put(position))
+    }
+
+    /// The position of a SCAN cursor handed out earlier.
+    pub fn take_cursor(&self, cursor: u64) -> Option<Vec<u8>> {
+        self.node?.scan_cursors.take(cursor)
+    }
+
+    /// `proto-max-bulk-len` on this node (Redis's default without one).
+    pub fn proto_max_bulk_len(&self) -> u64 {
+        self.node.map_or(512 << 20, |n| {
+            n.runtime
+                .proto_max_bulk_len
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
+    /// Redis's encoding thresholds, as configured on this node.
+    pub fn encodings(&self) -> &crate::Encodings {
+        static DEFAULT: OnceLock<crate::Encodings> = OnceLock::new();
+        match self.node {
+            Some(n) => &n.runtime.encodings,
+            None => DEFAULT.get_or_init(crate::Encodings::default),
+        }
+    }
 }
 
 /// The reply for an operation a collection type refused.
@@ -203,6 +307,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(generic::commands());
         t.extend(sort::commands());
         t.extend(cluster::commands());
+        t.extend(multi::commands());
         t
     })
 }
@@ -231,6 +336,7 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
 pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
     match name {
         b"rockraft.delexpired" => Some(keyspace::apply_delexpired),
+        b"rockraft.exec" => Some(multi::apply_exec),
         _ => None,
     }
 }

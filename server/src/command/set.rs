@@ -23,7 +23,7 @@ use super::{
 use crate::db::Txn;
 use crate::glob::glob_match;
 use crate::types::set::{self, Op};
-use crate::types::{At, Collection};
+use crate::types::{Collection, Reader};
 
 /// Up to this many members, Redis keeps a small set compact and SSCAN returns it whole.
 const COMPACT_MEMBERS: u64 = 128;
@@ -142,18 +142,12 @@ fn with_set(
     ctx: &ReadCtx,
     argv: &[Bytes],
     missing: impl Fn() -> Reply,
-    f: impl Fn(&At, &Collection) -> Reply,
+    f: impl Fn(&dyn Reader, &Collection) -> Reply,
 ) -> Reply {
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        match set::get(&at, &argv[1]) {
-            Ok(Some(s)) => f(&at, &s),
-            Ok(None) => missing(),
-            Err(e) => type_error(e),
-        }
+    ctx.read(|at| match set::get(&at, &argv[1]) {
+        Ok(Some(s)) => f(&at, &s),
+        Ok(None) => missing(),
+        Err(e) => type_error(e),
     })
 }
 
@@ -252,13 +246,7 @@ fn srandmember(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
 }
 
 fn combine_reply(ctx: &ReadCtx, op: Op, keys: &[Bytes]) -> Reply {
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        set::combine(&at, op, keys, None).map_or_else(type_error, members_reply)
-    })
+    ctx.read(|at| set::combine(&at, op, keys, None).map_or_else(type_error, members_reply))
 }
 
 fn sinter(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
@@ -295,11 +283,7 @@ fn sintercard(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         };
         rest = &rest[2..];
     }
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
+    ctx.read(|at| {
         let limit = (limit > 0).then_some(limit);
         set::combine(&at, Op::Inter, keys, limit)
             .map_or_else(type_error, |m| Reply::Int(m.len() as i64))
@@ -316,13 +300,12 @@ fn sscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let from = if opts.cursor == 0 {
         Vec::new()
     } else {
-        match ctx.shared.scan_cursors.take(opts.cursor) {
+        match ctx.take_cursor(opts.cursor) {
             Some(pos) => pos,
             None => return done(),
         }
     };
     with_set(ctx, argv, done, |at, s| {
-        use crate::types::Reader;
         let limit = if s.meta.size <= COMPACT_MEMBERS {
             u64::MAX
         } else {
@@ -346,7 +329,7 @@ fn sscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             }
             true
         });
-        let cursor = next.map_or(0, |pos| ctx.shared.scan_cursors.put(pos));
+        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
         Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
     })
 }

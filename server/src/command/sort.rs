@@ -18,7 +18,7 @@ use super::{
     ERR_SYNTAX,
 };
 use crate::db::{Txn, TYPE_HASH, TYPE_LIST, TYPE_SET, TYPE_STRING, TYPE_ZSET};
-use crate::types::{list, set, zset, At, Collection, Error, Reader};
+use crate::types::{list, set, zset, Collection, Error, Reader};
 
 #[rustfmt::skip]
 pub fn commands() -> Vec<CommandSpec> {
@@ -86,7 +86,7 @@ fn parse(argv: &[Bytes], read_only: bool) -> Result<Options, Reply> {
 
 /// `lookupKeyByPattern`: `#` is the element itself; otherwise the first `*` is replaced by
 /// the element, and `key->field` reads a hash field. None when there is no such value.
-fn lookup(r: &impl Reader, pattern: &[u8], element: &[u8]) -> Option<Vec<u8>> {
+fn lookup(r: &(impl Reader + ?Sized), pattern: &[u8], element: &[u8]) -> Option<Vec<u8>> {
     if pattern == b"#" {
         return Some(element.to_vec());
     }
@@ -131,7 +131,11 @@ fn c_string(b: &[u8]) -> &[u8] {
 type Output = Vec<Option<Vec<u8>>>;
 
 /// Runs SORT; the elements to reply with or store (or the numeric conversion error).
-fn run(r: &impl Reader, argv: &[Bytes], o: &Options) -> Result<Result<Output, Reply>, Error> {
+fn run(
+    r: &(impl Reader + ?Sized),
+    argv: &[Bytes],
+    o: &Options,
+) -> Result<Result<Output, Reply>, Error> {
     let key = &argv[1];
     let value = r.live(key);
     let kind = match &value {
@@ -296,15 +300,9 @@ fn sort_ro(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         Ok(o) => o,
         Err(e) => return e,
     };
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        match run(&at, argv, &o) {
-            Err(e) => type_error(e),
-            Ok(Err(e)) => e,
-            Ok(Ok(out)) => reply(out),
-        }
+    ctx.read(|at| match run(&at, argv, &o) {
+        Err(e) => type_error(e),
+        Ok(Err(e)) => e,
+        Ok(Ok(out)) => reply(out),
     })
 }

@@ -60,7 +60,7 @@ fn string_of(v: Option<Value>) -> Result<Option<Value>, Reply> {
 }
 
 fn get(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    match string_of(ctx.db.get(&argv[1], ctx.now_ms)) {
+    match string_of(ctx.get(&argv[1])) {
         Ok(Some(v)) => Reply::Bulk(v.data),
         Ok(None) => Reply::Nil,
         Err(e) => e,
@@ -71,7 +71,7 @@ fn mget(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     Reply::Array(
         argv[1..]
             .iter()
-            .map(|k| match ctx.db.get(k, ctx.now_ms) {
+            .map(|k| match ctx.get(k) {
                 Some(v) if v.kind == TYPE_STRING => Reply::Bulk(v.data),
                 _ => Reply::Nil,
             })
@@ -80,7 +80,7 @@ fn mget(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
 }
 
 fn strlen(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    match string_of(ctx.db.get(&argv[1], ctx.now_ms)) {
+    match string_of(ctx.get(&argv[1])) {
         Ok(v) => Reply::Int(v.map_or(0, |v| v.data.len() as i64)),
         Err(e) => e,
     }
@@ -91,7 +91,7 @@ fn getrange(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         (Ok(s), Ok(e)) => (s, e),
         (Err(e), _) | (_, Err(e)) => return e,
     };
-    let v = match string_of(ctx.db.get(&argv[1], ctx.now_ms)) {
+    let v = match string_of(ctx.get(&argv[1])) {
         Ok(Some(v)) => v.data,
         Ok(None) => return Reply::bulk(""),
         Err(e) => return e,
@@ -493,10 +493,7 @@ fn apply_setrange(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 /// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN], as Redis's `lcsCommand`: the
 /// classic dynamic programme, walked back from the end to build the string and its ranges.
 fn lcs(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let (a, b) = match (
-        ctx.db.get(&argv[1], ctx.now_ms),
-        ctx.db.get(&argv[2], ctx.now_ms),
-    ) {
+    let (a, b) = match (ctx.get(&argv[1]), ctx.get(&argv[2])) {
         (a, b)
             if a.as_ref().is_some_and(|v| v.kind != TYPE_STRING)
                 || b.as_ref().is_some_and(|v| v.kind != TYPE_STRING) =>
@@ -531,11 +528,7 @@ fn lcs(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     }
     let (alen, blen) = (a.len(), b.len());
     let cells = (alen as u64 + 1) * (blen as u64 + 1);
-    let max = ctx
-        .shared
-        .runtime
-        .proto_max_bulk_len
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let max = ctx.proto_max_bulk_len();
     if cells.saturating_mul(4) > max {
         return Reply::err(
             "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",

@@ -27,7 +27,7 @@ use crate::strtod;
 use crate::types::zset::{
     self, AddFlags, Aggregate, Entry, LexBound, LexRange, Op, ScoreRange, Scores,
 };
-use crate::types::{At, Collection, Reader};
+use crate::types::{Collection, Reader};
 
 /// Up to this many members, Redis keeps a sorted set as a listpack and ZSCAN returns it whole.
 const LISTPACK_ENTRIES: u64 = 128;
@@ -312,7 +312,12 @@ fn range_kind(name: &str) -> (RangeType, Option<bool>) {
 }
 
 /// Runs a parsed range request on the sorted set `z`.
-fn select(r: &impl Reader, z: &Collection, key: &[u8], req: &RangeRequest) -> Vec<Entry> {
+fn select(
+    r: &(impl Reader + ?Sized),
+    z: &Collection,
+    key: &[u8],
+    req: &RangeRequest,
+) -> Vec<Entry> {
     match &req.selection {
         Selection::Rank(start, stop) => {
             match crate::types::list::normalize_range(*start, *stop, z.meta.size) {
@@ -330,18 +335,12 @@ fn with_zset(
     ctx: &ReadCtx,
     key: &[u8],
     missing: impl Fn() -> Reply,
-    f: impl Fn(&At, &Collection) -> Reply,
+    f: impl Fn(&dyn Reader, &Collection) -> Reply,
 ) -> Reply {
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        match zset::get(&at, key) {
-            Ok(Some(z)) => f(&at, &z),
-            Ok(None) => missing(),
-            Err(e) => type_error(e),
-        }
+    ctx.read(|at| match zset::get(&at, key) {
+        Ok(Some(z)) => f(&at, &z),
+        Ok(None) => missing(),
+        Err(e) => type_error(e),
     })
 }
 
@@ -616,7 +615,7 @@ fn combine_op(name: &str) -> (Op, bool, bool) {
 }
 
 fn parse_combine<'a>(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     argv: &'a [Bytes],
 ) -> Result<(Combine<'a>, Vec<Scores>), Reply> {
     let name = upper(&argv[0]);
@@ -689,20 +688,14 @@ fn run_combine(
 
 fn zcombine(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let card = upper(&argv[0]) == "ZINTERCARD";
-    ctx.db.read(|view| {
-        let at = At {
-            view,
-            now_ms: ctx.now_ms,
-        };
-        match parse_combine(&at, argv) {
-            Err(e) => e,
-            Ok((c, sets)) => {
-                let result = run_combine(&c, sets, card);
-                if card {
-                    Reply::Int(result.len() as i64)
-                } else {
-                    entries_reply(result, c.with_scores, ctx.resp3)
-                }
+    ctx.read(|at| match parse_combine(&at, argv) {
+        Err(e) => e,
+        Ok((c, sets)) => {
+            let result = run_combine(&c, sets, card);
+            if card {
+                Reply::Int(result.len() as i64)
+            } else {
+                entries_reply(result, c.with_scores, ctx.resp3)
             }
         }
     })
@@ -795,7 +788,7 @@ fn zscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     let from = if opts.cursor == 0 {
         Vec::new()
     } else {
-        match ctx.shared.scan_cursors.take(opts.cursor) {
+        match ctx.take_cursor(opts.cursor) {
             Some(pos) => pos,
             None => return done(),
         }
@@ -826,7 +819,7 @@ fn zscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             }
             true
         });
-        let cursor = next.map_or(0, |pos| ctx.shared.scan_cursors.put(pos));
+        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
         Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
     })
 }

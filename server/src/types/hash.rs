@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 
+use super::Reader;
 use super::{Collection, Error};
-use crate::db::{Txn, View, ELEMENTS, TYPE_HASH};
+use crate::db::{Txn, ELEMENTS, TYPE_HASH};
 use crate::long_double::LongDouble;
 
 /// What [`incr_by_float`] stores and returns: Redis's text for the new value.
@@ -102,23 +103,28 @@ pub fn incr_by_float(
 }
 
 /// The live hash `key`, if any.
-pub fn read(view: &View, key: &[u8], now_ms: u64) -> Result<Option<Collection>, Error> {
-    Collection::read(view, TYPE_HASH, key, now_ms)
+pub fn get_hash(r: &(impl Reader + ?Sized), key: &[u8]) -> Result<Option<Collection>, Error> {
+    Collection::get(r, TYPE_HASH, key)
 }
 
 /// The value of `field`.
-pub fn get(view: &View, hash: &Collection, key: &[u8], field: &[u8]) -> Option<Vec<u8>> {
-    view.element(ELEMENTS, key, hash.meta.version, field)
+pub fn get(
+    r: &(impl Reader + ?Sized),
+    hash: &Collection,
+    key: &[u8],
+    field: &[u8],
+) -> Option<Vec<u8>> {
+    r.element(key, hash.meta.version, field)
 }
 
 /// Visits the fields from `from` (inclusive) in byte order: (field, value); `visit` returns
 /// false to stop.
 pub fn scan(
-    view: &View,
+    r: &(impl Reader + ?Sized),
     hash: &Collection,
     key: &[u8],
     from: &[u8],
-    visit: impl FnMut(&[u8], &[u8]) -> bool,
+    mut visit: impl FnMut(&[u8], &[u8]) -> bool,
 ) {
-    view.scan_elements(ELEMENTS, key, hash.meta.version, from, visit);
+    r.scan(key, hash.meta.version, from, &mut visit);
 }

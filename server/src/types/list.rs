@@ -19,15 +19,8 @@ fn sub(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn index_of(sub: &[u8]) -> u64 {
-    u64::from_be_bytes(
-        sub.try_into()
-            .unwrap_or_else(|_| panic!("corrupt list element key")),
-    )
-}
-
 /// The live list `key`, if any.
-pub fn get(r: &impl Reader, key: &[u8]) -> Result<Option<Collection>, Error> {
+pub fn get(r: &(impl Reader + ?Sized), key: &[u8]) -> Result<Option<Collection>, Error> {
     Collection::get(r, TYPE_LIST, key)
 }
 
@@ -82,13 +75,19 @@ fn pop_from(txn: &mut Txn, key: &[u8], mut list: Collection, end: End, count: u6
         End::Right => list.meta.head + list.meta.size - n,
     };
     let mut out = Vec::with_capacity(n as usize);
-    txn.scan_elements(ELEMENTS, key, version, &sub(first), |s, v| {
-        if index_of(s) >= first + n {
-            return false;
-        }
-        out.push(v.to_vec());
-        true
-    });
+    // Bounded: a list popped from the right has the deletions of its old tail right after
+    // its last element.
+    txn.scan_elements_between(
+        ELEMENTS,
+        key,
+        version,
+        &sub(first),
+        Some(&sub(first + n)),
+        |_, v| {
+            out.push(v.to_vec());
+            true
+        },
+    );
     for i in first..first + n {
         txn.del_element(ELEMENTS, key, version, &sub(i));
     }
@@ -120,21 +119,36 @@ pub fn normalize_range(start: i64, stop: i64, len: u64) -> Option<(u64, u64)> {
 }
 
 /// Elements `[from, to]` (inclusive, 0-based from the left, within the list).
-pub fn range(r: &impl Reader, list: &Collection, key: &[u8], from: u64, to: u64) -> Vec<Vec<u8>> {
+pub fn range(
+    r: &(impl Reader + ?Sized),
+    list: &Collection,
+    key: &[u8],
+    from: u64,
+    to: u64,
+) -> Vec<Vec<u8>> {
     let head = list.meta.head;
     let mut out = Vec::with_capacity((to - from + 1).min(1 << 20) as usize);
-    r.scan(key, list.meta.version, &sub(head + from), &mut |s, v| {
-        if index_of(s) > head + to {
-            return false;
-        }
-        out.push(v.to_vec());
-        true
-    });
+    r.scan_between_in(
+        ELEMENTS,
+        key,
+        list.meta.version,
+        &sub(head + from),
+        &sub(head + to + 1),
+        &mut |_, v| {
+            out.push(v.to_vec());
+            true
+        },
+    );
     out
 }
 
 /// Element `index` (negative from the right), if in range.
-pub fn index(r: &impl Reader, list: &Collection, key: &[u8], index: i64) -> Option<Vec<u8>> {
+pub fn index(
+    r: &(impl Reader + ?Sized),
+    list: &Collection,
+    key: &[u8],
+    index: i64,
+) -> Option<Vec<u8>> {
     let len = list.meta.size as i64;
     let i = if index < 0 { len + index } else { index };
     if !(0..len).contains(&i) {
@@ -298,7 +312,7 @@ pub struct Position {
 
 /// LPOS: the positions of the matches of `value`.
 pub fn positions(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     list: &Collection,
     key: &[u8],
     value: &[u8],

@@ -103,18 +103,12 @@ impl Collection {
         Self::of(kind, txn.get(key))
     }
 
-    /// The live collection `key` of type `kind` in a read view.
-    pub fn read(
-        view: &View,
+    /// The live collection `key` of type `kind`, read through `r`.
+    pub fn get(
+        r: &(impl Reader + ?Sized),
         kind: u8,
         key: &[u8],
-        now_ms: u64,
     ) -> Result<Option<Collection>, Error> {
-        Self::of(kind, view.get(key, now_ms))
-    }
-
-    /// The live collection `key` of type `kind`, read through `r`.
-    pub fn get(r: &impl Reader, kind: u8, key: &[u8]) -> Result<Option<Collection>, Error> {
         Self::of(kind, r.live(key))
     }
 
@@ -206,6 +200,17 @@ pub trait Reader {
         from: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     );
+    /// [`Reader::scan_in`] up to sub-key `to` (exclusive): the scan stops at the bound
+    /// instead of walking whatever deletions lie beyond it.
+    fn scan_between_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    );
     /// The same in descending order, from just below `before` (or from the last).
     fn scan_rev_in(
         &self,
@@ -215,6 +220,17 @@ pub trait Reader {
         before: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     );
+
+    /// Visits live keys in storage order from data key `from` (inclusive): (user key, stored
+    /// value); `visit` returns false to stop. Returns the data key where it stopped early.
+    fn for_each_key(
+        &self,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>>;
+    /// The modification mark of `key` (the index of the entry that last changed it; 0 when
+    /// none is recorded).
+    fn mark(&self, key: &[u8]) -> u64;
 
     /// Element `sub` of version `version` of `key`.
     fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -233,9 +249,77 @@ pub trait Reader {
     }
 }
 
+impl<R: Reader + ?Sized> Reader for &R {
+    fn live(&self, key: &[u8]) -> Option<Value> {
+        (**self).live(key)
+    }
+
+    fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
+        (**self).element_in(cf, key, version, sub)
+    }
+
+    fn scan_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        (**self).scan_in(cf, key, version, from, visit)
+    }
+
+    fn scan_between_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        (**self).scan_between_in(cf, key, version, from, to, visit)
+    }
+
+    fn scan_rev_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        before: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        (**self).scan_rev_in(cf, key, version, before, visit)
+    }
+
+    fn for_each_key(
+        &self,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        (**self).for_each_key(from, visit)
+    }
+
+    fn mark(&self, key: &[u8]) -> u64 {
+        (**self).mark(key)
+    }
+}
+
 impl Reader for Txn<'_, '_> {
     fn live(&self, key: &[u8]) -> Option<Value> {
         self.get(key)
+    }
+
+    fn for_each_key(
+        &self,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        Txn::for_each_key(self, from, visit)
+    }
+
+    fn mark(&self, key: &[u8]) -> u64 {
+        Txn::mark(self, key)
     }
 
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -251,6 +335,18 @@ impl Reader for Txn<'_, '_> {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) {
         self.scan_elements(cf, key, version, from, visit)
+    }
+
+    fn scan_between_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_elements_between(cf, key, version, from, Some(to), visit)
     }
 
     fn scan_rev_in(
@@ -276,6 +372,18 @@ impl Reader for At<'_, '_> {
         self.view.get(key, self.now_ms)
     }
 
+    fn for_each_key(
+        &self,
+        from: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Vec<u8>> {
+        self.view.for_each_key(from, self.now_ms, visit)
+    }
+
+    fn mark(&self, key: &[u8]) -> u64 {
+        self.view.mark(key)
+    }
+
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
         self.view.element(cf, key, version, sub)
     }
@@ -289,6 +397,19 @@ impl Reader for At<'_, '_> {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) {
         self.view.scan_elements(cf, key, version, from, visit)
+    }
+
+    fn scan_between_in(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.view
+            .scan_elements_between(cf, key, version, from, Some(to), visit)
     }
 
     fn scan_rev_in(

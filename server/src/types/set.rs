@@ -124,16 +124,16 @@ pub fn move_member(txn: &mut Txn, src: &[u8], dst: &[u8], member: &[u8]) -> Resu
 }
 
 /// The live set `key`, if any.
-pub fn get(r: &impl Reader, key: &[u8]) -> Result<Option<Collection>, Error> {
+pub fn get(r: &(impl Reader + ?Sized), key: &[u8]) -> Result<Option<Collection>, Error> {
     Collection::get(r, TYPE_SET, key)
 }
 
-pub fn is_member(r: &impl Reader, set: &Collection, key: &[u8], member: &[u8]) -> bool {
+pub fn is_member(r: &(impl Reader + ?Sized), set: &Collection, key: &[u8], member: &[u8]) -> bool {
     r.element(key, set.meta.version, member).is_some()
 }
 
 /// Every member, in byte order.
-pub fn members(r: &impl Reader, set: &Collection, key: &[u8]) -> Vec<Vec<u8>> {
+pub fn members(r: &(impl Reader + ?Sized), set: &Collection, key: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(set.meta.size.min(1 << 20) as usize);
     r.scan(key, set.meta.version, &[], &mut |m, _| {
         out.push(m.to_vec());
@@ -154,7 +154,7 @@ pub enum Op {
 /// and any key of another type is WRONGTYPE (checked for every key first, as Redis does).
 /// For an intersection, `limit` stops after that many members (SINTERCARD).
 pub fn combine(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     op: Op,
     keys: &[Bytes],
     limit: Option<u64>,

@@ -55,11 +55,11 @@ fn stored(score: f64) -> f64 {
 }
 
 /// The live sorted set `key`, if any.
-pub fn get(r: &impl Reader, key: &[u8]) -> Result<Option<Collection>, Error> {
+pub fn get(r: &(impl Reader + ?Sized), key: &[u8]) -> Result<Option<Collection>, Error> {
     Collection::get(r, TYPE_ZSET, key)
 }
 
-pub fn score(r: &impl Reader, z: &Collection, key: &[u8], member: &[u8]) -> Option<f64> {
+pub fn score(r: &(impl Reader + ?Sized), z: &Collection, key: &[u8], member: &[u8]) -> Option<f64> {
     r.element(key, z.meta.version, member)
         .map(|v| score_from(&v))
 }
@@ -194,7 +194,7 @@ pub fn pop(txn: &mut Txn, key: &[u8], max: bool, count: u64) -> Result<Option<Ve
 
 /// Visits the members in (score, member) order (descending with `rev`): (member, score).
 fn walk(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     z: &Collection,
     key: &[u8],
     rev: bool,
@@ -215,7 +215,7 @@ fn walk(
 /// Members at ranks `[from, to]` (0-based, both within the set), lowest first or, with
 /// `rev`, highest first.
 pub fn by_rank(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     z: &Collection,
     key: &[u8],
     from: u64,
@@ -235,7 +235,13 @@ pub fn by_rank(
 }
 
 /// The 0-based rank of `member` (from the top with `rev`), if it is a member.
-pub fn rank(r: &impl Reader, z: &Collection, key: &[u8], member: &[u8], rev: bool) -> Option<u64> {
+pub fn rank(
+    r: &(impl Reader + ?Sized),
+    z: &Collection,
+    key: &[u8],
+    member: &[u8],
+    rev: bool,
+) -> Option<u64> {
     let s = score(r, z, key, member)?;
     let mut below = 0u64;
     r.scan_in(SCORES, key, z.meta.version, &[], &mut |sub, _| {
@@ -284,7 +290,7 @@ impl ScoreRange {
 /// Members with scores in `range`, lowest first (highest first with `rev`), after skipping
 /// `offset` of them, at most `limit` (negative: all), as Redis's `genericZrangebyscore`.
 pub fn by_score(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     z: &Collection,
     key: &[u8],
     range: &ScoreRange,
@@ -339,7 +345,7 @@ pub fn by_score(
 }
 
 /// How many members have scores in `range`.
-pub fn count(r: &impl Reader, z: &Collection, key: &[u8], range: &ScoreRange) -> u64 {
+pub fn count(r: &(impl Reader + ?Sized), z: &Collection, key: &[u8], range: &ScoreRange) -> u64 {
     if range.is_empty() {
         return 0;
     }
@@ -429,7 +435,7 @@ impl LexRange {
     }
 
     /// `zzlIsInLexRange`: false when no member can be in range.
-    fn may_hold(&self, r: &impl Reader, z: &Collection, key: &[u8]) -> bool {
+    fn may_hold(&self, r: &(impl Reader + ?Sized), z: &Collection, key: &[u8]) -> bool {
         let c = cmp_lex(&self.min, &self.max);
         if c == Ordering::Greater
             || (c == Ordering::Equal && (self.min.exclusive() || self.max.exclusive()))
@@ -453,7 +459,7 @@ impl LexRange {
 /// from the last with `rev`) that passes the near bound, skipping `offset` unchecked, then
 /// while the far bound holds, at most `limit` (negative: all).
 pub fn by_lex(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     z: &Collection,
     key: &[u8],
     range: &LexRange,
@@ -523,7 +529,7 @@ pub fn remove_range(
 }
 
 /// Every (member, score) in (score, member) order.
-pub fn all(r: &impl Reader, z: &Collection, key: &[u8]) -> Vec<Entry> {
+pub fn all(r: &(impl Reader + ?Sized), z: &Collection, key: &[u8]) -> Vec<Entry> {
     let mut out = Vec::with_capacity(z.meta.size.min(1 << 20) as usize);
     walk(r, z, key, false, None, &mut |m, s| {
         out.push((m.to_vec(), s));
@@ -586,7 +592,7 @@ struct Input {
 
 /// The inputs at `keys` (WRONGTYPE unless each is a sorted set, a set, or missing).
 pub fn inputs(
-    r: &impl Reader,
+    r: &(impl Reader + ?Sized),
     keys: &[Bytes],
 ) -> Result<Vec<std::collections::BTreeMap<Vec<u8>, f64>>, Error> {
     let mut out = Vec::with_capacity(keys.len());
