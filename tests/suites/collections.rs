@@ -471,3 +471,109 @@ fn object_encoding_follows_the_listpack_settings() {
         "{err}"
     );
 }
+
+/// Popping from the ends leaves deletions there; the end hints skip them. Members inserted
+/// beyond a hint (below the lowest popped, above the highest) must still be found, by pops,
+/// ranges and ranks, on every replica.
+#[test]
+fn pops_from_the_ends_and_inserts_beyond_them_match_a_model() {
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    // Sorted set: every score 0, so the order is the members' (as redis-benchmark's ZADD).
+    let mut model: std::collections::BTreeSet<String> =
+        (0..2000).map(|i| format!("m{i:04}")).collect();
+    let mut zadd = cmd("ZADD");
+    zadd.arg("z");
+    for m in &model {
+        zadd.arg(0).arg(m);
+    }
+    let _: i64 = zadd.query(&mut c).unwrap();
+    for round in 0..20 {
+        let low: Vec<String> = cmd("ZPOPMIN").arg("z").arg(30).query(&mut c).unwrap();
+        let want: Vec<String> = model
+            .iter()
+            .take(30)
+            .flat_map(|m| [m.clone(), "0".into()])
+            .collect();
+        assert_eq!(low, want, "ZPOPMIN round {round}");
+        let high: Vec<String> = cmd("ZPOPMAX").arg("z").arg(20).query(&mut c).unwrap();
+        let want: Vec<String> = model
+            .iter()
+            .rev()
+            .take(20)
+            .flat_map(|m| [m.clone(), "0".into()])
+            .collect();
+        assert_eq!(high, want, "ZPOPMAX round {round}");
+        for m in low.iter().step_by(2).chain(high.iter().step_by(2)) {
+            model.remove(m);
+        }
+        // Beyond both ends, and in the middle.
+        for m in [
+            format!("a{round:02}"),
+            format!("z{round:02}"),
+            format!("m1{round:03}x"),
+        ] {
+            let _: i64 = cmd("ZADD").arg("z").arg(0).arg(&m).query(&mut c).unwrap();
+            model.insert(m);
+        }
+        let all: Vec<String> = cmd("ZRANGE").arg("z").arg(0).arg(-1).query(&mut c).unwrap();
+        assert_eq!(
+            all,
+            model.iter().cloned().collect::<Vec<_>>(),
+            "ZRANGE round {round}"
+        );
+        let first = model.iter().next().unwrap().clone();
+        let rank: i64 = cmd("ZRANK").arg("z").arg(&first).query(&mut c).unwrap();
+        assert_eq!(rank, 0);
+        let rev: Vec<String> = cmd("ZREVRANGE")
+            .arg("z")
+            .arg(0)
+            .arg(2)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(rev, model.iter().rev().take(3).cloned().collect::<Vec<_>>());
+    }
+    // A lower score goes below everything popped.
+    let _: i64 = cmd("ZADD")
+        .arg("z")
+        .arg(-1)
+        .arg("zzz")
+        .query(&mut c)
+        .unwrap();
+    let popped: Vec<String> = cmd("ZPOPMIN").arg("z").query(&mut c).unwrap();
+    assert_eq!(popped, vec!["zzz".to_string(), "-1".into()]);
+
+    // Set: SPOP until empty, inserting below and above the ends now and then.
+    let mut sadd = cmd("SADD");
+    sadd.arg("s");
+    for i in 0..3000 {
+        sadd.arg(format!("element:{i:012}"));
+    }
+    let _: i64 = sadd.query(&mut c).unwrap();
+    let mut popped = std::collections::HashSet::new();
+    let mut added = 3000;
+    let mut firsts = std::collections::HashSet::new();
+    for i in 0.. {
+        if i % 100 == 0 && i < 2000 {
+            for m in [format!("a{i}"), format!("zz{i}")] {
+                let _: i64 = cmd("SADD").arg("s").arg(&m).query(&mut c).unwrap();
+                added += 1;
+            }
+        }
+        let got: Vec<String> = cmd("SPOP").arg("s").arg(7).query(&mut c).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        if i < 20 {
+            firsts.insert(got[0].clone());
+        }
+        for m in got {
+            assert!(popped.insert(m), "a member popped twice");
+        }
+        assert!(i < 10_000, "SPOP never emptied the set");
+    }
+    assert_eq!(popped.len(), added, "every member popped once");
+    assert!(firsts.len() > 10, "SPOP's choices are spread: {firsts:?}");
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+}

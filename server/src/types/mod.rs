@@ -47,33 +47,41 @@ pub struct Meta {
     pub size: u64,
     /// A list's first index: its elements are at `head..head + size` (0 for other types).
     pub head: u64,
+    /// A set's or sorted set's end hints ([`hints`]): which of them it has.
+    pub hints: u64,
 }
 
 const META_LEN: usize = 24;
 
 impl Meta {
     pub fn decode(v: &Value) -> Meta {
-        let field = |i: usize| {
+        let optional = |i: usize| {
             v.data
                 .get(i * 8..i * 8 + 8)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map(u64::from_be_bytes)
-                .unwrap_or_else(|| panic!("corrupt {} metadata", v.type_name()))
         };
+        let field =
+            |i: usize| optional(i).unwrap_or_else(|| panic!("corrupt {} metadata", v.type_name()));
+        let list = v.kind == TYPE_LIST;
         Meta {
             version: field(0),
             size: field(1),
-            head: if v.kind == TYPE_LIST { field(2) } else { 0 },
+            head: if list { field(2) } else { 0 },
+            hints: if list { 0 } else { optional(2).unwrap_or(0) },
         }
     }
 
-    /// The payload of a collection of type `kind` (only a list stores its head).
+    /// The payload of a collection of type `kind` (a list stores its head; a set or sorted
+    /// set its hint flags, when it has any).
     pub fn encode(&self, kind: u8) -> Bytes {
         let mut b = Vec::with_capacity(META_LEN);
         b.extend_from_slice(&self.version.to_be_bytes());
         b.extend_from_slice(&self.size.to_be_bytes());
         if kind == TYPE_LIST {
             b.extend_from_slice(&self.head.to_be_bytes());
+        } else if self.hints != 0 {
+            b.extend_from_slice(&self.hints.to_be_bytes());
         }
         Bytes::from(b)
     }
@@ -119,6 +127,7 @@ impl Collection {
             size: 0,
             // A new list starts in the middle of the index space, to grow either way.
             head: 1 << 63,
+            hints: 0,
         };
         Collection {
             value: Value {
@@ -181,6 +190,65 @@ pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
         data: copied.encode(source.kind),
     };
     txn.set(to, &value);
+}
+
+/// End hints of sets and sorted sets. Popping from an end (ZPOPMIN, SPOP's wrap-around)
+/// leaves deletions there, and RocksDB walks every deletion a scan meets: popping a sorted set
+/// empty from one end would cost O(n²). A hint is a bound stored with the collection: "no
+/// live entry sorts below `low`" (or above `high`), so a scan from that end seeks past the
+/// deletions. A pop sets it; an insertion beyond it moves it; nothing else can make it wrong.
+/// Hints are entries of the `zscore` family under the collection's version, at sub-keys no
+/// score-index entry can have (`""`, which sorts first, and eight 0xff bytes, a NaN score,
+/// which sorts after every real one); sets have no other `zscore` entries. The metadata's
+/// `hints` flags say which exist, so a collection that never popped costs nothing.
+pub mod hints {
+    use super::{Meta, Reader};
+    use crate::db::{Txn, SCORES};
+
+    pub const LOW: u64 = 1;
+    pub const HIGH: u64 = 2;
+    const LOW_SUB: &[u8] = b"";
+    const HIGH_SUB: &[u8] = &[0xff; 8];
+
+    fn sub(which: u64) -> &'static [u8] {
+        if which == LOW {
+            LOW_SUB
+        } else {
+            HIGH_SUB
+        }
+    }
+
+    /// Whether a `zscore` sub-key is a hint (not a score-index entry).
+    pub fn is_hint(sub: &[u8]) -> bool {
+        sub.is_empty() || sub == HIGH_SUB
+    }
+
+    /// The bound `which` (LOW or HIGH) of the collection with `meta`, if it has one.
+    pub fn get(r: &(impl Reader + ?Sized), key: &[u8], meta: &Meta, which: u64) -> Option<Vec<u8>> {
+        if meta.hints & which == 0 {
+            return None;
+        }
+        r.element_in(SCORES, key, meta.version, sub(which))
+    }
+
+    /// Sets bound `which` to `bound`; the caller stores `meta` afterwards.
+    pub fn set(txn: &mut Txn, key: &[u8], meta: &mut Meta, which: u64, bound: &[u8]) {
+        txn.put_element(SCORES, key, meta.version, sub(which), bound);
+        meta.hints |= which;
+    }
+
+    /// Keeps the bounds true after sub-key `inserted` became live.
+    pub fn note_insert(txn: &mut Txn, key: &[u8], meta: &Meta, inserted: &[u8]) {
+        if meta.hints == 0 {
+            return;
+        }
+        if get(&*txn, key, meta, LOW).is_some_and(|low| inserted < low.as_slice()) {
+            txn.put_element(SCORES, key, meta.version, LOW_SUB, inserted);
+        }
+        if get(&*txn, key, meta, HIGH).is_some_and(|high| inserted > high.as_slice()) {
+            txn.put_element(SCORES, key, meta.version, HIGH_SUB, inserted);
+        }
+    }
 }
 
 /// Reads of collections that the apply path ([`Txn`]) and the read path ([`At`]) share, so

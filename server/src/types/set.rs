@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Collection, Error, LogRng, Reader};
+use super::{hints, Collection, Error, LogRng, Reader};
 use crate::db::{Txn, ELEMENTS, TYPE_SET};
 
 fn load_or_create(txn: &mut Txn, key: &[u8]) -> Result<Collection, Error> {
@@ -21,6 +21,7 @@ pub fn add(txn: &mut Txn, key: &[u8], members: &[Bytes]) -> Result<i64, Error> {
     for m in members {
         if txn.element(ELEMENTS, key, version, m).is_none() {
             txn.put_element(ELEMENTS, key, version, m, &[]);
+            hints::note_insert(txn, key, &set.meta, m);
             added += 1;
         }
     }
@@ -55,6 +56,9 @@ pub fn pop(txn: &mut Txn, key: &[u8], count: u64, seed: u64) -> Result<Vec<Vec<u
         return Ok(Vec::new());
     };
     let size = set.meta.size;
+    if count.saturating_mul(4) < size {
+        return Ok(pop_by_seeks(txn, key, set, count, seed));
+    }
     let chosen = choose(size, count, seed);
     let version = set.meta.version;
     let mut popped = Vec::with_capacity(chosen.len());
@@ -73,6 +77,108 @@ pub fn pop(txn: &mut Txn, key: &[u8], count: u64, seed: u64) -> Result<Vec<Vec<u
     }
     set.store(txn, key, -(popped.len() as i64));
     Ok(popped)
+}
+
+/// SPOP of a few members of a big set, each found by a few seeks instead of a walk over the
+/// set: a random descent of the members' byte trie. Between the lowest and the highest
+/// member left, pick a byte at random where they first differ; the members under that byte
+/// (found by one seek each way) are the next range, until one member is left, or no member
+/// has the byte and the next one is taken. Every member can be chosen, though not with equal
+/// chances (Redis's own choice is not uniform either); the deletions the pops leave are
+/// spread over the set, so no seek walks far.
+fn pop_by_seeks(
+    txn: &mut Txn,
+    key: &[u8],
+    mut set: Collection,
+    count: u64,
+    seed: u64,
+) -> Vec<Vec<u8>> {
+    let mut rng = LogRng::new(seed);
+    let version = set.meta.version;
+    let mut popped = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let low = hints::get(&*txn, key, &set.meta, hints::LOW).unwrap_or_default();
+        let high = hints::get(&*txn, key, &set.meta, hints::HIGH).map(|mut h| {
+            h.push(0);
+            h
+        });
+        let (Some(first), Some(last)) = (
+            first_from(txn, version, key, &low),
+            last_before(txn, version, key, high.as_deref()),
+        ) else {
+            break;
+        };
+        let pick = descend(txn, version, key, first.clone(), last.clone(), &mut rng);
+        // Whatever is left sorts after the lowest member popped, before the highest.
+        if pick == first {
+            hints::set(txn, key, &mut set.meta, hints::LOW, &pick);
+        }
+        if pick == last {
+            hints::set(txn, key, &mut set.meta, hints::HIGH, &pick);
+        }
+        txn.del_element(ELEMENTS, key, version, &pick);
+        popped.push(pick);
+    }
+    set.store(txn, key, -(popped.len() as i64));
+    popped
+}
+
+/// The first member at or after `from`.
+fn first_from(txn: &Txn, version: u64, key: &[u8], from: &[u8]) -> Option<Vec<u8>> {
+    let mut found = None;
+    txn.scan_elements(ELEMENTS, key, version, from, |m, _| {
+        found = Some(m.to_vec());
+        false
+    });
+    found
+}
+
+/// The last member before `before` (exclusive), or the last one.
+fn last_before(txn: &Txn, version: u64, key: &[u8], before: Option<&[u8]>) -> Option<Vec<u8>> {
+    let mut found = None;
+    txn.scan_elements_rev(ELEMENTS, key, version, before, |m, _| {
+        found = Some(m.to_vec());
+        false
+    });
+    found
+}
+
+/// A random member in `[lo, hi]` (both members), by the descent `pop_by_seeks` describes.
+fn descend(
+    txn: &Txn,
+    version: u64,
+    key: &[u8],
+    mut lo: Vec<u8>,
+    mut hi: Vec<u8>,
+    rng: &mut LogRng,
+) -> Vec<u8> {
+    loop {
+        if lo == hi {
+            return lo;
+        }
+        let common = lo.iter().zip(&hi).take_while(|(a, b)| a == b).count();
+        let top = u64::from(hi[common]);
+        // `lo` may be a prefix of `hi`: then it is one more choice, "no byte here".
+        let (bottom, choices) = match lo.get(common) {
+            Some(&b) => (u64::from(b), top - u64::from(b) + 1),
+            None => (0, top + 2),
+        };
+        let r = rng.below(choices);
+        if lo.len() == common && r == top + 1 {
+            return lo;
+        }
+        let mut prefix = hi[..common].to_vec();
+        prefix.push((bottom + r) as u8);
+        let Some(a) = first_from(txn, version, key, &prefix) else {
+            return lo;
+        };
+        if !a.starts_with(&prefix) {
+            return a;
+        }
+        let end = rockraft_raftstore::keys::prefix_end(&prefix);
+        let b = last_before(txn, version, key, Some(&end)).unwrap_or_else(|| a.clone());
+        (lo, hi) = (a, b);
+    }
 }
 
 /// `count` distinct positions in `[0, size)` chosen with `seed`, ascending (a partial
@@ -118,6 +224,7 @@ pub fn move_member(txn: &mut Txn, src: &[u8], dst: &[u8], member: &[u8]) -> Resu
         .is_none();
     if added {
         txn.put_element(ELEMENTS, dst, to.meta.version, member, &[]);
+        hints::note_insert(txn, dst, &to.meta, member);
     }
     to.store(txn, dst, i64::from(added));
     Ok(true)

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 use rockraft_raftstore::keys::{decode_score, encode_score, prefix_end};
 
-use super::{Collection, Error, Reader};
+use super::{hints, Collection, Error, Meta, Reader};
 use crate::db::{Txn, ELEMENTS, SCORES, TYPE_SET, TYPE_ZSET};
 
 /// A member and its score.
@@ -64,13 +64,16 @@ pub fn score(r: &(impl Reader + ?Sized), z: &Collection, key: &[u8], member: &[u
         .map(|v| score_from(&v))
 }
 
-fn put(txn: &mut Txn, key: &[u8], version: u64, member: &[u8], old: Option<f64>, score: f64) {
+fn put(txn: &mut Txn, key: &[u8], meta: &Meta, member: &[u8], old: Option<f64>, score: f64) {
+    let version = meta.version;
     if let Some(old) = old {
         txn.del_element(SCORES, key, version, &index_sub(old, member));
     }
     let score = stored(score);
+    let sub = index_sub(score, member);
     txn.put_element(ELEMENTS, key, version, member, &score_bytes(score));
-    txn.put_element(SCORES, key, version, &index_sub(score, member), &[]);
+    txn.put_element(SCORES, key, version, &sub, &[]);
+    hints::note_insert(txn, key, meta, &sub);
 }
 
 fn delete(txn: &mut Txn, key: &[u8], version: u64, member: &[u8], score: f64) {
@@ -135,13 +138,13 @@ pub fn add(
                 out.processed += 1;
                 out.score = new;
                 if new != current {
-                    put(txn, key, version, member, Some(current), new);
+                    put(txn, key, &z.meta, member, Some(current), new);
                     out.updated += 1;
                 }
             }
             None if flags.xx => {}
             None => {
-                put(txn, key, version, member, None, score);
+                put(txn, key, &z.meta, member, None, score);
                 out.processed += 1;
                 out.added += 1;
                 out.score = score;
@@ -185,9 +188,15 @@ pub fn pop(txn: &mut Txn, key: &[u8], max: bool, count: u64) -> Result<Option<Ve
     let Some(z) = Collection::load(txn, TYPE_ZSET, key)? else {
         return Ok(None);
     };
+    let mut z = z;
     let n = count.min(z.meta.size);
     let popped = by_rank(&*txn, &z, key, 0, n.saturating_sub(1), max);
     let popped = if n == 0 { Vec::new() } else { popped };
+    if let Some((m, s)) = popped.last().filter(|_| n < z.meta.size) {
+        // Every member left sorts beyond the last one popped.
+        let which = if max { hints::HIGH } else { hints::LOW };
+        hints::set(txn, key, &mut z.meta, which, &index_sub(*s, m));
+    }
     remove_entries(txn, key, z, &popped);
     Ok(Some(popped))
 }
@@ -202,13 +211,27 @@ fn walk(
     visit: &mut dyn FnMut(&[u8], f64) -> bool,
 ) {
     let mut f = |sub: &[u8], _: &[u8]| {
+        if hints::is_hint(sub) {
+            return true;
+        }
         let (score, member) = index_entry(sub);
         visit(member, score)
     };
     if rev {
-        r.scan_rev_in(SCORES, key, z.meta.version, from, &mut f);
+        // Start at the high bound when it is below where the scan would start.
+        let high = hints::get(r, key, &z.meta, hints::HIGH).map(|mut h| {
+            h.push(0);
+            h
+        });
+        let before = match (from, high.as_deref()) {
+            (Some(f), Some(h)) => Some(f.min(h)),
+            (f, h) => f.or(h),
+        };
+        r.scan_rev_in(SCORES, key, z.meta.version, before, &mut f);
     } else {
-        r.scan_in(SCORES, key, z.meta.version, from.unwrap_or(&[]), &mut f);
+        let low = hints::get(r, key, &z.meta, hints::LOW);
+        let from = from.unwrap_or(&[]).max(low.as_deref().unwrap_or(&[]));
+        r.scan_in(SCORES, key, z.meta.version, from, &mut f);
     }
 }
 
@@ -244,8 +267,7 @@ pub fn rank(
 ) -> Option<u64> {
     let s = score(r, z, key, member)?;
     let mut below = 0u64;
-    r.scan_in(SCORES, key, z.meta.version, &[], &mut |sub, _| {
-        let (score, m) = index_entry(sub);
+    walk(r, z, key, false, None, &mut |m, score| {
         if score.partial_cmp(&s) == Some(Ordering::Less) || (score == s && m < member) {
             below += 1;
             true
@@ -547,7 +569,7 @@ pub fn store(txn: &mut Txn, dst: &[u8], entries: &[Entry]) -> i64 {
     }
     let z = Collection::create(txn, TYPE_ZSET);
     for (m, s) in entries {
-        put(txn, dst, z.meta.version, m, None, *s);
+        put(txn, dst, &z.meta, m, None, *s);
     }
     z.store(txn, dst, entries.len() as i64);
     entries.len() as i64
