@@ -67,7 +67,14 @@ struct Batch {
     received: Instant,
     metrics: CommandMetrics,
     output: BytesMut,
+    /// A blocking command (BLPOP…) is among the submitted ones: while it waits, the
+    /// connection watches its socket, so a client that leaves stops waiting (and popping).
+    blocking: bool,
 }
+
+/// While a blocking command waits, at most this much of the client's next requests is read
+/// ahead.
+const MAX_READ_AHEAD: usize = 64 << 20;
 
 pub async fn serve(
     mut stream: TcpStream,
@@ -84,17 +91,23 @@ pub async fn serve(
         received: Instant::now(),
         metrics: CommandMetrics::default(),
         output: BytesMut::with_capacity(16 * 1024),
+        blocking: false,
     };
     let mut slots: Vec<Slot> = Vec::new();
+    // Requests read while a blocking command waited are decoded before reading again.
+    let mut read_ahead = false;
     loop {
-        input.reserve(64 * 1024);
-        tokio::select! {
-            read = stream.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
-            _ = shutdown.recv() => break,
+        if !read_ahead {
+            input.reserve(64 * 1024);
+            tokio::select! {
+                read = stream.read_buf(&mut input) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                },
+                _ = shutdown.recv() => break,
+            }
         }
+        read_ahead = false;
         let limits = RequestLimits {
             max_bulk_len: shared.runtime.proto_max_bulk_len.load(Ordering::Relaxed) as usize,
         };
@@ -130,7 +143,32 @@ pub async fn serve(
                 }
             }
         }
-        resolve(&mut session, &mut slots, &mut batch).await;
+        if batch.blocking {
+            batch.blocking = false;
+            let gone = {
+                let resolving = resolve(&mut session, &mut slots, &mut batch);
+                tokio::pin!(resolving);
+                loop {
+                    tokio::select! {
+                        _ = &mut resolving => break false,
+                        read = stream.read_buf(&mut input), if input.len() < MAX_READ_AHEAD => {
+                            match read {
+                                Ok(0) | Err(_) => break true,
+                                Ok(_) => {}
+                            }
+                        }
+                        _ = shutdown.recv() => break true,
+                    }
+                }
+            };
+            if gone {
+                // Dropping the waits takes the client out of the queues.
+                break;
+            }
+            read_ahead = !input.is_empty();
+        } else {
+            resolve(&mut session, &mut slots, &mut batch).await;
+        }
         if let Some(name) = last_cmd {
             touch(&session, name, batch.received);
         }
@@ -340,6 +378,30 @@ async fn submit(
                     return Some(spec.name);
                 }
             };
+            if spec.flags & command::flags::BLOCKING != 0 {
+                let timeout = command::blocking::parse_timeout(command::blocking::timeout_arg(
+                    spec.name, &argv,
+                ))
+                .unwrap_or(None);
+                let keys = spec.keys(&argv).into_iter().cloned().collect();
+                // In line before the first attempt: a push between it and the wait wakes it.
+                let registration = shared.blocked.register(session.id, keys);
+                let slot = slot_of(spec, &argv);
+                *pending_write = true;
+                batch.blocking = true;
+                slots.push(Slot {
+                    name: spec.name,
+                    reply: Box::pin(block(
+                        shared.clone(),
+                        spec,
+                        argv,
+                        slot,
+                        timeout,
+                        registration,
+                    )),
+                });
+                return Some(spec.name);
+            }
             let data = crate::state_machine::encode_command(&argv);
             // Only an error reply needs the slot: keep the key, not its CRC.
             let key = spec.routing_key(&argv).cloned();
@@ -367,6 +429,80 @@ async fn submit(
         }
     }
     Some(spec.name)
+}
+
+/// How often a blocked client's node checks that it still leads.
+const LEADER_CHECK: Duration = Duration::from_millis(100);
+
+/// A blocking command outside a transaction: attempts (proposals that pop or find nothing)
+/// until one pops, woken by changes to its keys; then the timeout's reply, CLIENT UNBLOCK's,
+/// or a redirect when the node stops leading. An attempt in flight is always waited for: its
+/// outcome, element or not, is the client's.
+async fn block(
+    shared: Arc<Shared>,
+    spec: &'static command::CommandSpec,
+    argv: Vec<Bytes>,
+    slot: u16,
+    timeout: Option<Duration>,
+    registration: crate::blocking::Registration,
+) -> Reply {
+    use crate::blocking::Unblock;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let nothing = command::blocking::nothing(spec.name);
+    let write_timeout = Duration::from_millis(shared.config.write_timeout_ms);
+    let data = crate::state_machine::encode_command(&argv);
+    let waiter = registration.waiter.clone();
+    let mut first = true;
+    loop {
+        if !shared.group.status().is_leader() {
+            return redirect(&shared, slot, shared.group.status().leader());
+        }
+        let proposal = shared.group.propose(command::now_ms(), data.clone());
+        let reply = match tokio::time::timeout(write_timeout, proposal).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return store_error(&shared, e, "pop", slot),
+            Err(_) => {
+                return Reply::err(format!(
+                "TIMEOUT pop outcome unknown: not applied within {} ms; it may still be applied",
+                write_timeout.as_millis()
+            ))
+            }
+        };
+        // A key that became another type is skipped while waiting, as in Redis.
+        let wrong_type = matches!(&reply, Reply::Error(e) if e.starts_with("WRONGTYPE"));
+        if reply != nothing && (first || !wrong_type) {
+            return reply;
+        }
+        first = false;
+        // One wake-up future for the whole wait: the leadership checks must not drop it.
+        let woken = waiter.woken();
+        tokio::pin!(woken);
+        loop {
+            let expired = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut woken => break,
+                // Redis answers a timed-out wait with a null array, whatever the command.
+                _ = expired => return Reply::NilArray,
+                _ = tokio::time::sleep(LEADER_CHECK) => {
+                    if !shared.group.status().is_leader() {
+                        return redirect(&shared, slot, shared.group.status().leader());
+                    }
+                }
+            }
+        }
+        match waiter.unblocked() {
+            Some(Unblock::Timeout) => return Reply::NilArray,
+            Some(Unblock::Error) => {
+                return Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+            }
+            None => {}
+        }
+    }
 }
 
 /// A command refused while a transaction is queued makes its EXEC fail (Redis's rule).

@@ -277,16 +277,17 @@ impl<'c, 'e> Txn<'c, 'e> {
         decode_mark(self.ctx.get(CF_MARK, &keys::data_key(key)))
     }
 
-    /// Writes the modification marks of the keys this entry changed.
-    pub fn finish(mut self) {
+    /// Writes the modification marks of the keys this entry changed; returns those keys.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         touched.dedup();
         let mark = self.ctx.index().to_be_bytes();
-        for key in touched {
+        for key in &touched {
             self.ctx
-                .put_owned(CF_MARK, keys::data_key(&key), mark.to_vec());
+                .put_owned(CF_MARK, keys::data_key(key), mark.to_vec());
         }
+        touched
     }
 
     /// Visits live keys in storage order from data key `from` (inclusive), as of this round's

@@ -2,6 +2,7 @@
 //! returns a handle, so tests can start, stop and restart nodes in one process; the binary is
 //! a thin `main` over it.
 
+pub mod blocking;
 pub mod command;
 pub mod config;
 mod connection;
@@ -160,6 +161,8 @@ pub struct Shared {
     /// The client port actually bound.
     pub port: u16,
     pub scan_cursors: scan::ScanCursors,
+    /// Clients blocked in BLPOP and friends on this node.
+    pub blocked: Arc<blocking::Blocked>,
 }
 
 /// Why a node could not start.
@@ -311,11 +314,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     // A membership change waits behind the one in progress at most as long as a write waits.
     group_cfg.conf_change_wait = Duration::from_millis(config.write_timeout_ms);
     let node: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+    let blocked: Arc<blocking::Blocked> = Arc::default();
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,
         &[ident.node_id],
-        state_machine::KvStateMachine::new(node.clone()),
+        state_machine::KvStateMachine::new(node.clone(), blocked.clone()),
         network.transport(DATA_GROUP_ID),
         book.clone(),
     )?;
@@ -355,6 +359,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         network: network.clone(),
         port: addr.port(),
         scan_cursors: scan::ScanCursors::default(),
+        blocked,
     });
     let _ = node.set(Arc::downgrade(&shared));
     let (shutdown, _) = broadcast::channel(1);

@@ -50,12 +50,18 @@ pub fn decode_command(data: &Bytes) -> ProtobufResult<Vec<Bytes>> {
 pub struct KvStateMachine {
     /// The running node, once it is (reads inside a transaction use it).
     node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
+    /// The node's blocked clients, told which keys each entry changed.
+    blocked: std::sync::Arc<crate::blocking::Blocked>,
 }
 
 impl KvStateMachine {
-    /// A state machine that will reach the node through `node` once it is set.
-    pub fn new(node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>) -> Self {
-        KvStateMachine { node }
+    /// A state machine that will reach the node through `node` once it is set, and tell
+    /// `blocked` which keys each entry changed.
+    pub fn new(
+        node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
+        blocked: std::sync::Arc<crate::blocking::Blocked>,
+    ) -> Self {
+        KvStateMachine { node, blocked }
     }
 }
 
@@ -82,7 +88,8 @@ impl StateMachine for KvStateMachine {
         };
         let mut txn = Txn::with_node(ctx, &self.node);
         let reply = apply(&mut txn, &argv);
-        txn.finish();
+        let touched = txn.finish();
+        self.blocked.touched(touched.iter().map(Vec::as_slice));
         reply
     }
 }

@@ -274,13 +274,63 @@ impl Generator {
 
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        match self.rng.random_range(0..18) {
+        match self.rng.random_range(0..19) {
             0..=2 => self.set_command(),
             3..=5 => self.list_command(),
             6..=9 => self.zset_command(),
             10 | 11 => self.generic_command(),
             16 | 17 => self.transaction(),
+            18 => self.blocking_command(),
             _ => self.string_or_hash_command(),
+        }
+    }
+
+    /// A blocking pop whose wait is short (nothing else would wake it): it pops at once, or
+    /// times out with nil, or is refused. Inside a transaction it never blocks.
+    fn blocking_command(&mut self) -> Cmd {
+        let timeout = b(self.pick(&["0.01", "0.001", "0.02", "x", "-1", "1e400", "0x1p-10", ""]));
+        let (k, k2) = (self.key(), self.key());
+        let end = |g: &mut Generator| b(g.pick(&["LEFT", "RIGHT", "left", "UP"]));
+        match self.rng.random_range(0..8) {
+            0 => vec![b("BLPOP"), k, k2, timeout],
+            1 => vec![b("BRPOP"), k, timeout],
+            2 => vec![b("BRPOPLPUSH"), k, k2, timeout],
+            3 => {
+                let (from, to) = (end(self), end(self));
+                vec![b("BLMOVE"), k, k2, from, to, timeout]
+            }
+            4 => {
+                let mut c = vec![
+                    b("BLMPOP"),
+                    timeout,
+                    b(self.pick(&["1", "2", "0", "x"])),
+                    k,
+                    k2,
+                    end(self),
+                ];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("COUNT"));
+                    c.push(self.count());
+                }
+                c
+            }
+            5 => vec![b("BZPOPMIN"), k, k2, timeout],
+            6 => vec![b("BZPOPMAX"), k, timeout],
+            _ => {
+                let mut c = vec![
+                    b("BZMPOP"),
+                    timeout,
+                    b(self.pick(&["1", "2", "0"])),
+                    k,
+                    k2,
+                    b(self.pick(&["MIN", "MAX", "MID"])),
+                ];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("COUNT"));
+                    c.push(self.count());
+                }
+                c
+            }
         }
     }
 

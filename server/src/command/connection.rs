@@ -272,6 +272,20 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             let line = client_line(&s.info(), std::time::Instant::now());
             Reply::Verbatim(line + "\n")
         }),
+        "UNBLOCK" if argv.len() == 3 || argv.len() == 4 => {
+            let how = match argv.get(3).map(|r| upper(r)) {
+                None => crate::blocking::Unblock::Timeout,
+                Some(r) if r == "TIMEOUT" => crate::blocking::Unblock::Timeout,
+                Some(r) if r == "ERROR" => crate::blocking::Unblock::Error,
+                Some(_) => {
+                    return Reply::err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+                }
+            };
+            let Some(id) = super::parse_i64(&argv[2]) else {
+                return Reply::err(super::ERR_NOT_INTEGER);
+            };
+            Reply::Int(i64::from(id > 0 && shared.blocked.unblock(id as u64, how)))
+        }
         "HELP" => super::help_reply(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GETNAME",
@@ -286,6 +300,8 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
             "SETNAME <name>",
             "    Assign the name <name> to the current connection.",
+            "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+            "    Unblock the specified blocked client.",
             "HELP",
             "    Print this help.",
         ]),

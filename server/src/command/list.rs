@@ -171,13 +171,13 @@ fn end_of(b: &[u8]) -> Result<End, Reply> {
     }
 }
 
-fn prepare_lmove(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+pub(crate) fn prepare_lmove(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     end_of(&argv[3])?;
     end_of(&argv[4])?;
     Ok(None)
 }
 
-fn apply_lmove(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+pub(crate) fn apply_lmove(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let ends = if argv.len() == 3 {
         Ok((End::Right, End::Left))
     } else {
@@ -220,12 +220,12 @@ fn parse_lmpop(argv: &[Bytes]) -> Result<(&[Bytes], End, u64), Reply> {
     Ok((keys, end, count.unwrap_or(1)))
 }
 
-fn prepare_lmpop(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+pub(crate) fn prepare_lmpop(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     parse_lmpop(argv)?;
     Ok(None)
 }
 
-fn apply_lmpop(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+pub(crate) fn apply_lmpop(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let (keys, end, count) = match parse_lmpop(argv) {
         Ok(p) => p,
         Err(e) => return e,

@@ -8,6 +8,7 @@
 //!   times into absolute ones; the result is proposed to raft, and `apply` computes the effect
 //!   and the reply on every node from the entry alone.
 
+pub mod blocking;
 pub mod cluster;
 pub mod connection;
 pub mod generic;
@@ -48,13 +49,16 @@ pub mod flags {
     pub const LOADING: u32 = 1 << 5;
     pub const STALE: u32 = 1 << 6;
     pub const NOSCRIPT: u32 = 1 << 7;
+    /// May block the client (BLPOP and friends).
+    pub const BLOCKING: u32 = 1 << 8;
 
-    pub const NAMES: [(u32, &str); 8] = [
+    pub const NAMES: [(u32, &str); 9] = [
         (WRITE, "write"),
         (READONLY, "readonly"),
         (DENYOOM, "denyoom"),
         (ADMIN, "admin"),
         (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
         (LOADING, "loading"),
         (STALE, "stale"),
         (FAST, "fast"),
@@ -308,6 +312,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(sort::commands());
         t.extend(cluster::commands());
         t.extend(multi::commands());
+        t.extend(blocking::commands());
         t
     })
 }

@@ -292,7 +292,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 "maxclients",
                 &shared.runtime.maxclients.load(Ordering::Relaxed),
             );
-            kv("blocked_clients", &0);
+            kv("blocked_clients", &shared.blocked.count());
         }
         "memory" => {
             let rss = rss_bytes();

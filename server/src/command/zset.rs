@@ -565,12 +565,12 @@ fn parse_zmpop(argv: &[Bytes]) -> Result<(&[Bytes], bool, u64), Reply> {
     Ok((&argv[2..2 + numkeys], max, count.unwrap_or(1)))
 }
 
-fn prepare_zmpop(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+pub(crate) fn prepare_zmpop(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
     parse_zmpop(argv)?;
     Ok(None)
 }
 
-fn apply_zmpop(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+pub(crate) fn apply_zmpop(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let (keys, max, count) = match parse_zmpop(argv) {
         Ok(p) => p,
         Err(e) => return e,

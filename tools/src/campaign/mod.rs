@@ -6,6 +6,15 @@
 //! leader alone), delays, leader transfers, and membership changes (FORGET, wipe, MEET).
 //! Then it heals everything and checks linearizability per key and that every acknowledged
 //! unique-key write is still there. Exits 1 on any anomaly or lost write.
+//!
+//! Two more workloads run alongside:
+//! - **queue**: clients LPUSH unique elements to one list and pop them with BRPOP or BLMOVE
+//!   (into a second list). At the end no acknowledged push may be missing beyond what the
+//!   pops of unknown outcome can explain, no element may have been delivered twice, and no
+//!   element may appear that nobody pushed.
+//! - **WATCH counter**: clients increment one counter with WATCH, GET, MULTI, SET, EXEC,
+//!   retrying when EXEC answers nil. The final value must be at least the acknowledged
+//!   increments and at most those plus the increments of unknown outcome.
 
 pub mod checker;
 mod proxy;
@@ -316,7 +325,38 @@ struct Recorded {
     /// Unique keys whose SET was acknowledged, and writes of them attempted.
     acked: Vec<String>,
     ack_attempts: usize,
+    queue: QueueRecord,
+    counter: CounterRecord,
 }
+
+/// The queue workload's record of one client.
+#[derive(Default)]
+struct QueueRecord {
+    /// Elements whose push was acknowledged, or whose outcome is unknown.
+    pushed: Vec<String>,
+    pushed_unknown: Vec<String>,
+    /// Elements an acknowledged BRPOP delivered.
+    popped: Vec<String>,
+    /// Elements an acknowledged BLMOVE delivered (and moved to the second list).
+    moved: Vec<String>,
+    /// Pops answered with an unknown outcome (each may have taken one element).
+    pops_unknown: usize,
+    /// Pops that found nothing before their timeout.
+    pops_empty: usize,
+}
+
+/// The WATCH counter workload's record of one client.
+#[derive(Default)]
+struct CounterRecord {
+    acked: u64,
+    unknown: u64,
+    /// EXECs answered nil: a watched change, retried.
+    aborted: u64,
+}
+
+const QUEUE: &str = "campaign:queue";
+const QUEUE_DONE: &str = "campaign:done";
+const COUNTER: &str = "campaign:counter";
 
 fn classify(e: &redis::RedisError) -> (Outcome, Option<u16>) {
     let text = e.to_string();
@@ -331,7 +371,8 @@ fn classify(e: &redis::RedisError) -> (Outcome, Option<u16>) {
             });
         return (Outcome::Fail, port);
     }
-    if text.contains("CLUSTERDOWN") || text.contains("TRYAGAIN") {
+    // EXECABORT: a queued command was refused (MOVED while queuing); nothing ran.
+    if text.contains("CLUSTERDOWN") || text.contains("TRYAGAIN") || text.contains("EXECABORT") {
         return (Outcome::Fail, None);
     }
     (Outcome::Unknown, None)
@@ -365,6 +406,22 @@ fn client(
         }
         let c = conn.as_mut().expect("connected");
         counter += 1;
+        let workload = rng.random_range(0..20);
+        if workload < 2 {
+            let failed = queue_op(c, id, counter, &mut rng, &mut out.queue, &mut target);
+            if failed {
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        }
+        if workload == 2 {
+            if counter_op(c, &mut out.counter, &mut target) {
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        }
         if rng.random_range(0..10) == 0 {
             // A unique key, to count lost acknowledged writes at the end.
             let key = format!("ack:{id}:{counter}");
@@ -427,6 +484,211 @@ fn client(
         });
     }
     out
+}
+
+/// One queue operation: a push of a unique element, or a blocking pop. True when the
+/// connection must be dropped (an error).
+fn queue_op(
+    c: &mut redis::Connection,
+    id: usize,
+    counter: i64,
+    rng: &mut StdRng,
+    rec: &mut QueueRecord,
+    target: &mut Option<u16>,
+) -> bool {
+    let mut moving = false;
+    let result = match rng.random_range(0..3) {
+        0 => {
+            let element = format!("q:{id}:{counter}");
+            match redis::cmd("LPUSH").arg(QUEUE).arg(&element).query::<i64>(c) {
+                Ok(_) => {
+                    rec.pushed.push(element);
+                    return false;
+                }
+                Err(e) => {
+                    let (outcome, redirect) = classify(&e);
+                    if outcome == Outcome::Unknown {
+                        rec.pushed_unknown.push(element);
+                    }
+                    *target = redirect;
+                    return true;
+                }
+            }
+        }
+        1 => redis::cmd("BRPOP")
+            .arg(QUEUE)
+            .arg(0.3)
+            .query::<Option<(String, String)>>(c)
+            .map(|r| r.map(|(_, e)| e)),
+        _ => {
+            moving = true;
+            redis::cmd("BLMOVE")
+                .arg(QUEUE)
+                .arg(QUEUE_DONE)
+                .arg("RIGHT")
+                .arg("LEFT")
+                .arg(0.3)
+                .query::<Option<String>>(c)
+        }
+    };
+    match result {
+        Ok(Some(e)) if moving => rec.moved.push(e),
+        Ok(Some(e)) => rec.popped.push(e),
+        Ok(None) => rec.pops_empty += 1,
+        Err(e) => {
+            let (outcome, redirect) = classify(&e);
+            if outcome == Outcome::Unknown {
+                rec.pops_unknown += 1;
+            }
+            *target = redirect;
+            return true;
+        }
+    }
+    false
+}
+
+/// One increment of the WATCH counter, retried while EXEC answers nil. True when the
+/// connection must be dropped (an error).
+fn counter_op(
+    c: &mut redis::Connection,
+    rec: &mut CounterRecord,
+    target: &mut Option<u16>,
+) -> bool {
+    for _ in 0..20 {
+        let watched = redis::cmd("WATCH")
+            .arg(COUNTER)
+            .query::<()>(c)
+            .and_then(|_| redis::cmd("GET").arg(COUNTER).query::<Option<i64>>(c));
+        let value = match watched {
+            Ok(v) => v.unwrap_or(0),
+            Err(e) => {
+                // Nothing was written yet.
+                *target = classify(&e).1;
+                return true;
+            }
+        };
+        let exec: redis::RedisResult<Option<(String,)>> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(COUNTER)
+            .arg(value + 1)
+            .query(c);
+        match exec {
+            Ok(Some(_)) => {
+                rec.acked += 1;
+                return false;
+            }
+            Ok(None) => rec.aborted += 1,
+            Err(e) => {
+                let (outcome, redirect) = classify(&e);
+                if outcome == Outcome::Unknown {
+                    rec.unknown += 1;
+                }
+                *target = redirect;
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Checks the queue and the counter against what the clients recorded; prints the figures;
+/// true when they pass.
+fn check_queue_and_counter(cluster: &Cluster, recorded: &[Recorded]) -> Result<bool, String> {
+    use std::collections::{HashMap, HashSet};
+    let read = |args: &[&str]| -> Result<redis::Value, String> {
+        for _ in 0..100 {
+            if let Some(v) = cluster
+                .leader()
+                .and_then(|l| connect(cluster.nodes[l].port))
+                .and_then(|mut c| {
+                    let mut cmd = redis::cmd(args[0]);
+                    for a in &args[1..] {
+                        cmd.arg(*a);
+                    }
+                    cmd.query::<redis::Value>(&mut c).ok()
+                })
+            {
+                return Ok(v);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("cannot read {}", args.join(" ")))
+    };
+    let strings = |v: redis::Value| -> Vec<String> {
+        redis::from_redis_value::<Vec<String>>(v).unwrap_or_default()
+    };
+    let left = strings(read(&["LRANGE", QUEUE, "0", "-1"])?);
+    let done = strings(read(&["LRANGE", QUEUE_DONE, "0", "-1"])?);
+    let mut ok = true;
+    let pushed: HashSet<&String> = recorded.iter().flat_map(|r| &r.queue.pushed).collect();
+    let maybe: HashSet<&String> = recorded
+        .iter()
+        .flat_map(|r| &r.queue.pushed_unknown)
+        .collect();
+    let mut delivered: HashMap<&String, usize> = HashMap::new();
+    // Where every element ended: delivered by BRPOP, still queued, or moved by BLMOVE (the
+    // second list holds the acknowledged moves and those of unknown outcome).
+    for e in recorded
+        .iter()
+        .flat_map(|r| &r.queue.popped)
+        .chain(&left)
+        .chain(&done)
+    {
+        *delivered.entry(e).or_default() += 1;
+    }
+    let in_done: HashSet<&String> = done.iter().collect();
+    let moved_lost = recorded
+        .iter()
+        .flat_map(|r| &r.queue.moved)
+        .filter(|e| !in_done.contains(e))
+        .count();
+    let doubled: Vec<&&String> = delivered
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(e, _)| e)
+        .collect();
+    let invented: Vec<&&String> = delivered
+        .keys()
+        .filter(|e| !pushed.contains(**e) && !maybe.contains(**e))
+        .collect();
+    let missing = pushed
+        .iter()
+        .filter(|e| !delivered.contains_key(**e))
+        .count();
+    let pops_unknown: usize = recorded.iter().map(|r| r.queue.pops_unknown).sum();
+    let pops: usize = recorded
+        .iter()
+        .map(|r| r.queue.popped.len() + r.queue.moved.len())
+        .sum();
+    let empty: usize = recorded.iter().map(|r| r.queue.pops_empty).sum();
+    println!(
+        "queue: {} pushes acknowledged ({} unknown), {pops} elements popped, {empty} pops timed out empty, {pops_unknown} pops of unknown outcome, {} left; doubled {}, lost {} (at most {pops_unknown} explained by unknown pops), never pushed {}, moved but not in the second list {moved_lost}",
+        pushed.len(),
+        maybe.len(),
+        left.len(),
+        doubled.len(),
+        missing,
+        invented.len()
+    );
+    for e in doubled.iter().take(10) {
+        println!("DOUBLED queue element: {e}");
+    }
+    if !doubled.is_empty() || !invented.is_empty() || missing > pops_unknown || moved_lost > 0 {
+        ok = false;
+    }
+    let value: i64 = redis::from_redis_value::<Option<i64>>(read(&["GET", COUNTER])?)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let acked: u64 = recorded.iter().map(|r| r.counter.acked).sum();
+    let unknown: u64 = recorded.iter().map(|r| r.counter.unknown).sum();
+    let aborted: u64 = recorded.iter().map(|r| r.counter.aborted).sum();
+    let fine = value as u64 >= acked && value as u64 <= acked + unknown && value >= 0;
+    println!(
+        "WATCH counter: {acked} increments acknowledged, {unknown} unknown, {aborted} EXECs aborted by a watched change and retried; final value {value} ({})",
+        if fine { "within bounds" } else { "OUT OF BOUNDS: lost or invented updates" }
+    );
+    Ok(ok && fine)
 }
 
 struct Window {
@@ -703,7 +965,12 @@ fn campaign(
     let attempts: usize = recorded.iter().map(|r| r.ack_attempts).sum();
     let lost = count_missing(cluster, &acked)?;
 
-    let mut all: Vec<Record> = recorded.into_iter().flat_map(|r| r.ops).collect();
+    let mut recorded = recorded;
+    let mut all: Vec<Record> = recorded
+        .iter_mut()
+        .flat_map(|r| std::mem::take(&mut r.ops))
+        .collect();
+    let recorded_tail = recorded;
     all.sort_by_key(|r| r.op.invoke);
     if let Some(path) = &args.history {
         write_history(path, &all).map_err(|e| e.to_string())?;
@@ -741,7 +1008,8 @@ fn campaign(
 
     let (anomalies, undecided) = check_all(&all, args.keys);
     println!("acknowledged writes lost: {lost} of {}", acked.len());
-    Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged)
+    let workloads = check_queue_and_counter(cluster, &recorded_tail)?;
+    Ok(anomalies == 0 && undecided == 0 && lost == 0 && converged && workloads)
 }
 
 /// Checks every key's history; prints what it finds; returns (anomalies, undecided).
