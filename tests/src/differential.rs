@@ -274,14 +274,127 @@ impl Generator {
 
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        match self.rng.random_range(0..19) {
+        match self.rng.random_range(0..21) {
             0..=2 => self.set_command(),
             3..=5 => self.list_command(),
             6..=9 => self.zset_command(),
             10 | 11 => self.generic_command(),
             16 | 17 => self.transaction(),
             18 => self.blocking_command(),
+            19 | 20 => self.bitmap_command(),
             _ => self.string_or_hash_command(),
+        }
+    }
+
+    fn bit_index(&mut self) -> Vec<u8> {
+        if self.rng.random_ratio(1, 10) {
+            return b(self.pick(&[
+                "x",
+                "-0",
+                "4294967296",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "#3",
+            ]));
+        }
+        b(&self.rng.random_range(-40i64..60).to_string())
+    }
+
+    /// Bit commands on the same keys as everything else (so they meet strings made by SET and
+    /// APPEND, and other types).
+    fn bitmap_command(&mut self) -> Cmd {
+        let k = self.key();
+        let unit = |g: &mut Generator, c: &mut Cmd| {
+            if g.rng.random_ratio(1, 2) {
+                c.push(b(g.pick(&["BIT", "BYTE", "bit", "BITS"])));
+            }
+        };
+        match self.rng.random_range(0..9) {
+            0 | 1 => {
+                let offset = if self.rng.random_ratio(1, 20) {
+                    b(self.pick(&["-1", "x", "4294967296", "-4294967295"]))
+                } else {
+                    b(&self.rng.random_range(0u64..100).to_string())
+                };
+                vec![
+                    b("SETBIT"),
+                    k,
+                    offset,
+                    b(self.pick(&["0", "1", "1", "2", "-1", "x"])),
+                ]
+            }
+            2 => vec![
+                b("GETBIT"),
+                k,
+                b(&self.rng.random_range(0u64..120).to_string()),
+            ],
+            3 => {
+                let mut c = vec![b("BITCOUNT"), k];
+                match self.rng.random_range(0..4) {
+                    0 => {}
+                    1 => c.push(self.bit_index()),
+                    _ => {
+                        c.push(self.bit_index());
+                        c.push(self.bit_index());
+                        unit(self, &mut c);
+                    }
+                }
+                c
+            }
+            4 => {
+                let mut c = vec![b("BITPOS"), k, b(self.pick(&["0", "1", "1", "2", "x"]))];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.bit_index());
+                }
+                if c.len() >= 5 {
+                    unit(self, &mut c);
+                }
+                c
+            }
+            5 => {
+                let op = self.pick(&["AND", "OR", "XOR", "NOT", "not", "NAND"]);
+                let mut c = vec![b("BITOP"), b(op), self.key(), k];
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.key());
+                }
+                c
+            }
+            _ => {
+                let name = if self.rng.random_ratio(1, 4) {
+                    "BITFIELD_RO"
+                } else {
+                    "BITFIELD"
+                };
+                let mut c = vec![b(name), k];
+                for _ in 0..self.rng.random_range(0..4) {
+                    let ty = b(self.pick(&[
+                        "u8", "i8", "u1", "i64", "u63", "u64", "i5", "u16", "x8", "i0",
+                    ]));
+                    let offset = if self.rng.random_ratio(1, 3) {
+                        b(&format!("#{}", self.rng.random_range(0..8)))
+                    } else {
+                        b(&self.rng.random_range(0u64..80).to_string())
+                    };
+                    match self.rng.random_range(0..5) {
+                        0 | 1 => {
+                            c.extend([b("GET"), ty, offset]);
+                        }
+                        2 => {
+                            c.extend([b("SET"), ty, offset, self.int()]);
+                        }
+                        3 => {
+                            c.extend([b("INCRBY"), ty, offset, self.int()]);
+                        }
+                        _ => {
+                            c.extend([
+                                b("OVERFLOW"),
+                                b(self.pick(&["WRAP", "SAT", "FAIL", "fail", "NONE"])),
+                            ]);
+                        }
+                    }
+                }
+                c
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //!   times into absolute ones; the result is proposed to raft, and `apply` computes the effect
 //!   and the reply on every node from the entry alone.
 
+pub mod bitmap;
 pub mod blocking;
 pub mod cluster;
 pub mod connection;
@@ -313,6 +314,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(cluster::commands());
         t.extend(multi::commands());
         t.extend(blocking::commands());
+        t.extend(bitmap::commands());
         t
     })
 }
