@@ -435,7 +435,7 @@ fn fit(value: i128, signed: bool, bits: u32, overflow: Overflow, up: Option<bool
     }
 }
 
-fn run_fields(data: &mut Vec<u8>, fields: &[Field]) -> Vec<Reply> {
+fn run_fields(data: &mut [u8], fields: &[Field]) -> Vec<Reply> {
     fields
         .iter()
         .map(|f| {
