@@ -13,12 +13,12 @@ use rand::Rng;
 use rockraft_resp::Reply;
 
 use super::flags::{DENYOOM, FAST, READONLY, WRITE};
+use super::keyspace::ElementScan;
 use super::{
     as_is, int_arg, parse_i64, spec, type_error, upper, wrong_arity, CommandSpec, Kind, ReadCtx,
     ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX,
 };
 use crate::db::Txn;
-use crate::glob::glob_match;
 use crate::long_double::LongDouble;
 use crate::types::{hash, Collection, Reader};
 
@@ -355,45 +355,15 @@ fn random_reply(ctx: &ReadCtx, picked: Vec<&(Bytes, Bytes)>, with_values: bool) 
 /// HSCAN: a cursor names the next field, kept by the node (as SCAN's do). A hash Redis would
 /// keep as a listpack comes back whole in one call, as from Redis.
 fn hscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let opts = match super::keyspace::ScanOpts::parse(&argv[2], &argv[3..], false) {
-        Ok(o) => o,
-        Err(e) => return e,
+    let scan = match ElementScan::start(ctx, argv) {
+        Ok(s) => s,
+        Err(reply) => return reply,
     };
-    let done = || Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]);
-    let from = if opts.cursor == 0 {
-        Vec::new()
-    } else {
-        match ctx.take_cursor(opts.cursor) {
-            Some(pos) => pos,
-            None => return done(),
-        }
-    };
-    with_hash(ctx, argv, done, |view, h| {
-        let limit = if h.meta.size <= LISTPACK_ENTRIES {
-            u64::MAX
-        } else {
-            opts.count
-        };
-        let mut out = Vec::new();
-        let mut visited = 0u64;
-        let mut next = None;
-        hash::scan(view, h, &argv[1], &from, |f, v| {
-            if visited >= limit {
-                next = Some(f.to_vec());
-                return false;
-            }
-            visited += 1;
-            if opts
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob_match(p, f, false))
-            {
-                out.push(Reply::Bulk(Bytes::copy_from_slice(f)));
-                out.push(Reply::Bulk(Bytes::copy_from_slice(v)));
-            }
-            true
-        });
-        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
-        Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
+    with_hash(ctx, argv, ElementScan::done, |r, h| {
+        let whole = h.meta.size <= LISTPACK_ENTRIES;
+        scan.page(ctx, r, &argv[1], h.meta.version, whole, |f, v, out| {
+            out.push(Reply::Bulk(Bytes::copy_from_slice(f)));
+            out.push(Reply::Bulk(Bytes::copy_from_slice(v)));
+        })
     })
 }

@@ -232,6 +232,69 @@ pub struct ScanOpts {
     pub type_filter: Option<String>,
 }
 
+/// The element-scan commands (HSCAN SSCAN ZSCAN): a cursor names the next element, kept by
+/// the node (as SCAN's are); a collection Redis would keep compact (`whole`) comes back in one
+/// call, as from Redis.
+pub struct ElementScan {
+    pub opts: ScanOpts,
+    /// The sub-key to start at (empty for cursor 0).
+    pub from: Vec<u8>,
+}
+
+impl ElementScan {
+    /// Parses `key cursor [MATCH pattern] [COUNT count]`; Err is the reply to send (an error,
+    /// or the end of the scan for a cursor this node no longer knows).
+    pub fn start(ctx: &ReadCtx, argv: &[Bytes]) -> Result<ElementScan, Reply> {
+        let opts = ScanOpts::parse(&argv[2], &argv[3..], false)?;
+        let from = if opts.cursor == 0 {
+            Vec::new()
+        } else {
+            ctx.take_cursor(opts.cursor).ok_or_else(ElementScan::done)?
+        };
+        Ok(ElementScan { opts, from })
+    }
+
+    /// The reply of a finished (or empty) scan.
+    pub fn done() -> Reply {
+        Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])])
+    }
+
+    /// One page over the elements of version `version` of `key`: `emit` adds the reply items
+    /// of an element (sub-key, value) whose sub-key matches the pattern.
+    pub fn page(
+        &self,
+        ctx: &ReadCtx,
+        r: &dyn crate::types::Reader,
+        key: &[u8],
+        version: u64,
+        whole: bool,
+        mut emit: impl FnMut(&[u8], &[u8], &mut Vec<Reply>),
+    ) -> Reply {
+        let limit = if whole { u64::MAX } else { self.opts.count };
+        let mut out = Vec::new();
+        let mut visited = 0u64;
+        let mut next = None;
+        r.scan(key, version, &self.from, &mut |sub, v| {
+            if visited >= limit {
+                next = Some(sub.to_vec());
+                return false;
+            }
+            visited += 1;
+            if self
+                .opts
+                .pattern
+                .as_ref()
+                .is_none_or(|p| glob_match(p, sub, false))
+            {
+                emit(sub, v, &mut out);
+            }
+            true
+        });
+        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
+        Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
+    }
+}
+
 impl ScanOpts {
     /// Parses `cursor [MATCH pattern] [COUNT count] [TYPE type]` (TYPE when `allow_type`).
     pub fn parse(cursor: &[u8], args: &[Bytes], allow_type: bool) -> Result<ScanOpts, Reply> {

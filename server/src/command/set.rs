@@ -16,12 +16,12 @@ use rand::Rng;
 use rockraft_resp::Reply;
 
 use super::flags::{DENYOOM, FAST, READONLY, WRITE};
+use super::keyspace::ElementScan;
 use super::{
     as_is, parse_i64, spec, type_error, upper, CommandSpec, Kind, ReadCtx, ERR_NOT_INTEGER,
     ERR_SYNTAX,
 };
 use crate::db::Txn;
-use crate::glob::glob_match;
 use crate::types::set::{self, Op};
 use crate::types::{Collection, Reader};
 
@@ -292,44 +292,14 @@ fn sintercard(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
 
 /// SSCAN: as HSCAN (a cursor names the next member; a small set comes back whole).
 fn sscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let opts = match super::keyspace::ScanOpts::parse(&argv[2], &argv[3..], false) {
-        Ok(o) => o,
-        Err(e) => return e,
+    let scan = match ElementScan::start(ctx, argv) {
+        Ok(s) => s,
+        Err(reply) => return reply,
     };
-    let done = || Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]);
-    let from = if opts.cursor == 0 {
-        Vec::new()
-    } else {
-        match ctx.take_cursor(opts.cursor) {
-            Some(pos) => pos,
-            None => return done(),
-        }
-    };
-    with_set(ctx, argv, done, |at, s| {
-        let limit = if s.meta.size <= COMPACT_MEMBERS {
-            u64::MAX
-        } else {
-            opts.count
-        };
-        let mut out = Vec::new();
-        let mut visited = 0u64;
-        let mut next = None;
-        at.scan(&argv[1], s.meta.version, &from, &mut |m, _| {
-            if visited >= limit {
-                next = Some(m.to_vec());
-                return false;
-            }
-            visited += 1;
-            if opts
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob_match(p, m, false))
-            {
-                out.push(Reply::Bulk(Bytes::copy_from_slice(m)));
-            }
-            true
-        });
-        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
-        Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
+    with_set(ctx, argv, ElementScan::done, |r, s| {
+        let whole = s.meta.size <= COMPACT_MEMBERS;
+        scan.page(ctx, r, &argv[1], s.meta.version, whole, |m, _, out| {
+            out.push(Reply::Bulk(Bytes::copy_from_slice(m)));
+        })
     })
 }

@@ -17,12 +17,12 @@ use rand::Rng;
 use rockraft_resp::Reply;
 
 use super::flags::{DENYOOM, FAST, READONLY, WRITE};
+use super::keyspace::ElementScan;
 use super::{
     as_is, parse_i64, spec, type_error, upper, CommandSpec, Kind, ReadCtx, ERR_NOT_FLOAT,
     ERR_NOT_INTEGER, ERR_SYNTAX,
 };
 use crate::db::Txn;
-use crate::glob::glob_match;
 use crate::strtod;
 use crate::types::zset::{
     self, AddFlags, Aggregate, Entry, LexBound, LexRange, Op, ScoreRange, Scores,
@@ -780,46 +780,16 @@ fn stored_score_text(s: f64) -> String {
 
 /// ZSCAN: as HSCAN (a cursor names the next member; a small sorted set comes back whole).
 fn zscan(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
-    let opts = match super::keyspace::ScanOpts::parse(&argv[2], &argv[3..], false) {
-        Ok(o) => o,
-        Err(e) => return e,
+    let scan = match ElementScan::start(ctx, argv) {
+        Ok(s) => s,
+        Err(reply) => return reply,
     };
-    let done = || Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]);
-    let from = if opts.cursor == 0 {
-        Vec::new()
-    } else {
-        match ctx.take_cursor(opts.cursor) {
-            Some(pos) => pos,
-            None => return done(),
-        }
-    };
-    with_zset(ctx, &argv[1], done, |at, z| {
-        let limit = if z.meta.size <= LISTPACK_ENTRIES {
-            u64::MAX
-        } else {
-            opts.count
-        };
-        let mut out = Vec::new();
-        let mut visited = 0u64;
-        let mut next = None;
-        at.scan(&argv[1], z.meta.version, &from, &mut |m, s| {
-            if visited >= limit {
-                next = Some(m.to_vec());
-                return false;
-            }
-            visited += 1;
-            if opts
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob_match(p, m, false))
-            {
-                let score = f64::from_bits(u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
-                out.push(Reply::Bulk(Bytes::copy_from_slice(m)));
-                out.push(Reply::bulk(stored_score_text(score)));
-            }
-            true
-        });
-        let cursor = next.map_or(0, |pos| ctx.put_cursor(pos));
-        Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(out)])
+    with_zset(ctx, &argv[1], ElementScan::done, |r, z| {
+        let whole = z.meta.size <= LISTPACK_ENTRIES;
+        scan.page(ctx, r, &argv[1], z.meta.version, whole, |m, s, out| {
+            let score = f64::from_bits(u64::from_be_bytes(s.try_into().unwrap_or([0; 8])));
+            out.push(Reply::Bulk(Bytes::copy_from_slice(m)));
+            out.push(Reply::bulk(stored_score_text(score)));
+        })
     })
 }
