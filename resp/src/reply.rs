@@ -36,6 +36,9 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     Set(Vec<Reply>),
     Double(f64),
+    /// A double Redis prints as a long double in human form (`"%.17Lf"` without trailing
+    /// zeros, as GEOPOS does): a bulk string in RESP2, a double in RESP3.
+    HumanDouble(f64),
     Bool(bool),
     /// Text shown as-is by clients (`INFO`); a bulk string in RESP2.
     Verbatim(String),
@@ -112,6 +115,7 @@ impl Reply {
                     .collect(),
             ),
             Reply::Double(d) => F2::BulkString(format_double_g17(*d).into()),
+            Reply::HumanDouble(d) => F2::BulkString(format_human(*d).into()),
             Reply::Bool(b) => F2::Integer(*b as i64),
             Reply::Verbatim(s) => F2::BulkString(Bytes::copy_from_slice(s.as_bytes())),
         }
@@ -151,7 +155,7 @@ impl Reply {
                     .collect::<FrameMap<_, _>>(),
                 attributes: None,
             },
-            Reply::Double(d) => F3::Double {
+            Reply::Double(d) | Reply::HumanDouble(d) => F3::Double {
                 data: *d,
                 attributes: None,
             },
@@ -200,6 +204,21 @@ pub fn format_double_g17(d: f64) -> String {
         format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
     } else {
         trim(&format!("{:.*}", (16 - exp) as usize, d))
+    }
+}
+
+/// Redis's `ld2string` in human mode for a double: 17 decimals, trailing zeros and a bare
+/// point removed, `-0` as `0`.
+pub fn format_human(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let s = format!("{d:.17}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use rockraft_tests::differential::{
-    first_difference, show, shrink, Generator, RedisServer, Target,
+    first_difference, show, shrink, Generator, RedisServer, Resp, Target,
 };
 use rockraft_tests::{InProcess, InProcessCluster};
 
@@ -66,4 +66,151 @@ fn replies_match_redis() {
         names.len(),
         names.into_iter().collect::<Vec<_>>().join(" ")
     );
+}
+
+fn bulk(r: Resp) -> Vec<u8> {
+    match r {
+        Resp::Bulk(Some(b)) => b,
+        other => panic!("expected a bulk string, got {other}"),
+    }
+}
+
+fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+/// A HyperLogLog moves between Redis and rockraft by GET and SET, both ways, sparse and
+/// dense: the same count, and the same bytes after the same further adds.
+#[test]
+fn hyperloglogs_round_trip_through_get_and_set_with_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut r = Target::connect("redis", redis.addr);
+    let mut o = Target::connect("rockraft", node.addr());
+    for (key, n) in [(&b"small"[..], 200u32), (&b"big"[..], 20_000)] {
+        let mut add = vec![b"PFADD".to_vec(), key.to_vec()];
+        add.extend((0..n).map(|i| format!("member:{i}").into_bytes()));
+        assert_eq!(r.call(&add), Resp::Int(1));
+        // Redis's PFCOUNT caches the count in the value; rockraft honours that cache.
+        let count = r.call(&args(&[b"PFCOUNT", key]));
+        let Resp::Int(c) = count else {
+            panic!("{count}")
+        };
+        let err = (c as f64 - f64::from(n)).abs() / f64::from(n);
+        assert!(err < 0.03, "{n} elements counted as {c}");
+        let from_redis = bulk(r.call(&args(&[b"GET", key])));
+        assert_eq!(
+            o.call(&args(&[b"SET", key, &from_redis])),
+            Resp::Simple(b"OK".to_vec())
+        );
+        assert_eq!(o.call(&args(&[b"PFCOUNT", key])), count);
+        // The same adds on both give the same registers (the cached count aside).
+        let more = args(&[b"PFADD", key, b"x1", b"x2", b"x3", b"x4", b"x5"]);
+        assert_eq!(o.call(&more), r.call(&more));
+        let (mut mine, mut theirs) = (
+            bulk(o.call(&args(&[b"GET", key]))),
+            bulk(r.call(&args(&[b"GET", key]))),
+        );
+        mine[8..16].fill(0);
+        theirs[8..16].fill(0);
+        assert_eq!(mine, theirs, "{n} elements: registers differ");
+        // And back: rockraft's value counts the same in Redis.
+        let from_rockraft = bulk(o.call(&args(&[b"GET", key])));
+        r.call(&args(&[b"SET", b"back", &from_rockraft]));
+        assert_eq!(
+            r.call(&args(&[b"PFCOUNT", b"back"])),
+            o.call(&args(&[b"PFCOUNT", key]))
+        );
+    }
+    let merge = args(&[b"PFMERGE", b"union", b"small", b"big"]);
+    assert_eq!(o.call(&merge), r.call(&merge));
+    let count = args(&[b"PFCOUNT", b"small", b"big", b"union"]);
+    assert_eq!(o.call(&count), r.call(&count));
+    for t in [&mut o, &mut r] {
+        t.call(&args(&[b"RPUSH", b"list", b"a"]));
+    }
+    for c in [
+        args(&[b"PFADD", b"list", b"a"]),
+        args(&[b"PFMERGE", b"union", b"list"]),
+        args(&[b"PFCOUNT", b"list", b"small"]),
+    ] {
+        assert_eq!(o.call(&c), r.call(&c), "{}", show(&c));
+    }
+}
+
+/// Redis's documented geo example, and a GEORADIUS STORE read back as a sorted set.
+#[test]
+fn geo_matches_redis_to_the_last_digit() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut r = Target::connect("redis", redis.addr);
+    let mut o = Target::connect("rockraft", node.addr());
+    let script: &[&[&[u8]]] = &[
+        &[
+            b"GEOADD",
+            b"Sicily",
+            b"13.361389",
+            b"38.115556",
+            b"Palermo",
+            b"15.087269",
+            b"37.502669",
+            b"Catania",
+        ],
+        &[b"GEODIST", b"Sicily", b"Palermo", b"Catania"],
+        &[b"GEODIST", b"Sicily", b"Palermo", b"Catania", b"km"],
+        &[b"GEOHASH", b"Sicily", b"Palermo", b"Catania", b"nowhere"],
+        &[b"GEOPOS", b"Sicily", b"Palermo", b"nowhere"],
+        &[
+            b"GEORADIUS",
+            b"Sicily",
+            b"15",
+            b"37",
+            b"200",
+            b"km",
+            b"WITHDIST",
+            b"WITHCOORD",
+            b"WITHHASH",
+        ],
+        &[
+            b"GEOSEARCH",
+            b"Sicily",
+            b"FROMLONLAT",
+            b"15",
+            b"37",
+            b"BYBOX",
+            b"400",
+            b"400",
+            b"km",
+            b"ASC",
+            b"WITHDIST",
+        ],
+        &[
+            b"GEORADIUSBYMEMBER",
+            b"Sicily",
+            b"Palermo",
+            b"200",
+            b"km",
+            b"STOREDIST",
+            b"near",
+        ],
+        &[b"ZRANGE", b"near", b"0", b"-1", b"WITHSCORES"],
+        &[
+            b"GEOSEARCHSTORE",
+            b"copy",
+            b"Sicily",
+            b"FROMMEMBER",
+            b"Catania",
+            b"BYRADIUS",
+            b"1000",
+            b"km",
+        ],
+        &[b"ZRANGE", b"copy", b"0", b"-1", b"WITHSCORES"],
+        &[b"TYPE", b"Sicily"],
+    ];
+    for c in script {
+        let c = args(c);
+        assert_eq!(o.call(&c), r.call(&c), "{}", show(&c));
+    }
 }

@@ -13,7 +13,9 @@ pub mod blocking;
 pub mod cluster;
 pub mod connection;
 pub mod generic;
+pub mod geo;
 pub mod hash;
+pub mod hll;
 pub mod keyspace;
 pub mod list;
 pub mod multi;
@@ -315,6 +317,8 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(multi::commands());
         t.extend(blocking::commands());
         t.extend(bitmap::commands());
+        t.extend(hll::commands());
+        t.extend(geo::commands());
         t
     })
 }

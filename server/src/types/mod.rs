@@ -8,7 +8,9 @@
 //! unreachable at once and are dropped by compactions later. An emptied collection is deleted,
 //! as in Redis.
 
+pub mod geohash;
 pub mod hash;
+pub mod hll;
 pub mod list;
 pub mod set;
 pub mod zset;

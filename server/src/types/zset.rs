@@ -366,6 +366,32 @@ pub fn by_score(
     out
 }
 
+/// Visits the members with scores in `range`, lowest first, until `visit` returns false.
+pub fn scan_by_score(
+    r: &(impl Reader + ?Sized),
+    z: &Collection,
+    key: &[u8],
+    range: &ScoreRange,
+    visit: &mut dyn FnMut(&[u8], f64) -> bool,
+) {
+    if range.is_empty() {
+        return;
+    }
+    walk(
+        r,
+        z,
+        key,
+        false,
+        Some(&encode_score(range.min)),
+        &mut |m, s| {
+            if !range.gte_min(s) {
+                return true;
+            }
+            range.lte_max(s) && visit(m, s)
+        },
+    );
+}
+
 /// How many members have scores in `range`.
 pub fn count(r: &(impl Reader + ?Sized), z: &Collection, key: &[u8], range: &ScoreRange) -> u64 {
     if range.is_empty() {
