@@ -354,6 +354,9 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     waiting_messages: VecDeque<(u64, Vec<Message>)>,
     /// Set on becoming leader: record this node's address at the start of the next turn.
     record_own_address: bool,
+    /// A follower acknowledged entries: publish the members' progress after this batch (WAIT
+    /// reads it), not only at the next tick.
+    progress_moved: bool,
     /// To start a new writer with (its reports come back as requests).
     requests: Sender<Request<SM::Output>>,
 }
@@ -427,6 +430,7 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         persisted_number: 0,
         waiting_messages: VecDeque::new(),
         record_own_address: false,
+        progress_moved: false,
         requests: tx,
     };
     group.publish_status();
@@ -491,6 +495,9 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             self.send_reads();
             self.start_conf_change();
             self.on_ready();
+            if std::mem::take(&mut self.progress_moved) {
+                self.publish_members();
+            }
             // The ready just handled may have applied the change in progress: start the next
             // one now rather than at the next wake-up.
             if self.start_conf_change() {
@@ -550,9 +557,11 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 if let Some(from) = from {
                     self.check_address(from);
                 }
+                let ack = msg.get_msg_type() == MessageType::MsgAppendResponse;
                 if let Err(e) = self.raw.step(*msg) {
                     tracing::debug!(group = self.cfg.group_id, "raft step: {e}");
                 }
+                self.progress_moved |= ack && self.raw.raft.state == StateRole::Leader;
             }
             Request::ConfChange { cc, reply } => {
                 if self.raw.raft.state != StateRole::Leader {

@@ -311,6 +311,8 @@ async fn submit(
             resolve(session, slots, batch).await;
             *pending_write = false;
             touch(session, spec.name, batch.received);
+            // WAIT may wait forever: watch the socket meanwhile, as for BLPOP.
+            batch.blocking |= spec.name == "wait";
             slots.push(Slot {
                 name: spec.name,
                 reply: run(shared.clone(), argv),
@@ -609,6 +611,10 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
         };
         let step = match spec.kind {
             Kind::Local(run) => Step::Answered(run(session, shared, &argv)),
+            // Inside MULTI, WAIT does not block (Redis's rule).
+            Kind::Async(_) if spec.name == "wait" => {
+                Step::Answered(command::server::wait_for(shared.clone(), argv, false).await)
+            }
             Kind::Async(run) => Step::Answered(run(shared.clone(), argv).await),
             // UNWATCH, queued: the watches are spent by this EXEC anyway.
             Kind::Transaction => Step::Answered(Reply::ok()),

@@ -284,3 +284,48 @@ fn a_blocked_client_is_redirected_when_its_node_stops_leading() {
     assert_eq!(c.read_reply(), "*2\r\n$1\r\nq\r\n$1\r\nv\r\n");
     assert!(cluster.wait_converged(Duration::from_secs(30)));
 }
+
+/// WAIT counts the other members holding the connection's writes: both followers of a
+/// three-node group, one once the other is stopped (after its timeout), never blocking inside
+/// MULTI; a follower refuses it as a Redis replica does.
+#[test]
+fn wait_counts_the_replicas_that_hold_the_writes() {
+    let (_d, n) = node();
+    let c = &mut Raw::connect(n.addr());
+    assert_eq!(call(c, &["WAIT", "0", "0"]), ":0\r\n");
+    assert_eq!(call(c, &["WAIT", "1", "50"]), ":0\r\n");
+    assert_eq!(
+        call(c, &["WAIT", "x", "0"]),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(
+        call(c, &["WAIT", "1", "-1"]),
+        "-ERR timeout is negative\r\n"
+    );
+    assert_eq!(
+        call(c, &["WAIT", "1", "1.5"]),
+        "-ERR timeout is not an integer or out of range\r\n"
+    );
+
+    let mut cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let c = &mut Raw::connect(cluster.addr(leader));
+    assert_eq!(call(c, &["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(call(c, &["WAIT", "2", "10000"]), ":2\r\n");
+    let started = Instant::now();
+    assert_eq!(call(c, &["WAIT", "3", "300"]), ":2\r\n");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Inside MULTI it answers at once, even with no timeout.
+    assert_eq!(call(c, &["MULTI"]), "+OK\r\n");
+    assert_eq!(call(c, &["WAIT", "3", "0"]), "+QUEUED\r\n");
+    assert_eq!(call(c, &["EXEC"]), "*1\r\n:2\r\n");
+    let follower = (leader + 1) % 3;
+    let f = &mut Raw::connect(cluster.addr(follower));
+    assert!(call(f, &["WAIT", "1", "0"])
+        .starts_with("-ERR WAIT cannot be used with replica instances."));
+    // With one follower gone, a new write is on one replica only.
+    drop(cluster.nodes[follower].take().unwrap().stop());
+    assert_eq!(call(c, &["SET", "k", "w"]), "+OK\r\n");
+    assert_eq!(call(c, &["WAIT", "2", "500"]), ":1\r\n");
+    assert_eq!(call(c, &["WAIT", "1", "0"]), ":1\r\n");
+}

@@ -7,6 +7,7 @@
 //! COMMAND [COUNT | LIST | INFO [name …] | DOCS [name …] | GETKEYS cmd [arg …]]
 //! FLUSHALL [ASYNC | SYNC]
 //! RRBACKUP directory          a consistent copy of this node's store (RocksDB checkpoint)
+//! WAIT numreplicas timeout    how many replicas hold this connection's writes
 //! ```
 
 use std::fmt::Write as _;
@@ -29,6 +30,15 @@ pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Local, Read, Write};
     let g = "server";
     vec![
+        spec(
+            "wait",
+            3,
+            NOSCRIPT,
+            (0, 0, 0),
+            "generic",
+            "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.",
+            Kind::Async(wait),
+        ),
         spec(
             "info",
             -1,
@@ -698,5 +708,52 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
         }
         "COUNT" => wrong_arity("command|count"),
         _ => unknown_subcommand("command", &argv[1]),
+    }
+}
+
+fn wait(
+    shared: std::sync::Arc<Shared>,
+    argv: Vec<Bytes>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+    Box::pin(wait_for(shared, argv, true))
+}
+
+/// WAIT numreplicas timeout: how many of the other members hold every write this connection
+/// had acknowledged before it (those are committed on a quorum already: WAIT tells how many
+/// copies beyond the leader's exist). Waits up to `timeout` ms (0: until there are enough)
+/// for `numreplicas` of them, unless `may_block` is false (inside MULTI, as in Redis). The
+/// connection has answered its earlier commands before this runs, so their entries are at or
+/// below the applied index it reads.
+pub async fn wait_for(shared: std::sync::Arc<Shared>, argv: Vec<Bytes>, may_block: bool) -> Reply {
+    let status = shared.group.status();
+    if !status.is_leader() {
+        return Reply::err(
+            "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+        );
+    }
+    let Some(wanted) = super::parse_i64(&argv[1]) else {
+        return Reply::err(super::ERR_NOT_INTEGER);
+    };
+    let Some(timeout) = super::parse_i64(&argv[2]) else {
+        return Reply::err("ERR timeout is not an integer or out of range");
+    };
+    if timeout < 0 {
+        return Reply::err("ERR timeout is negative");
+    }
+    let target = status.applied_index.load(Ordering::Acquire);
+    let deadline = (timeout > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+    loop {
+        let holding = status
+            .members()
+            .progress
+            .iter()
+            .filter(|(id, matched, _)| *id != shared.node_id && *matched >= target)
+            .count() as i64;
+        let expired = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if holding >= wanted || !may_block || expired || !status.is_leader() {
+            return Reply::Int(holding);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
