@@ -78,7 +78,7 @@ def main():
     ap.add_argument("--csv", default="bench-results.csv", help="where to write the table")
     ap.add_argument("--bin-dir", required=True, help="directory with rockraft-server and rockraft-ctl")
     ap.add_argument("--transactions", action="store_true",
-                    help="MULTI/EXEC of 3 INCRs and LPUSH+BRPOP round trips (benches/txqueue.py) instead")
+                    help="MULTI/EXEC of 3 INCRs and LPUSH-to-blocked-BRPOP deliveries (benches/txqueue.rs) instead")
     ap.add_argument("--default-list", action="store_true",
                     help="run redis-benchmark's whole default list (no -t, -n REQUESTS -r 100000) instead")
     opts = ap.parse_args()
@@ -104,17 +104,17 @@ def main():
               f"rockraft 1 node and 3 nodes (leader), all on this machine; -d 64 -r 100000")
 
         if opts.transactions:
-            here = os.path.dirname(os.path.abspath(__file__))
             print("48 connections, 10 s per run; tx: MULTI, INCR a, INCR b, INCR c, EXEC in one write; "
-                  "queue: LPUSH q<n> then BRPOP q<n> (per connection)")
+                  "queue: 24 pairs, a consumer blocked in BRPOP q<n> and a producer that LPUSHes q<n> "
+                  "0.1 ms after the consumer is waiting again (deliveries/s)")
             print(f"{'workload':>8}  " + "  ".join(f"{s:>12}" for s in SYSTEMS) + "  r1/redis  r3/redis")
             for w, kind in enumerate(["tx", "queue"]):
                 rates = {}
                 for system in SYSTEMS[w % 3:] + SYSTEMS[:w % 3]:
-                    out = subprocess.run([sys.executable, os.path.join(here, "txqueue.py"), "--port", str(ports[system]),
+                    out = subprocess.run([os.path.join(opts.bin_dir, "txqueue"), "--port", str(ports[system]),
                                           "--kind", kind], capture_output=True, text=True, timeout=300)
                     if out.returncode != 0:
-                        sys.exit(f"txqueue.py --kind {kind} on {system} failed: {out.stderr}")
+                        sys.exit(f"txqueue --kind {kind} on {system} failed: {out.stderr}")
                     rates[system] = float(out.stdout.strip())
                 r = [rates[s] for s in SYSTEMS]
                 print(f"{kind:>8}  " + "  ".join(f"{x:>12.0f}" for x in r) + f"  {r[1] / r[0]:>8.2f}  {r[2] / r[0]:>8.2f}")
