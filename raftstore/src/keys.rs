@@ -12,6 +12,8 @@
 //! - `zscore`: the score index of sorted sets (score, then member), for range scans by score.
 //! - `mark`: per user key, the log index of the entry that last changed it (WATCH compares
 //!   these with the index it read at); see [`MARK_HORIZON`].
+//! - `script`: the replicated script cache (`s` + SHA1 hex → script body) and, later, the
+//!   function libraries. FLUSHALL keeps it (as Redis keeps its scripts); SCRIPT FLUSH empties it.
 //!
 //! Every user key, element and index entry starts with the key's 2-byte hash slot, so one slot
 //! range is one key range in every data family (the key space can be split by slots).
@@ -39,10 +41,14 @@ pub const CF_ELEMENT: &str = "element";
 pub const CF_SCORE: &str = "zscore";
 /// Column family of the modification marks (key: a data key; value: a log index, u64).
 pub const CF_MARK: &str = "mark";
+/// Column family of the replicated script cache and function libraries.
+pub const CF_SCRIPT: &str = "script";
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 6] = [CF_DATA, CF_RAFT, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK];
+pub const ALL_CFS: [&str; 7] = [
+    CF_DATA, CF_RAFT, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK, CF_SCRIPT,
+];
 /// The families of the replicated state machine (what a snapshot carries and replaces).
-pub const DATA_CFS: [&str; 5] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK];
+pub const DATA_CFS: [&str; 6] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE, CF_MARK, CF_SCRIPT];
 /// The families FLUSHALL empties: the data, not the marks (a flush is judged key by key by
 /// whoever watched a key, see the server's `WATCH`).
 pub const FLUSH_CFS: [&str; 4] = [CF_DATA, CF_EXPIRE, CF_ELEMENT, CF_SCORE];
@@ -175,7 +181,10 @@ pub fn node_addr_range(group_id: u64) -> ([u8; 18], [u8; 18]) {
 
 /// `[start, end)` covering every key of data family `cf`.
 pub fn data_cf_range(cf: &str) -> (Vec<u8>, Vec<u8>) {
-    if cf == CF_EXPIRE {
+    if cf == CF_SCRIPT {
+        // Script keys start with an ASCII letter.
+        (Vec::new(), vec![0xff])
+    } else if cf == CF_EXPIRE {
         (vec![0u8; 8], vec![0xffu8; 9])
     } else {
         (
@@ -192,6 +201,16 @@ pub fn stage_clear_data(engine: &crate::Engine, wb: &mut rocksdb::WriteBatch) {
         let (start, end) = data_cf_range(cf);
         wb.delete_range_cf(engine.cf(cf), start, end);
     }
+}
+
+/// Key of a cached script in `script`: `s` + its SHA1 (40 lowercase hex digits).
+pub fn script_key(sha: &[u8]) -> Vec<u8> {
+    [&b"s"[..], sha].concat()
+}
+
+/// `[start, end)` of the cached scripts in `script`.
+pub fn script_range() -> (Vec<u8>, Vec<u8>) {
+    (b"s".to_vec(), b"t".to_vec())
 }
 
 /// Key in the expiry index: expiry time, then the user key.

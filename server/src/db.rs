@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rockraft_raftstore::keys::{
-    self, CF_DATA, CF_ELEMENT, CF_EXPIRE, CF_MARK, CF_RAFT, FLUSH_CFS, VALUE_HEADER_LEN,
+    self, CF_DATA, CF_ELEMENT, CF_EXPIRE, CF_MARK, CF_RAFT, CF_SCRIPT, FLUSH_CFS, VALUE_HEADER_LEN,
 };
 use rockraft_raftstore::{ApplyContext, Engine};
 use rocksdb::{Direction, IteratorMode, ReadOptions};
@@ -277,6 +277,29 @@ impl<'c, 'e> Txn<'c, 'e> {
         decode_mark(self.ctx.get(CF_MARK, &keys::data_key(key)))
     }
 
+    /// The body of the cached script `sha` (40 lowercase hex digits), if any.
+    pub fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        self.ctx.get(CF_SCRIPT, &keys::script_key(sha))
+    }
+
+    /// Adds a script to the replicated cache.
+    pub fn put_script(&mut self, sha: &[u8], body: &[u8]) {
+        self.ctx.put(CF_SCRIPT, &keys::script_key(sha), body);
+    }
+
+    /// SCRIPT FLUSH: empties the script cache.
+    pub fn flush_scripts(&mut self) {
+        let (start, end) = keys::script_range();
+        let mut cached = Vec::new();
+        self.ctx.scan(CF_SCRIPT, &start, &end, |k, _| {
+            cached.push(k.to_vec());
+            true
+        });
+        for k in cached {
+            self.ctx.delete(CF_SCRIPT, &k);
+        }
+    }
+
     /// Writes the modification marks of the keys this entry changed; returns those keys.
     pub fn finish(mut self) -> Vec<Vec<u8>> {
         let mut touched = std::mem::take(&mut self.touched);
@@ -520,6 +543,17 @@ impl Db {
                 }
             }
         }
+        // The script cache is replicated state too (but alone it is no data, as in Redis).
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&view.snapshot);
+        let scripts =
+            self.engine
+                .db()
+                .iterator_cf_opt(self.engine.cf(CF_SCRIPT), opts, IteratorMode::Start);
+        for item in scripts {
+            let (k, v) = item.unwrap_or_else(|e| panic!("scan failed: {e}"));
+            feed(&k, &v);
+        }
         if any {
             h.digest().to_string()
         } else {
@@ -549,6 +583,13 @@ impl View<'_> {
         }
         let v = Value::decode(&raw).unwrap_or_else(|| corrupt(key));
         (!v.is_expired(now_ms)).then_some(v)
+    }
+
+    /// The body of the cached script `sha` (see [`Txn::script`]).
+    pub fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        self.snapshot
+            .get_cf(self.engine.cf(CF_SCRIPT), keys::script_key(sha))
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
     }
 
     /// The modification mark of `key` (see [`Txn::mark`]).

@@ -12,6 +12,7 @@ pub mod glob;
 pub mod long_double;
 mod peer_client;
 mod scan;
+pub mod scripting;
 pub mod session;
 pub mod state_machine;
 pub mod strtod;

@@ -94,7 +94,7 @@ fn apply_copy(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 
 /// A random live key: the first at or after a random slot (wrapping around).
 fn randomkey(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
-    let start = rand::rng().random_range(0..SLOT_COUNT);
+    let start = ctx.with_rng(|r| r.random_range(0..SLOT_COUNT));
     let mut found = None;
     ctx.for_each_key(&rockraft_raftstore::keys::slot_start(start), |k, _| {
         found = Some(Bytes::copy_from_slice(k));

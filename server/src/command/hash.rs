@@ -266,7 +266,7 @@ fn hrandfield(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             argv,
             || Reply::Nil,
             |view, h| {
-                let pick = rand::rng().random_range(0..h.meta.size as usize);
+                let pick = ctx.with_rng(|r| r.random_range(0..h.meta.size as usize));
                 let mut i = 0;
                 let mut out = Reply::Nil;
                 hash::scan(view, h, &argv[1], &[], |f, _| {
@@ -314,18 +314,19 @@ fn hrandfield(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         || Reply::Array(vec![]),
         |view, h| {
             let fields = all(view, h, &argv[1]);
-            let mut rng = rand::rng();
-            let picked: Vec<&(Bytes, Bytes)> = if count >= 0 {
-                let n = (count as u64).min(h.meta.size) as usize;
-                let mut chosen: Vec<&(Bytes, Bytes)> = fields.iter().collect();
-                chosen.shuffle(&mut rng);
-                chosen.truncate(n);
-                chosen
-            } else {
-                (0..count.unsigned_abs())
-                    .map(|_| &fields[rng.random_range(0..fields.len())])
-                    .collect()
-            };
+            let picked: Vec<&(Bytes, Bytes)> = ctx.with_rng(|rng| {
+                if count >= 0 {
+                    let n = (count as u64).min(h.meta.size) as usize;
+                    let mut chosen: Vec<&(Bytes, Bytes)> = fields.iter().collect();
+                    chosen.shuffle(rng);
+                    chosen.truncate(n);
+                    chosen
+                } else {
+                    (0..count.unsigned_abs())
+                        .map(|_| &fields[rng.random_range(0..fields.len())])
+                        .collect()
+                }
+            });
             // (A negative count is bounded by MAX_RANDOM before the hash is read.)
             random_reply(ctx, picked, with_values)
         },

@@ -19,6 +19,7 @@ pub mod hll;
 pub mod keyspace;
 pub mod list;
 pub mod multi;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -187,6 +188,12 @@ pub struct ReadCtx<'a> {
     pub now_ms: u64,
     /// The connection speaks RESP3 (some replies differ in shape).
     pub resp3: bool,
+    /// Random choices (SRANDMEMBER, RANDOMKEY…) from this seeded generator instead of the
+    /// thread's: a script applied on every node must choose the same everywhere.
+    rng: Option<std::cell::RefCell<rand::rngs::StdRng>>,
+    /// SCAN cursors handed out within one script (numbered in order, so the same on every
+    /// node) instead of the node's.
+    cursors: Option<&'a std::cell::RefCell<Vec<Vec<u8>>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -203,6 +210,8 @@ impl<'a> ReadCtx<'a> {
             node: Some(shared),
             now_ms,
             resp3,
+            rng: None,
+            cursors: None,
         }
     }
 
@@ -218,6 +227,31 @@ impl<'a> ReadCtx<'a> {
             node,
             now_ms,
             resp3,
+            rng: None,
+            cursors: None,
+        }
+    }
+
+    /// The same, with random choices drawn from a generator seeded with `seed`.
+    pub fn seeded(mut self, seed: u64) -> Self {
+        use rand::SeedableRng;
+        self.rng = Some(std::cell::RefCell::new(rand::rngs::StdRng::seed_from_u64(
+            seed,
+        )));
+        self
+    }
+
+    /// The same, with SCAN cursors kept in `cursors` (a script's own).
+    pub fn with_cursors(mut self, cursors: &'a std::cell::RefCell<Vec<Vec<u8>>>) -> Self {
+        self.cursors = Some(cursors);
+        self
+    }
+
+    /// Runs `f` with the generator random choices come from (see [`ReadCtx::seeded`]).
+    pub fn with_rng<T>(&self, f: impl FnOnce(&mut dyn rand::RngCore) -> T) -> T {
+        match &self.rng {
+            Some(r) => f(&mut *r.borrow_mut()),
+            None => f(&mut rand::rng()),
         }
     }
 
@@ -256,11 +290,20 @@ impl<'a> ReadCtx<'a> {
 
     /// Hands out a SCAN cursor for `position` (0 when there is no node to remember it).
     pub fn put_cursor(&self, position: Vec<u8>) -> u64 {
+        if let Some(c) = self.cursors {
+            let mut c = c.borrow_mut();
+            c.push(position);
+            return c.len() as u64;
+        }
         self.node.map_or(0, |n| n.scan_cursors.put(position))
     }
 
     /// The position of a SCAN cursor handed out earlier.
     pub fn take_cursor(&self, cursor: u64) -> Option<Vec<u8>> {
+        if let Some(c) = self.cursors {
+            let i = usize::try_from(cursor).ok()?.checked_sub(1)?;
+            return c.borrow().get(i).cloned();
+        }
         self.node?.scan_cursors.take(cursor)
     }
 
@@ -319,6 +362,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(bitmap::commands());
         t.extend(hll::commands());
         t.extend(geo::commands());
+        t.extend(scripting::commands());
         t
     })
 }

@@ -199,7 +199,7 @@ fn srandmember(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             || Reply::Nil,
             |at, s| {
                 let members = set::members(at, s, &argv[1]);
-                let pick = rand::rng().random_range(0..members.len());
+                let pick = ctx.with_rng(|r| r.random_range(0..members.len()));
                 Reply::Bulk(members[pick].clone().into())
             },
         );
@@ -230,16 +230,17 @@ fn srandmember(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         || Reply::Array(vec![]),
         |at, s| {
             let mut members = set::members(at, s, &argv[1]);
-            let mut rng = rand::rng();
-            let picked: Vec<Vec<u8>> = if count >= 0 {
-                members.shuffle(&mut rng);
-                members.truncate(count as usize);
-                members
-            } else {
-                (0..count.unsigned_abs())
-                    .map(|_| members[rng.random_range(0..members.len())].clone())
-                    .collect()
-            };
+            let picked: Vec<Vec<u8>> = ctx.with_rng(|rng| {
+                if count >= 0 {
+                    members.shuffle(rng);
+                    members.truncate(count as usize);
+                    members
+                } else {
+                    (0..count.unsigned_abs())
+                        .map(|_| members[rng.random_range(0..members.len())].clone())
+                        .collect()
+                }
+            });
             Reply::Array(picked.into_iter().map(|m| Reply::Bulk(m.into())).collect())
         },
     )

@@ -719,7 +719,7 @@ fn zrandmember(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             || Reply::Nil,
             |at, z| {
                 let all = zset::all(at, z, &argv[1]);
-                let pick = rand::rng().random_range(0..all.len());
+                let pick = ctx.with_rng(|r| r.random_range(0..all.len()));
                 Reply::Bulk(all[pick].0.clone().into())
             },
         );
@@ -755,16 +755,17 @@ fn zrandmember(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
         || Reply::Array(vec![]),
         |at, z| {
             let mut all = zset::all(at, z, &argv[1]);
-            let mut rng = rand::rng();
-            let picked: Vec<Entry> = if count >= 0 {
-                all.shuffle(&mut rng);
-                all.truncate(count as usize);
-                all
-            } else {
-                (0..count.unsigned_abs())
-                    .map(|_| all[rng.random_range(0..all.len())].clone())
-                    .collect()
-            };
+            let picked: Vec<Entry> = ctx.with_rng(|rng| {
+                if count >= 0 {
+                    all.shuffle(rng);
+                    all.truncate(count as usize);
+                    all
+                } else {
+                    (0..count.unsigned_abs())
+                        .map(|_| all[rng.random_range(0..all.len())].clone())
+                        .collect()
+                }
+            });
             entries_reply(picked, with_scores, ctx.resp3)
         },
     )

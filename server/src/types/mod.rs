@@ -301,6 +301,8 @@ pub trait Reader {
     /// The modification mark of `key` (the index of the entry that last changed it; 0 when
     /// none is recorded).
     fn mark(&self, key: &[u8]) -> u64;
+    /// The body of the cached script `sha`, if any.
+    fn script(&self, sha: &[u8]) -> Option<Vec<u8>>;
 
     /// Element `sub` of version `version` of `key`.
     fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -373,6 +375,10 @@ impl<R: Reader + ?Sized> Reader for &R {
     fn mark(&self, key: &[u8]) -> u64 {
         (**self).mark(key)
     }
+
+    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        (**self).script(sha)
+    }
 }
 
 impl Reader for Txn<'_, '_> {
@@ -390,6 +396,10 @@ impl Reader for Txn<'_, '_> {
 
     fn mark(&self, key: &[u8]) -> u64 {
         Txn::mark(self, key)
+    }
+
+    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        Txn::script(self, sha)
     }
 
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -452,6 +462,10 @@ impl Reader for At<'_, '_> {
 
     fn mark(&self, key: &[u8]) -> u64 {
         self.view.mark(key)
+    }
+
+    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        self.view.script(sha)
     }
 
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {

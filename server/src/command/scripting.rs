@@ -1,0 +1,349 @@
+//! Scripting commands: EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT (LOAD EXISTS FLUSH KILL HELP).
+//!
+//! ```text
+//! EVAL script numkeys [key …] [arg …]      (proposed as EVAL <seed> script numkeys …)
+//! EVALSHA sha1 numkeys [key …] [arg …]
+//! EVAL_RO / EVALSHA_RO …                   reads: one ReadIndex round, one consistent view
+//! SCRIPT LOAD script | EXISTS sha1 … | FLUSH [ASYNC|SYNC] | KILL | HELP
+//! ```
+//!
+//! EVAL and EVALSHA are one log entry each: the script runs at apply on every node, against
+//! the apply round (`scripting::Host`), so it is atomic and every replica ends the same. The
+//! script cache is replicated state: EVAL and SCRIPT LOAD add to it, SCRIPT FLUSH empties it,
+//! all through the log, so EVALSHA works on any leader, after restarts and on nodes that
+//! joined later.
+
+use std::cell::RefCell;
+
+use bytes::Bytes;
+use rand::Rng;
+use rockraft_resp::Reply;
+
+use super::flags::{NOSCRIPT, READONLY, STALE, WRITE};
+use super::{
+    help_reply, parse_i64, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind,
+    ReadCtx, ERR_NOT_INTEGER,
+};
+use crate::db::Txn;
+use crate::scripting::{self, Host, Outcome};
+use crate::types::Reader;
+
+const ERR_NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+
+#[rustfmt::skip]
+pub fn commands() -> Vec<CommandSpec> {
+    use Kind::{Read, Write};
+    let g = "scripting";
+    vec![
+        spec("eval", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2),
+        spec("evalsha", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script by SHA1 digest.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2),
+        spec("eval_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script.", Read(eval_ro)).numkeys(2),
+        spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script by SHA1 digest.", Read(eval_ro)).numkeys(2),
+        spec("script", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for Lua scripts management commands.", Write { prepare: prepare_script, apply: apply_script }),
+    ]
+}
+
+/// The number of keys of an EVAL-like `argv` (`[name, script, numkeys, …]`), checked.
+fn numkeys(argv: &[Bytes]) -> Result<usize, Reply> {
+    let n = parse_i64(&argv[2]).ok_or_else(|| Reply::err(ERR_NOT_INTEGER))?;
+    if n < 0 {
+        return Err(Reply::err("ERR Number of keys can't be negative"));
+    }
+    if n as u64 > (argv.len() - 3) as u64 {
+        return Err(Reply::err(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// `EVAL script numkeys …` → `EVAL <seed> script numkeys …`: the seed of the script's
+/// `math.random` and of the random choices of the commands it calls.
+fn prepare_eval(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+    numkeys(argv)?;
+    let seed: u64 = rand::rng().random();
+    let mut out = Vec::with_capacity(argv.len() + 1);
+    out.push(argv[0].clone());
+    out.push(Bytes::copy_from_slice(&seed.to_be_bytes()));
+    out.extend(argv[1..].iter().cloned());
+    Ok(Some(out))
+}
+
+fn is_sha_form(name: &[u8]) -> bool {
+    upper(name).starts_with("EVALSHA")
+}
+
+/// A script run during apply: commands read and write the apply round.
+struct WriteHost<'t, 'c, 'e> {
+    txn: &'t mut Txn<'c, 'e>,
+    writable: bool,
+    seed: u64,
+    calls: u64,
+    cursors: RefCell<Vec<Vec<u8>>>,
+}
+
+/// A seed for the `n`th command of a script seeded with `seed` (SplitMix64).
+fn nth_seed(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Host for WriteHost<'_, '_, '_> {
+    fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.txn.now_ms()
+    }
+
+    fn run(&mut self, spec: &'static CommandSpec, argv: Vec<Bytes>, resp3: bool) -> Reply {
+        self.calls += 1;
+        let seed = nth_seed(self.seed, self.calls);
+        let now = self.txn.now_ms();
+        match spec.kind {
+            Kind::Write { prepare, apply } => {
+                let mut argv = match prepare(&argv, now) {
+                    Ok(Some(rewritten)) => rewritten,
+                    Ok(None) => argv,
+                    Err(reply) => return reply,
+                };
+                if spec.name == "spop" {
+                    // SPOP's proposer-chosen seed, chosen here from the script's instead.
+                    argv[2] = Bytes::from(seed.to_string());
+                }
+                apply(self.txn, &argv)
+            }
+            Kind::Read(run) => {
+                let ctx = ReadCtx::fixed(&*self.txn, None, now, resp3)
+                    .seeded(seed)
+                    .with_cursors(&self.cursors);
+                run(&ctx, &argv)
+            }
+            _ => Reply::err("ERR This Redis command is not allowed from script"),
+        }
+    }
+}
+
+/// A read-only script: commands read one consistent view.
+struct ReadHost<'r> {
+    reader: &'r dyn Reader,
+    now_ms: u64,
+    seed: u64,
+    calls: u64,
+    cursors: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Host for ReadHost<'_> {
+    fn writable(&self) -> bool {
+        false
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn run(&mut self, spec: &'static CommandSpec, argv: Vec<Bytes>, resp3: bool) -> Reply {
+        self.calls += 1;
+        match spec.kind {
+            Kind::Read(run) => {
+                let ctx = ReadCtx::fixed(self.reader, None, self.now_ms, resp3)
+                    .seeded(nth_seed(self.seed, self.calls))
+                    .with_cursors(&self.cursors);
+                run(&ctx, &argv)
+            }
+            _ => Reply::err("ERR Write commands are not allowed from read-only scripts."),
+        }
+    }
+}
+
+/// Splits `[body, numkeys, keys…, args…]` (numkeys already checked).
+fn keys_and_args(rest: &[Bytes]) -> (&[Bytes], &[Bytes]) {
+    let n = parse_i64(&rest[1]).unwrap_or(0).max(0) as usize;
+    let n = n.min(rest.len() - 2);
+    (&rest[2..2 + n], &rest[2 + n..])
+}
+
+fn apply_eval(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    let Some(seed) = argv.get(1).and_then(|s| <[u8; 8]>::try_from(&s[..]).ok()) else {
+        return Reply::err("ERR EVAL entry without a seed");
+    };
+    let seed = u64::from_be_bytes(seed);
+    let rest = &argv[2..];
+    if rest.len() < 2 {
+        return wrong_arity(&String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
+    }
+    let (sha, body) = if is_sha_form(&argv[0]) {
+        let sha = String::from_utf8_lossy(&rest[0]).to_ascii_lowercase();
+        match txn.script(sha.as_bytes()) {
+            Some(body) => (sha, body),
+            None => return Reply::err(ERR_NOSCRIPT),
+        }
+    } else {
+        let body = rest[0].to_vec();
+        let sha = scripting::sha1_hex(&body);
+        // Compiled scripts are cached, as Redis caches every script EVAL runs.
+        if let Err(e) = scripting::check(&body) {
+            return e;
+        }
+        if txn.script(sha.as_bytes()).is_none() {
+            txn.put_script(sha.as_bytes(), &body);
+        }
+        (sha, body)
+    };
+    let flags = match scripting::shebang(&body) {
+        Ok((flags, _)) => flags,
+        Err(e) => return Reply::err(format!("ERR {e}")),
+    };
+    let (keys, args) = keys_and_args(rest);
+    let mut host = WriteHost {
+        txn,
+        writable: !flags.no_writes,
+        seed,
+        calls: 0,
+        cursors: RefCell::new(Vec::new()),
+    };
+    match scripting::run(&sha, &body, keys, args, seed, &mut host) {
+        Outcome::Reply(r) | Outcome::CompileError(r) => r,
+    }
+}
+
+fn eval_ro(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    if let Err(e) = numkeys(argv) {
+        return e;
+    }
+    let rest = &argv[1..];
+    let seed: u64 = rand::rng().random();
+    ctx.read(|r| {
+        let (sha, body) = if is_sha_form(&argv[0]) {
+            let sha = String::from_utf8_lossy(&rest[0]).to_ascii_lowercase();
+            match r.script(sha.as_bytes()) {
+                Some(body) => (sha, body),
+                None => return Reply::err(ERR_NOSCRIPT),
+            }
+        } else {
+            (scripting::sha1_hex(&rest[0]), rest[0].to_vec())
+        };
+        match scripting::shebang(&body) {
+            Err(e) => return Reply::err(format!("ERR {e}")),
+            Ok((flags, _)) if flags.shebang && !flags.no_writes => {
+                return Reply::err(
+                    "ERR Can not execute a script with write flag using *_ro command.",
+                )
+            }
+            Ok(_) => {}
+        }
+        let (keys, args) = keys_and_args(rest);
+        let mut host = ReadHost {
+            reader: r,
+            now_ms: ctx.now_ms,
+            seed,
+            calls: 0,
+            cursors: RefCell::new(Vec::new()),
+        };
+        match scripting::run(&sha, &body, keys, args, seed, &mut host) {
+            Outcome::Reply(r) | Outcome::CompileError(r) => r,
+        }
+    })
+}
+
+const SCRIPT_HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// SCRIPT: HELP and KILL are answered at once; LOAD, EXISTS and FLUSH go through the log
+/// (the cache is replicated state; EXISTS reads it linearizably).
+fn prepare_script(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
+    let sub = upper(&argv[1]);
+    let arity = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(wrong_arity(&format!("script|{}", sub.to_ascii_lowercase())))
+        }
+    };
+    match sub.as_str() {
+        "HELP" => {
+            arity(argv.len() == 2)?;
+            Err(help_reply(SCRIPT_HELP))
+        }
+        // A script runs inside its entry's apply and cannot be interrupted there.
+        "KILL" => {
+            arity(argv.len() == 2)?;
+            Err(Reply::err("NOTBUSY No scripts in execution right now."))
+        }
+        "DEBUG" => {
+            arity(argv.len() == 3)?;
+            Err(Reply::err("ERR SCRIPT DEBUG is not supported by rockraft"))
+        }
+        "LOAD" => {
+            arity(argv.len() == 3)?;
+            // A script that does not compile is answered here, not proposed.
+            scripting::check(&argv[2])?;
+            Ok(None)
+        }
+        "EXISTS" => {
+            arity(argv.len() >= 3)?;
+            Ok(None)
+        }
+        "FLUSH" => {
+            arity(argv.len() <= 3)?;
+            match argv.get(2).map(|a| upper(a)) {
+                None => Ok(None),
+                Some(m) if m == "ASYNC" || m == "SYNC" => Ok(None),
+                Some(_) => Err(Reply::err(
+                    "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
+                )),
+            }
+        }
+        _ => Err(unknown_subcommand("SCRIPT", &argv[1])),
+    }
+}
+
+fn apply_script(txn: &mut Txn, argv: &[Bytes]) -> Reply {
+    match upper(&argv[1]).as_str() {
+        "LOAD" => {
+            let body = &argv[2];
+            if let Err(e) = scripting::check(body) {
+                return e;
+            }
+            let sha = scripting::sha1_hex(body);
+            if txn.script(sha.as_bytes()).is_none() {
+                txn.put_script(sha.as_bytes(), body);
+            }
+            Reply::bulk(sha)
+        }
+        "EXISTS" => Reply::Array(
+            argv[2..]
+                .iter()
+                .map(|sha| {
+                    let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
+                    Reply::Int(i64::from(txn.script(sha.as_bytes()).is_some()))
+                })
+                .collect(),
+        ),
+        "FLUSH" => {
+            txn.flush_scripts();
+            Reply::ok()
+        }
+        _ => unknown_subcommand("SCRIPT", &argv[1]),
+    }
+}

@@ -1,0 +1,361 @@
+//! The environment without a node: a fake host answers a few commands.
+
+use super::*;
+
+/// A host with a few string keys: GET, SET (when writable), and INCR.
+struct Fake {
+    data: HashMap<Vec<u8>, Vec<u8>>,
+    writable: bool,
+}
+
+impl Host for Fake {
+    fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn now_ms(&self) -> u64 {
+        1_700_000_000_123
+    }
+
+    fn run(&mut self, spec: &'static CommandSpec, argv: Vec<Bytes>, _resp3: bool) -> Reply {
+        match spec.name {
+            "get" => self
+                .data
+                .get(&argv[1][..])
+                .map_or(Reply::Nil, |v| Reply::Bulk(v.clone().into())),
+            "set" => {
+                self.data.insert(argv[1].to_vec(), argv[2].to_vec());
+                Reply::ok()
+            }
+            "lpush" => {
+                Reply::err("WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
+            "hgetall" => Reply::Map(vec![(Reply::bulk("f"), Reply::bulk("v"))]),
+            "zscore" => Reply::Double(1.5),
+            _ => Reply::err("ERR not in the fake"),
+        }
+    }
+}
+
+fn eval(body: &str, keys: &[&str], args: &[&str]) -> Reply {
+    let mut host = Fake {
+        data: HashMap::new(),
+        writable: true,
+    };
+    eval_on(&mut host, body, keys, args)
+}
+
+fn eval_on(host: &mut Fake, body: &str, keys: &[&str], args: &[&str]) -> Reply {
+    let keys: Vec<Bytes> = keys.iter().map(|k| Bytes::from(k.to_string())).collect();
+    let args: Vec<Bytes> = args.iter().map(|k| Bytes::from(k.to_string())).collect();
+    let sha = sha1_hex(body.as_bytes());
+    match run(&sha, body.as_bytes(), &keys, &args, 0, host) {
+        Outcome::Reply(r) | Outcome::CompileError(r) => r,
+    }
+}
+
+fn err(msg: &str) -> Reply {
+    Reply::Error(msg.to_string())
+}
+
+#[test]
+fn lua_values_become_redis_replies() {
+    assert_eq!(eval("return 'x'", &[], &[]), Reply::bulk("x"));
+    assert_eq!(eval("return 3.99", &[], &[]), Reply::Int(3));
+    assert_eq!(eval("return -3.7", &[], &[]), Reply::Int(-3));
+    assert_eq!(eval("return 1e20", &[], &[]), Reply::Int(i64::MIN));
+    assert_eq!(eval("return true", &[], &[]), Reply::Int(1));
+    assert_eq!(eval("return false", &[], &[]), Reply::Nil);
+    assert_eq!(eval("return nil", &[], &[]), Reply::Nil);
+    assert_eq!(
+        eval("return {1, 'a', {2}, nil, 5}", &[], &[]),
+        Reply::Array(vec![
+            Reply::Int(1),
+            Reply::bulk("a"),
+            Reply::Array(vec![Reply::Int(2)])
+        ])
+    );
+    assert_eq!(eval("return {err='MY bad'}", &[], &[]), err("MY bad"));
+    assert_eq!(
+        eval("return redis.error_reply('MY bad')", &[], &[]),
+        err("MY bad")
+    );
+    assert_eq!(
+        eval("return redis.error_reply('-ERR')", &[], &[]),
+        err("ERR ERR")
+    );
+    assert_eq!(
+        eval("return redis.status_reply('FINE')", &[], &[]),
+        Reply::Simple("FINE".into())
+    );
+    assert_eq!(
+        eval("redis.setresp(3) return false", &[], &[]),
+        Reply::Bool(false)
+    );
+    assert_eq!(eval("return {double=1.5}", &[], &[]), Reply::Double(1.5));
+    assert_eq!(
+        eval(
+            "return {KEYS[1], ARGV[1], #KEYS, #ARGV}",
+            &["k"],
+            &["a", "b"]
+        ),
+        Reply::Array(vec![
+            Reply::bulk("k"),
+            Reply::bulk("a"),
+            Reply::Int(1),
+            Reply::Int(2)
+        ])
+    );
+}
+
+#[test]
+fn command_replies_become_lua_values() {
+    assert_eq!(
+        eval(
+            "redis.call('set', KEYS[1], 5) return redis.call('get', KEYS[1])",
+            &["k"],
+            &[]
+        ),
+        Reply::bulk("5")
+    );
+    // A number argument is sent as %.17g.
+    assert_eq!(
+        eval(
+            "redis.call('set', 'k', 0.1) return redis.call('get', 'k')",
+            &[],
+            &[]
+        ),
+        Reply::bulk("0.10000000000000001")
+    );
+    assert_eq!(
+        eval("return redis.call('get', 'none')", &[], &[]),
+        Reply::Nil
+    );
+    assert_eq!(
+        eval("return type(redis.call('get', 'none'))", &[], &[]),
+        Reply::bulk("boolean")
+    );
+    assert_eq!(
+        eval("return redis.call('hgetall', 'h')", &[], &[]),
+        Reply::Array(vec![Reply::bulk("f"), Reply::bulk("v")])
+    );
+    assert_eq!(
+        eval("return redis.call('zscore', 'z', 'm')", &[], &[]),
+        Reply::bulk("1.5")
+    );
+    assert_eq!(
+        eval(
+            "redis.setresp(3) return redis.call('zscore', 'z', 'm')",
+            &[],
+            &[]
+        ),
+        Reply::Double(1.5)
+    );
+    assert_eq!(
+        eval(
+            "redis.setresp(3) return redis.call('hgetall', 'h').map.f",
+            &[],
+            &[]
+        ),
+        Reply::bulk("v")
+    );
+    assert_eq!(
+        eval("return redis.pcall('lpush', 'k', 'v')", &[], &[]),
+        err("WRONGTYPE Operation against a key holding the wrong kind of value")
+    );
+    assert_eq!(
+        eval(
+            "local ok, e = pcall(redis.call, 'nosuch') return e",
+            &[],
+            &[]
+        ),
+        Reply::bulk("ERR Unknown Redis command called from script")
+    );
+}
+
+#[test]
+fn errors_are_worded_as_redis_words_them() {
+    let sha = sha1_hex(b"return x");
+    assert_eq!(
+        eval("return x", &[], &[]),
+        err(&format!("ERR user_script:1: Script attempted to access nonexistent global variable 'x' script: {sha}, on @user_script:1."))
+    );
+    let sha = sha1_hex(b"x = 1");
+    assert_eq!(
+        eval("x = 1", &[], &[]),
+        err(&format!("ERR user_script:1: Attempt to modify a readonly table script: {sha}, on @user_script:1."))
+    );
+    // A tail call (`return redis.call(…)`) keeps the caller's line.
+    let body = "\nreturn redis.call('lpush', 'k', 'v')";
+    assert_eq!(
+        eval(body, &[], &[]),
+        err(&format!(
+            "WRONGTYPE Operation against a key holding the wrong kind of value script: {}, on @user_script:2.",
+            sha1_hex(body.as_bytes())
+        ))
+    );
+    for (body, msg) in [
+        (
+            "return redis.call('nosuch')",
+            "ERR Unknown Redis command called from script",
+        ),
+        (
+            "return redis.call('get')",
+            "ERR Wrong number of args calling Redis command from script",
+        ),
+        (
+            "return redis.call('get', {})",
+            "ERR Lua redis lib command arguments must be strings or integers",
+        ),
+        (
+            "return redis.call('blpop', 'q', 0)",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('multi')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('eval', 'return 1', 0)",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "string.rep = nil",
+            "ERR user_script:1: Attempt to modify a readonly table",
+        ),
+        (
+            "rawset(_G, 'y', 1)",
+            "ERR Attempt to modify a readonly table",
+        ),
+        ("error('boom')", "ERR user_script:1: boom"),
+        ("error({err='CUSTOM x'})", "CUSTOM x"),
+        (
+            "return redis.setresp(4)",
+            "ERR RESP version must be 2 or 3.",
+        ),
+        (
+            "return type(os)",
+            "ERR user_script:1: Script attempted to access nonexistent global variable 'os'",
+        ),
+    ] {
+        let want = format!(
+            "{msg} script: {}, on @user_script:1.",
+            sha1_hex(body.as_bytes())
+        );
+        assert_eq!(eval(body, &[], &[]), err(&want), "{body}");
+    }
+    assert_eq!(
+        eval("return 'a' .. ", &[], &[]),
+        err("ERR Error compiling script (new function): user_script:1: unexpected symbol near '<eof>'")
+    );
+    let mut ro = Fake {
+        data: HashMap::new(),
+        writable: false,
+    };
+    let body = "return redis.call('set', 'a', 'b')";
+    assert_eq!(
+        eval_on(&mut ro, body, &[], &[]),
+        err(&format!(
+            "ERR Write commands are not allowed from read-only scripts. script: {}, on @user_script:1.",
+            sha1_hex(body.as_bytes())
+        ))
+    );
+}
+
+#[test]
+fn the_environment_is_redis_s() {
+    assert_eq!(
+        eval("return redis.sha1hex('')", &[], &[]),
+        Reply::bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709")
+    );
+    assert_eq!(
+        eval("return string.rep('x', 3)", &[], &[]),
+        Reply::bulk("xxx")
+    );
+    assert_eq!(
+        eval("return type(loadstring)", &[], &[]),
+        Reply::bulk("function")
+    );
+    assert_eq!(
+        eval("return loadstring('return 1 + 1')()", &[], &[]),
+        Reply::Int(2)
+    );
+    // A loaded chunk runs in the protected globals too.
+    assert!(
+        matches!(eval("loadstring('z = 1')()", &[], &[]), Reply::Error(e) if e.contains("readonly table"))
+    );
+    assert_eq!(eval("return loadstring('\\27Lua')", &[], &[]), Reply::Nil);
+    assert_eq!(
+        eval("return collectgarbage('count')", &[], &[]),
+        Reply::Int(0)
+    );
+    assert_eq!(
+        eval("return redis.call('time')[1]", &[], &[]),
+        Reply::bulk("1700000000")
+    );
+    // math.random starts from the entry's seed (0 here); after math.randomseed(0) Redis
+    // gives the same numbers.
+    assert_eq!(
+        eval("return math.random(1000000000)", &[], &[]),
+        Reply::Int(170828037)
+    );
+    assert_eq!(
+        eval("math.randomseed(0) return {math.random(100), math.random(1,6), tostring(math.random())}", &[], &[]),
+        Reply::Array(vec![Reply::Int(18), Reply::Int(5), Reply::bulk("0.09637165539729")])
+    );
+    let body = "return math.random(0)";
+    assert_eq!(
+        eval(body, &[], &[]),
+        err(&format!("ERR user_script:1: bad argument #1 to 'random' (interval is empty) script: {}, on @user_script:1.", sha1_hex(body.as_bytes())))
+    );
+    let body = "return redis.sha1hex()";
+    assert_eq!(
+        eval(body, &[], &[]),
+        err(&format!(
+            "ERR wrong number of arguments script: {}, on @user_script:1.",
+            sha1_hex(body.as_bytes())
+        ))
+    );
+    // Globals a script cannot reach leave nothing behind for the next script.
+    assert!(matches!(eval("_G.leak = 1", &[], &[]), Reply::Error(_)));
+    assert!(
+        matches!(eval("return leak", &[], &[]), Reply::Error(e) if e.contains("nonexistent global"))
+    );
+}
+
+#[test]
+fn a_runaway_script_stops_at_its_budget_even_through_pcall() {
+    for body in [
+        "while true do end",
+        "while true do pcall(function() while true do end end) end",
+    ] {
+        let r = eval(body, &[], &[]);
+        assert!(
+            matches!(&r, Reply::Error(e) if e.contains("budget")),
+            "{body}: {r:?}"
+        );
+    }
+    // The state is usable afterwards.
+    assert_eq!(eval("return 1", &[], &[]), Reply::Int(1));
+}
+
+#[test]
+fn shebangs_are_parsed_as_redis_parses_them() {
+    assert_eq!(shebang(b"return 1").unwrap().0, ScriptFlags::default());
+    let (flags, code) = shebang(b"#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
+    assert!(flags.shebang && flags.no_writes);
+    assert_eq!(code, b"\nreturn 1");
+    assert_eq!(
+        shebang(b"#!lua flags=bogus\n").unwrap_err(),
+        "Unexpected flag in script shebang: bogus"
+    );
+    assert_eq!(
+        shebang(b"#!python\n").unwrap_err(),
+        "Unexpected engine in script shebang: #!python"
+    );
+    assert_eq!(
+        shebang(b"#!lua name=x\n").unwrap_err(),
+        "Unknown lua shebang option: name=x"
+    );
+    assert_eq!(shebang(b"#!lua").unwrap_err(), "Invalid script shebang");
+}
