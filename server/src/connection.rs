@@ -248,6 +248,13 @@ async fn submit(
         slots.push(ready(spec.name, command::wrong_arity(spec.name)));
         return Some(spec.name);
     }
+    // An unknown subcommand, or a subcommand's wrong arity, is refused at once (and fails a
+    // transaction it would be queued in), as Redis's command lookup does.
+    if let Some(err) = command::subcommand_error(spec, &argv) {
+        flag_transaction(session);
+        slots.push(ready(spec.name, err));
+        return Some(spec.name);
+    }
     if session.multi.is_some()
         && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
     {
@@ -341,10 +348,36 @@ async fn submit(
             let shared = shared.clone();
             let local = session.readonly;
             let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
+            // EVAL_RO adds a new script to the cache, as Redis's does: once per script, through
+            // the log, so an EVALSHA after it finds the script on every node.
+            let load = (spec.name == "eval_ro" && !local)
+                .then(|| command::scripting::load_if_missing(&shared.db, &argv))
+                .flatten()
+                .map(|load| {
+                    shared.group.propose(
+                        command::now_ms(),
+                        crate::state_machine::encode_command(&load),
+                    )
+                });
             let confirmed = (!local).then(|| shared.group.read_index());
             slots.push(Slot {
                 name: spec.name,
                 reply: Box::pin(async move {
+                    if let Some(load) = load {
+                        let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+                        match tokio::time::timeout(timeout, load).await {
+                            Ok(Ok(reply)) if reply.is_error() => return reply,
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                return store_error(&shared, e, "script load", slot_of(spec, &argv))
+                            }
+                            Err(_) => {
+                                return Reply::err(
+                                    "TIMEOUT script load outcome unknown; it may still be applied",
+                                )
+                            }
+                        }
+                    }
                     if let Some(confirmed) = confirmed {
                         if let Err(e) = confirmed.await {
                             return store_error(&shared, e, "read", slot_of(spec, &argv));

@@ -93,7 +93,12 @@ impl Target {
         let r = self.call(&[b"FLUSHALL".to_vec()]);
         assert_eq!(r, Resp::Simple(b"OK".to_vec()), "FLUSHALL on {}", self.name);
         let r = self.call(&[b"SCRIPT".to_vec(), b"FLUSH".to_vec()]);
-        assert_eq!(r, Resp::Simple(b"OK".to_vec()), "SCRIPT FLUSH on {}", self.name);
+        assert_eq!(
+            r,
+            Resp::Simple(b"OK".to_vec()),
+            "SCRIPT FLUSH on {}",
+            self.name
+        );
     }
 }
 
@@ -1253,11 +1258,35 @@ impl Generator {
             let name = name_of(&c);
             let refused = matches!(
                 name.as_str(),
-                "HSCANALL" | "SSCANALL" | "ZSCANALL" | "TX" | "WATCHTX" | "SPOP" | "SRANDMEMBER"
-                    | "HRANDFIELD" | "ZRANDMEMBER" | "RANDOMKEY" | "OBJECT" | "TTL" | "PTTL"
-                    | "HKEYS" | "HVALS" | "HGETALL" | "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF"
-                    | "KEYS" | "SORT" | "SORT_RO" | "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO"
-                    | "SCRIPT" | "GET"
+                "HSCANALL"
+                    | "SSCANALL"
+                    | "ZSCANALL"
+                    | "TX"
+                    | "WATCHTX"
+                    | "SPOP"
+                    | "SRANDMEMBER"
+                    | "HRANDFIELD"
+                    | "ZRANDMEMBER"
+                    | "RANDOMKEY"
+                    | "OBJECT"
+                    | "TTL"
+                    | "PTTL"
+                    | "HKEYS"
+                    | "HVALS"
+                    | "HGETALL"
+                    | "SMEMBERS"
+                    | "SINTER"
+                    | "SUNION"
+                    | "SDIFF"
+                    | "KEYS"
+                    | "SORT"
+                    | "SORT_RO"
+                    | "EVAL"
+                    | "EVALSHA"
+                    | "EVAL_RO"
+                    | "EVALSHA_RO"
+                    | "SCRIPT"
+                    | "GET"
             ) || name.starts_with('B')
                 || name.starts_with("PF")
                 || name.starts_with("GEO");
@@ -1349,13 +1378,21 @@ impl Generator {
                 vec![b("EVAL"), b(&body), b("0")]
             }
             5 | 6 => {
-                let name = self.pick(&["SET", "INCRBY", "RPUSH", "SADD", "HSET", "ZADD", "APPEND", "DEL", "EXISTS", "STRLEN", "LLEN"]);
+                let name = self.pick(&[
+                    "SET", "INCRBY", "RPUSH", "SADD", "HSET", "ZADD", "APPEND", "DEL", "EXISTS",
+                    "STRLEN", "LLEN",
+                ]);
                 let body = match name {
-                    "HSET" | "ZADD" => format!("return redis.pcall('{name}', KEYS[1], ARGV[1] or '1', ARGV[2] or 'f')"),
-                    "DEL" | "EXISTS" | "STRLEN" | "LLEN" => format!("return redis.pcall('{name}', KEYS[1] or 'k0')"),
+                    "HSET" | "ZADD" => format!(
+                        "return redis.pcall('{name}', KEYS[1], ARGV[1] or '1', ARGV[2] or 'f')"
+                    ),
+                    "DEL" | "EXISTS" | "STRLEN" | "LLEN" => {
+                        format!("return redis.pcall('{name}', KEYS[1] or 'k0')")
+                    }
                     _ => format!("return redis.pcall('{name}', KEYS[1] or 'k0', ARGV[1] or '1')"),
                 };
-                let ro = matches!(name, "EXISTS" | "STRLEN" | "LLEN") && self.rng.random_ratio(1, 2);
+                let ro =
+                    matches!(name, "EXISTS" | "STRLEN" | "LLEN") && self.rng.random_ratio(1, 2);
                 let mut c = vec![b(if ro { "EVAL_RO" } else { "EVAL" }), b(&body)];
                 keys_args(self, &mut c);
                 c
@@ -1370,7 +1407,12 @@ impl Generator {
                 let body = self.pick(&BODIES[..6]);
                 match self.rng.random_range(0..3) {
                     0 => vec![b("SCRIPT"), b("LOAD"), b(body)],
-                    1 => vec![b("SCRIPT"), b("EXISTS"), b(&sha1_hex(body)), b("ffffffffffffffffffffffffffffffffffffffff")],
+                    1 => vec![
+                        b("SCRIPT"),
+                        b("EXISTS"),
+                        b(&sha1_hex(body)),
+                        b("ffffffffffffffffffffffffffffffffffffffff"),
+                    ],
                     _ => vec![b("SCRIPT"), b(self.pick(&["FLUSH", "KILL", "NOPE"]))],
                 }
             }
@@ -1803,7 +1845,13 @@ fn undo_sort_conversion(oracle: &mut Target, key: &[u8]) {
         Resp::Int(ms) if ms > 0 => ms,
         _ => 0,
     };
-    let restored = oracle.call(&[b("RESTORE"), key.to_vec(), b(&ttl.to_string()), dump, b("REPLACE")]);
+    let restored = oracle.call(&[
+        b("RESTORE"),
+        key.to_vec(),
+        b(&ttl.to_string()),
+        dump,
+        b("REPLACE"),
+    ]);
     assert_eq!(restored, Resp::Simple(b("OK")), "RESTORE after SORT");
 }
 
@@ -1854,8 +1902,10 @@ pub fn shrink(oracle: &mut Target, t: &mut Target, seq: Vec<Cmd>) -> Vec<Cmd> {
         Some((i, _, _)) => seq[..=i].to_vec(),
         None => return seq,
     };
+    // Replays are slow with blocking commands in them: shrink for two minutes at most.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut i = 0;
-    while i < seq.len() {
+    while i < seq.len() && std::time::Instant::now() < deadline {
         let mut shorter = seq.clone();
         shorter.remove(i);
         match first_difference(oracle, t, &shorter) {

@@ -367,6 +367,15 @@ pub fn table() -> &'static [CommandSpec] {
     })
 }
 
+/// The error Redis's command lookup gives a container command's unknown subcommand or a
+/// subcommand's wrong arity (before the command runs or is queued), if any.
+pub fn subcommand_error(spec: &CommandSpec, argv: &[Bytes]) -> Option<Reply> {
+    match spec.name {
+        "script" => scripting::subcommand_error(argv),
+        _ => None,
+    }
+}
+
 /// Looks a command up by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();

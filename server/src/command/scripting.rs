@@ -249,6 +249,20 @@ fn eval_ro(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
     })
 }
 
+/// For EVAL_RO of a script the cache does not hold: the `SCRIPT LOAD` that adds it.
+pub fn load_if_missing(db: &crate::db::Db, argv: &[Bytes]) -> Option<Vec<Bytes>> {
+    numkeys(argv).ok()?;
+    let sha = scripting::sha1_hex(&argv[1]);
+    if db.view().script(sha.as_bytes()).is_some() {
+        return None;
+    }
+    Some(vec![
+        Bytes::from_static(b"SCRIPT"),
+        Bytes::from_static(b"LOAD"),
+        argv[1].clone(),
+    ])
+}
+
 const SCRIPT_HELP: &[&str] = &[
     "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "DEBUG (YES|SYNC|NO)",
@@ -268,6 +282,27 @@ const SCRIPT_HELP: &[&str] = &[
     "HELP",
     "    Prints this help.",
 ];
+
+/// SCRIPT's subcommands and their arities (negative: at least).
+const SCRIPT_SUBCOMMANDS: &[(&str, i32)] = &[
+    ("HELP", 2),
+    ("KILL", 2),
+    ("DEBUG", 3),
+    ("LOAD", 3),
+    ("EXISTS", -3),
+    ("FLUSH", -2),
+];
+
+/// An unknown SCRIPT subcommand or a wrong number of arguments for one.
+pub fn subcommand_error(argv: &[Bytes]) -> Option<Reply> {
+    let sub = upper(&argv[1]);
+    let Some(&(_, arity)) = SCRIPT_SUBCOMMANDS.iter().find(|(n, _)| *n == sub) else {
+        return Some(unknown_subcommand("SCRIPT", &argv[1]));
+    };
+    let n = argv.len() as i32;
+    let ok = if arity >= 0 { n == arity } else { n >= -arity };
+    (!ok).then(|| wrong_arity(&format!("script|{}", sub.to_ascii_lowercase())))
+}
 
 /// SCRIPT: HELP and KILL are answered at once; LOAD, EXISTS and FLUSH go through the log
 /// (the cache is replicated state; EXISTS reads it linearizably).
@@ -304,16 +339,13 @@ fn prepare_script(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
             arity(argv.len() >= 3)?;
             Ok(None)
         }
-        "FLUSH" => {
-            arity(argv.len() <= 3)?;
-            match argv.get(2).map(|a| upper(a)) {
-                None => Ok(None),
-                Some(m) if m == "ASYNC" || m == "SYNC" => Ok(None),
-                Some(_) => Err(Reply::err(
-                    "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
-                )),
-            }
-        }
+        "FLUSH" => match (argv.len(), argv.get(2).map(|a| upper(a))) {
+            (2, _) => Ok(None),
+            (3, Some(m)) if m == "ASYNC" || m == "SYNC" => Ok(None),
+            _ => Err(Reply::err(
+                "ERR SCRIPT FLUSH only support SYNC|ASYNC option",
+            )),
+        },
         _ => Err(unknown_subcommand("SCRIPT", &argv[1])),
     }
 }
