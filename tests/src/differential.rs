@@ -1350,6 +1350,15 @@ impl Generator {
             "#!lua flags=no-writes\nreturn redis.call('SET', 'k0', 'x')",
             "#!lua flags=bogus\nreturn 1",
             "#!lua\nreturn redis.call('EXISTS', 'k0')",
+            "return cjson.encode({1, {a = 'b/c'}, true, 2.5, 'x\\ny'})",
+            r#"return cjson.encode(cjson.decode(ARGV[1] or '[1, {"k": null}]'))"#,
+            "return cjson.decode('[1, 2')",
+            "return cjson.encode({[1] = 1, [30] = 2})",
+            "return {cmsgpack.unpack(cmsgpack.pack(1, -300, 1.5, 'str', {1, 2, {x = 1}}))}",
+            "return cmsgpack.pack({1, 2, 3}, 70000, -5000000000)",
+            "return cmsgpack.unpack('\\193')",
+            "return {bit.band(0xff, 0x0f), bit.bxor(-1, 5), bit.lshift(1, 35), bit.tohex(-2), bit.tobit(4294967297)}",
+            "local t = redis.call('SMEMBERS', KEYS[1] or 'k0') table.sort(t) return cjson.encode(t)",
         ];
         let keys_args = |g: &mut Generator, c: &mut Cmd| {
             let n = g.rng.random_range(0..3usize);

@@ -15,6 +15,7 @@
 //! Each thread keeps one Lua state and the scripts it compiled (keyed by SHA1); the bodies
 //! themselves are replicated state (the `script` column family).
 
+mod libs;
 mod rand48;
 
 use std::cell::{Cell, RefCell};
@@ -109,6 +110,8 @@ struct Run {
     /// Where the Lua code that called it was then (source, line): a tail call
     /// (`return redis.call(…)`) leaves no frame of it for the error handler to find.
     pending_at: Option<(String, usize)>,
+    /// cjson's settings (a script may change them; the next one starts from the defaults).
+    cjson: libs::CjsonConfig,
 }
 
 /// Raises `value` as the Lua error of the running Rust function (called from `lua`).
@@ -657,6 +660,7 @@ impl Vm {
             rand: rand48::Rand48::new(0),
             pending: None,
             pending_at: None,
+            cjson: libs::CjsonConfig::default(),
         }));
         let rr = lua.create_table()?;
         let api = |name: &str, f: Function| rr.raw_set(name, f);
@@ -937,6 +941,9 @@ impl Vm {
         rr.raw_set("version", crate::REDIS_VERSION)?;
         rr.raw_set("version_num", version_num(crate::REDIS_VERSION))?;
         let globals = lua.globals();
+        globals.raw_set("bit", libs::bit(&lua, &state)?)?;
+        globals.raw_set("cjson", libs::cjson(&lua, &state)?)?;
+        globals.raw_set("cmsgpack", libs::cmsgpack(&lua, &state)?)?;
         let (env, run): (Table, Function) = lua
             .load(PRELUDE)
             .set_name("=rockraft")
@@ -1009,6 +1016,7 @@ impl Vm {
             s.rand = rand48::Rand48::new(seed as i32);
             s.pending = None;
             s.pending_at = None;
+            s.cjson = libs::CjsonConfig::default();
         }
         let set_array = |name: &str, items: &[Bytes]| -> mlua::Result<()> {
             let t = self.lua.create_table_with_capacity(items.len(), 0)?;

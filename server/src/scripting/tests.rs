@@ -359,3 +359,64 @@ fn shebangs_are_parsed_as_redis_parses_them() {
     );
     assert_eq!(shebang(b"#!lua").unwrap_err(), "Invalid script shebang");
 }
+
+#[test]
+fn cjson_cmsgpack_and_bit_behave_as_redis_s() {
+    // Expected values are Redis 7.0's replies to the same scripts.
+    for (body, want) in [
+        ("return cjson.encode({1,2,3})", Reply::bulk("[1,2,3]")),
+        ("return cjson.encode({})", Reply::bulk("{}")),
+        ("return cjson.encode({1,{x='y/z'},'a\"b', true, false})", Reply::bulk("[1,{\"x\":\"y\\/z\"},\"a\\\"b\",true,false]")),
+        ("return cjson.encode(3.14159265358979)", Reply::bulk("3.1415926535898")),
+        ("return cjson.encode({[1]=1,[3]=3})", Reply::bulk("[1,null,3]")),
+        ("return cjson.encode('\\n\\t\\1\\127')", Reply::bulk("\"\\n\\t\\u0001\\u007f\"")),
+        ("return cjson.decode('[1,2,{\"a\":null}]')[3].a == cjson.null", Reply::Int(1)),
+        ("return cjson.encode(cjson.decode('{\"k\":{\"n\":[1,2.5,\"x\"]}}'))", Reply::bulk("{\"k\":{\"n\":[1,2.5,\"x\"]}}")),
+        ("return cjson.decode('[01, 0x1F, +3]')", Reply::Array(vec![Reply::Int(1), Reply::Int(31), Reply::Int(3)])),
+        ("return cmsgpack.pack({1,2,3})", Reply::Bulk(Bytes::from_static(b"\x93\x01\x02\x03"))),
+        ("return cmsgpack.pack(1.5, -1, 300, -300)", Reply::Bulk(Bytes::from_static(b"\xca\x3f\xc0\x00\x00\xff\xcd\x01\x2c\xd1\xfe\xd4"))),
+        ("return {cmsgpack.unpack(cmsgpack.pack(1, 'x', {1, 2}))}", Reply::Array(vec![Reply::Int(1), Reply::bulk("x"), Reply::Array(vec![Reply::Int(1), Reply::Int(2)])])),
+        ("return cmsgpack.unpack(cmsgpack.pack({a=5})).a", Reply::Int(5)),
+        (
+            "return {bit.band(5,3), bit.bor(5,3), bit.bxor(5,3), bit.bnot(0), bit.lshift(1,31), bit.rshift(-1,28), bit.arshift(-256,4), bit.rol(1,33), bit.tohex(255), bit.tohex(-1, -4), bit.tobit(2^32+5), bit.bswap(1)}",
+            Reply::Array(vec![
+                Reply::Int(1), Reply::Int(7), Reply::Int(6), Reply::Int(-1), Reply::Int(-2147483648), Reply::Int(15),
+                Reply::Int(-16), Reply::Int(2), Reply::bulk("000000ff"), Reply::bulk("FFFF"), Reply::Int(5), Reply::Int(16777216),
+            ]),
+        ),
+    ] {
+        assert_eq!(eval(body, &[], &[]), want, "{body}");
+    }
+    for (body, msg) in [
+        (
+            "return cjson.encode(1/0)",
+            "ERR user_script:1: Cannot serialise number: must not be NaN or Inf",
+        ),
+        (
+            "return cjson.encode({[1]=1,[20]=3})",
+            "ERR user_script:1: Cannot serialise table: excessively sparse array",
+        ),
+        (
+            "return cjson.decode('[1,2')",
+            "ERR user_script:1: Expected comma or array end but found T_END at character 5",
+        ),
+        (
+            "return cjson.decode('tru')",
+            "ERR user_script:1: Expected value but found invalid token at character 1",
+        ),
+        (
+            "return cmsgpack.unpack('\\193')",
+            "ERR user_script:1: Bad data format in input.",
+        ),
+        (
+            "return bit.band('x')",
+            "ERR user_script:1: bad argument #1 to 'band' (number expected, got string)",
+        ),
+    ] {
+        let want = format!(
+            "{msg} script: {}, on @user_script:1.",
+            sha1_hex(body.as_bytes())
+        );
+        assert_eq!(eval(body, &[], &[]), err(&want), "{body}");
+    }
+}
