@@ -12,6 +12,7 @@ import csv
 import os
 import shutil
 import signal
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,11 @@ WORKLOADS = [
     ("GET -c 50 -P 16", ["-t", "get", "-c", "50", "-P", "16"]),
 ]
 SYSTEMS = ["redis", "rockraft-1", "rockraft-3"]
+INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+SCRIPT_WORKLOADS = [
+    ("EVAL INCR -c 50", ["-c", "50", "EVAL", INCR_SCRIPT, "1", "key:__rand_int__"]),
+    ("EVALSHA INCR -c 50", ["-c", "50", "EVALSHA", hashlib.sha1(INCR_SCRIPT.encode()).hexdigest(), "1", "key:__rand_int__"]),
+]
 
 
 def cli(port, *args):
@@ -77,6 +83,8 @@ def main():
     ap.add_argument("--requests", type=int, default=100000, help="requests per -c 50 workload")
     ap.add_argument("--csv", default="bench-results.csv", help="where to write the table")
     ap.add_argument("--bin-dir", required=True, help="directory with rockraft-server and rockraft-ctl")
+    ap.add_argument("--scripts", action="store_true",
+                    help="EVAL and EVALSHA of return redis.call('INCR', KEYS[1]) on key:__rand_int__ instead")
     ap.add_argument("--transactions", action="store_true",
                     help="MULTI/EXEC of 3 INCRs and LPUSH-to-blocked-BRPOP deliveries (benches/txqueue.rs) instead")
     ap.add_argument("--default-list", action="store_true",
@@ -136,8 +144,14 @@ def main():
             print(f"(written to {opts.csv})")
             return
 
+        workloads = WORKLOADS
+        if opts.scripts:
+            workloads = SCRIPT_WORKLOADS
+            for system in SYSTEMS:
+                if cli(ports[system], "SCRIPT", "LOAD", INCR_SCRIPT) != hashlib.sha1(INCR_SCRIPT.encode()).hexdigest():
+                    sys.exit(f"SCRIPT LOAD failed on {system}")
         results = {}
-        for w, (name, args) in enumerate(WORKLOADS):
+        for w, (name, args) in enumerate(workloads):
             # One client is slow and pipelines are fast: scale so each run takes similar time.
             if name.endswith("-c 1"):
                 requests = opts.requests // 10
@@ -154,7 +168,7 @@ def main():
             header += [f"{s} ops/s", f"{s} p50 ms", f"{s} p99 ms"]
         header += ["rockraft-1/redis", "rockraft-3/redis", "p99 rockraft-1/redis", "p99 rockraft-3/redis"]
         rows = []
-        for name, _ in WORKLOADS:
+        for name, _ in workloads:
             row = [name]
             for s in SYSTEMS:
                 rps, p50, p99 = results[(name, s)]

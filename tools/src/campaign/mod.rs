@@ -12,6 +12,9 @@
 //!   (into a second list). At the end no acknowledged push may be missing beyond what the
 //!   pops of unknown outcome can explain, no element may have been delivered twice, and no
 //!   element may appear that nobody pushed.
+//! - **Lua CAS**: clients read a counter with EVAL_RO and increment it with an EVAL
+//!   compare-and-set; no two acknowledged CASes took the same value, and the final value is
+//!   between the acknowledged increments and those plus the unknown ones.
 //! - **WATCH counter**: clients increment one counter with WATCH, GET, MULTI, SET, EXEC,
 //!   retrying when EXEC answers nil. The final value must be at least the acknowledged
 //!   increments and at most those plus the increments of unknown outcome.
@@ -327,7 +330,23 @@ struct Recorded {
     ack_attempts: usize,
     queue: QueueRecord,
     counter: CounterRecord,
+    script: ScriptRecord,
 }
+
+/// The Lua compare-and-set workload's record of one client.
+#[derive(Default)]
+struct ScriptRecord {
+    /// CASes that answered 1 (the increment happened), with the value they expected.
+    acked: Vec<i64>,
+    unknown: u64,
+    /// CASes that answered 0 (another client moved the value first), retried.
+    lost_races: u64,
+}
+
+/// The Lua compare-and-set: increments KEYS[1] if it still holds ARGV[1].
+const CAS_SCRIPT: &str = "local v = tonumber(redis.call('GET', KEYS[1]) or '0') \
+    if v == tonumber(ARGV[1]) then redis.call('SET', KEYS[1], v + 1) return 1 end return 0";
+const CAS_KEY: &str = "campaign:cas";
 
 /// The queue workload's record of one client.
 #[derive(Default)]
@@ -417,6 +436,13 @@ fn client(
         }
         if workload == 2 {
             if counter_op(c, &mut out.counter, &mut target) {
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
+        }
+        if workload == 3 {
+            if cas_op(c, &mut out.script, &mut target) {
                 conn = None;
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -592,6 +618,47 @@ fn counter_op(
     false
 }
 
+/// One increment through the Lua compare-and-set: read the value with EVAL_RO, then EVAL
+/// the CAS, retried while it answers 0. True when the connection must be dropped.
+fn cas_op(c: &mut redis::Connection, rec: &mut ScriptRecord, target: &mut Option<u16>) -> bool {
+    for _ in 0..20 {
+        let read = redis::cmd("EVAL_RO")
+            .arg("return redis.call('GET', KEYS[1])")
+            .arg(1)
+            .arg(CAS_KEY)
+            .query::<Option<i64>>(c);
+        let value = match read {
+            Ok(v) => v.unwrap_or(0),
+            Err(e) => {
+                *target = classify(&e).1;
+                return true;
+            }
+        };
+        match redis::cmd("EVAL")
+            .arg(CAS_SCRIPT)
+            .arg(1)
+            .arg(CAS_KEY)
+            .arg(value)
+            .query::<i64>(c)
+        {
+            Ok(1) => {
+                rec.acked.push(value);
+                return false;
+            }
+            Ok(_) => rec.lost_races += 1,
+            Err(e) => {
+                let (outcome, redirect) = classify(&e);
+                if outcome == Outcome::Unknown {
+                    rec.unknown += 1;
+                }
+                *target = redirect;
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Checks the queue and the counter against what the clients recorded; prints the figures;
 /// true when they pass.
 fn check_queue_and_counter(cluster: &Cluster, recorded: &[Recorded]) -> Result<bool, String> {
@@ -688,7 +755,50 @@ fn check_queue_and_counter(cluster: &Cluster, recorded: &[Recorded]) -> Result<b
         "WATCH counter: {acked} increments acknowledged, {unknown} unknown, {aborted} EXECs aborted by a watched change and retried; final value {value} ({})",
         if fine { "within bounds" } else { "OUT OF BOUNDS: lost or invented updates" }
     );
-    Ok(ok && fine)
+    // The Lua CAS: each acknowledged success moved the value from the one it expected, so no
+    // two of them expected the same value (else one overwrote the other: a lost update), and
+    // the final value counts them (plus at most the unknown ones).
+    let cas_value: i64 = redis::from_redis_value::<Option<i64>>(read(&["GET", CAS_KEY])?)
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    let expected: Vec<i64> = recorded
+        .iter()
+        .flat_map(|r| r.script.acked.iter().copied())
+        .collect();
+    let cas_acked = expected.len() as u64;
+    let cas_unknown: u64 = recorded.iter().map(|r| r.script.unknown).sum();
+    let races: u64 = recorded.iter().map(|r| r.script.lost_races).sum();
+    let (twice, cas_fine) = cas_verdict(expected, cas_value, cas_unknown);
+    println!(
+        "Lua CAS: {cas_acked} increments acknowledged, {cas_unknown} unknown, {races} lost races retried, {twice} from a value another acknowledged CAS also took; final value {cas_value} ({})",
+        if cas_fine { "within bounds" } else { "VIOLATION: lost or invented updates" }
+    );
+    Ok(ok && fine && cas_fine)
+}
+
+/// The Lua CAS check: (acknowledged CASes that took a value another one also took, whether
+/// the history is possible).
+fn cas_verdict(mut expected: Vec<i64>, value: i64, unknown: u64) -> (usize, bool) {
+    let acked = expected.len() as u64;
+    expected.sort_unstable();
+    let twice = expected.windows(2).filter(|w| w[0] == w[1]).count();
+    let fine = twice == 0 && value >= 0 && value as u64 >= acked && value as u64 <= acked + unknown;
+    (twice, fine)
+}
+
+#[cfg(test)]
+mod cas_tests {
+    #[test]
+    fn the_cas_check_catches_lost_and_invented_updates() {
+        use super::cas_verdict;
+        assert_eq!(cas_verdict(vec![0, 1, 2], 3, 0), (0, true));
+        assert_eq!(cas_verdict(vec![0, 2], 3, 1), (0, true));
+        // Two acknowledged CASes from 1: one overwrote the other.
+        assert_eq!(cas_verdict(vec![0, 1, 1], 2, 0), (1, false));
+        // An acknowledged increment missing, or one nobody made.
+        assert!(!cas_verdict(vec![0, 1, 2], 2, 0).1);
+        assert!(!cas_verdict(vec![0, 1], 4, 1).1);
+    }
 }
 
 struct Window {
