@@ -786,21 +786,6 @@ fn cas_verdict(mut expected: Vec<i64>, value: i64, unknown: u64) -> (usize, bool
     (twice, fine)
 }
 
-#[cfg(test)]
-mod cas_tests {
-    #[test]
-    fn the_cas_check_catches_lost_and_invented_updates() {
-        use super::cas_verdict;
-        assert_eq!(cas_verdict(vec![0, 1, 2], 3, 0), (0, true));
-        assert_eq!(cas_verdict(vec![0, 2], 3, 1), (0, true));
-        // Two acknowledged CASes from 1: one overwrote the other.
-        assert_eq!(cas_verdict(vec![0, 1, 1], 2, 0), (1, false));
-        // An acknowledged increment missing, or one nobody made.
-        assert!(!cas_verdict(vec![0, 1, 2], 2, 0).1);
-        assert!(!cas_verdict(vec![0, 1], 4, 1).1);
-    }
-}
-
 struct Window {
     name: String,
     start: u64,
@@ -1323,4 +1308,19 @@ fn write_history(path: &PathBuf, all: &[Record]) -> std::io::Result<()> {
         writeln!(f, "r{} {:?} {}", r.key, r.outcome, describe(&r.op))?;
     }
     f.flush()
+}
+
+#[cfg(test)]
+mod cas_tests {
+    #[test]
+    fn the_cas_check_catches_lost_and_invented_updates() {
+        use super::cas_verdict;
+        assert_eq!(cas_verdict(vec![0, 1, 2], 3, 0), (0, true));
+        assert_eq!(cas_verdict(vec![0, 2], 3, 1), (0, true));
+        // Two acknowledged CASes from 1: one overwrote the other.
+        assert_eq!(cas_verdict(vec![0, 1, 1], 2, 0), (1, false));
+        // An acknowledged increment missing, or one nobody made.
+        assert!(!cas_verdict(vec![0, 1, 2], 2, 0).1);
+        assert!(!cas_verdict(vec![0, 1], 4, 1).1);
+    }
 }
