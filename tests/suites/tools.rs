@@ -317,7 +317,10 @@ fn ctl_cluster_up_and_down_ten_times_on_the_same_ports() {
             let free = rockraft_tests::wait_until(std::time::Duration::from_secs(5), || {
                 std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
             });
-            assert!(free, "cycle {cycle}: port {port} still taken 5 s after cluster down");
+            assert!(
+                free,
+                "cycle {cycle}: port {port} still taken 5 s after cluster down"
+            );
         }
     }
 }

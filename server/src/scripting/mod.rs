@@ -32,8 +32,14 @@ use crate::command::{self, flags, CommandSpec, Kind};
 pub const INSTRUCTION_BUDGET: u64 = 200_000_000;
 /// How often the budget is checked, in instructions.
 const HOOK_EVERY: u32 = 10_000;
-/// Memory one thread's Lua state may hold (a guard for the process, not a per-script quota).
+/// Memory one thread's Lua state may hold between scripts (a guard for the process).
 const MEMORY_LIMIT: usize = 1 << 30;
+/// Memory one script may allocate. The collector does not run during a script, so what it
+/// allocates is the same on every node, and so is where it runs out.
+pub const SCRIPT_MEMORY: usize = 512 << 20;
+/// A script that allocated this much since the last collection gets a full collection at
+/// its next budget check: a point that depends only on what the script did.
+const GC_EVERY: usize = 64 << 20;
 /// Compiled scripts a thread keeps before it starts over.
 const COMPILED_MAX: usize = 4096;
 
@@ -112,6 +118,10 @@ struct Run {
     pending_at: Option<(String, usize)>,
     /// cjson's settings (a script may change them; the next one starts from the defaults).
     cjson: libs::CjsonConfig,
+    /// The heap size at which the running script's next collection happens.
+    gc_at: usize,
+    /// The instruction budget ([`INSTRUCTION_BUDGET`]; smaller in tests).
+    budget: u64,
 }
 
 /// Raises `value` as the Lua error of the running Rust function (called from `lua`).
@@ -201,6 +211,12 @@ pub fn run(
         };
         Outcome::Reply(vm.call(sha, f, keys, args, seed, host))
     })
+}
+
+/// Sets this thread's instruction budget (tests: a runaway script in milliseconds).
+#[cfg(test)]
+fn set_budget(n: u64) {
+    with_vm(|vm| vm.state.borrow_mut().budget = n);
 }
 
 fn with_vm<T>(f: impl FnOnce(&mut Vm) -> T) -> T {
@@ -491,6 +507,7 @@ local rr, G = ...
 local error, type, tostring, select, rawget, unpack = error, type, tostring, select, rawget, unpack
 local real_pcall, real_xpcall, real_rawset, real_setmetatable = pcall, xpcall, rawset, setmetatable
 local real_loadstring, real_load, real_getfenv, real_setfenv = loadstring, load, getfenv, setfenv
+local real_getmetatable, real_ipairs, real_pairs = getmetatable, ipairs, pairs
 local setfenv_ = setfenv
 
 local protected = real_setmetatable({}, {__mode = 'k'})
@@ -559,12 +576,19 @@ function load(f, name)
   return own_env(f2), e
 end
 function getfenv(f)
+  if f == nil then f = 1 end
+  if type(f) == 'number' and f > 0 then f = f + 1 end
   local e = real_getfenv(f)
   if e == G then return G._G end
   return e
 end
 function setfenv(f, t)
-  if f == 0 then error('Attempt to modify a readonly table', 2) end
+  -- A script may change its own function's environment (level 1, or a function it made),
+  -- not the thread's, ours, or a caller's it does not own.
+  if f == 0 or protected[f] or (type(f) == 'number' and f > 1) then
+    error('Attempt to modify a readonly table', 2)
+  end
+  if f == 1 then f = 2 end
   return real_setfenv(f, t)
 end
 function collectgarbage(opt, arg)
@@ -627,10 +651,24 @@ end
 local handler = __redis__err__handler
 
 G.redis = redis
-G.debug, G.print, G.dofile, G.loadfile, G.module, G.require = nil, nil, nil, nil, nil, nil
-for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'redis', 'cjson', 'bit', 'struct', 'cmsgpack'}) do
-  if G[name] ~= nil then G[name] = proxy(G[name]) end
+-- newproxy's __gc would run a script's code whenever the collector gets to it.
+G.debug, G.print, G.dofile, G.loadfile, G.module, G.require, G.newproxy = nil, nil, nil, nil, nil, nil, nil
+for _, name in real_ipairs({'string', 'table', 'math', 'coroutine', 'redis', 'cjson', 'bit', 'struct', 'cmsgpack'}) do
+  local lib = G[name]
+  if lib ~= nil then
+    for _, f in real_pairs(lib) do
+      if type(f) == 'function' then protected[f] = true end
+    end
+    G[name] = proxy(lib)
+  end
 end
+for _, f in real_pairs(G) do
+  if type(f) == 'function' then protected[f] = true end
+end
+-- Strings' methods go through the read-only `string`, and their metatable is read-only.
+local string_mt = real_getmetatable('')
+string_mt.__index = G.string
+string_mt.__metatable = proxy(string_mt)
 local env = proxy(G)
 G._G = env
 real_setmetatable(G, {__index = function(_, k)
@@ -638,7 +676,8 @@ real_setmetatable(G, {__index = function(_, k)
 end})
 protected[G] = true
 
-local run = function(f) return real_xpcall(f, handler) end
+-- A script runs in the protected globals, whatever it did to its environment last time.
+local run = function(f) real_setfenv(f, env) return real_xpcall(f, handler) end
 return env, run
 "#;
 
@@ -661,6 +700,8 @@ impl Vm {
             pending: None,
             pending_at: None,
             cjson: libs::CjsonConfig::default(),
+            gc_at: 0,
+            budget: INSTRUCTION_BUDGET,
         }));
         let rr = lua.create_table()?;
         let api = |name: &str, f: Function| rr.raw_set(name, f);
@@ -948,21 +989,6 @@ impl Vm {
             .load(PRELUDE)
             .set_name("=rockraft")
             .call((rr, globals.clone()))?;
-        {
-            let st = state.clone();
-            lua.set_hook(
-                HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-                move |_, _| {
-                    let mut s = st.borrow_mut();
-                    s.used += u64::from(HOOK_EVERY);
-                    if s.used > INSTRUCTION_BUDGET {
-                        s.exceeded = true;
-                        return Err(mlua::Error::runtime(budget_message()));
-                    }
-                    Ok(VmState::Continue)
-                },
-            )?;
-        }
         Ok(Vm {
             lua,
             globals,
@@ -971,6 +997,30 @@ impl Vm {
             state,
             compiled: HashMap::new(),
         })
+    }
+
+    /// (Re)arms the instruction budget: setting the hook also restarts Lua's instruction
+    /// count, so every script's budget starts at the same instruction on every node.
+    fn arm_budget(&self) -> mlua::Result<()> {
+        let st = self.state.clone();
+        self.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            move |lua, _| {
+                let mut s = st.borrow_mut();
+                s.used += u64::from(HOOK_EVERY);
+                if s.used > s.budget {
+                    s.exceeded = true;
+                    return Err(mlua::Error::runtime(budget_message()));
+                }
+                if lua.used_memory() > s.gc_at {
+                    // (A full collection restarts the collector: stop it again.)
+                    let _ = lua.gc_collect();
+                    lua.gc_stop();
+                    s.gc_at = lua.used_memory() + GC_EVERY;
+                }
+                Ok(VmState::Continue)
+            },
+        )
     }
 
     /// The compiled script `sha` (compiling `body` if this thread has not yet).
@@ -1031,6 +1081,33 @@ impl Vm {
                 lua_message(&e)
             ));
         }
+        if let Err(e) = self.arm_budget() {
+            return Reply::err(format!(
+                "ERR Error running script {sha}: {}",
+                lua_message(&e)
+            ));
+        }
+        // The collector runs only at points that depend on the script alone (a weak table
+        // would otherwise lose entries at a moment that depends on this node's history), and
+        // the memory allowance counts from where the script starts.
+        let base = self.lua.used_memory();
+        self.state.borrow_mut().gc_at = base + GC_EVERY;
+        let _ = self.lua.set_memory_limit(base + SCRIPT_MEMORY);
+        self.lua.gc_stop();
+        let reply = self.call_armed(sha, f, host);
+        self.lua.gc_restart();
+        if self.lua.used_memory() > base + (16 << 20) {
+            let _ = self.lua.gc_collect();
+        } else {
+            let _ = self.lua.gc_step();
+        }
+        let _ = self
+            .lua
+            .set_memory_limit(MEMORY_LIMIT.max(self.lua.used_memory() + (64 << 20)));
+        reply
+    }
+
+    fn call_armed(&mut self, sha: &str, f: Function, host: &mut dyn Host) -> Reply {
         // SAFETY (see `with_host`): cleared by the guard before `host`'s borrow ends.
         let ptr: *mut (dyn Host + '_) = host;
         let ptr: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(ptr) };

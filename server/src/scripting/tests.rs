@@ -420,3 +420,80 @@ fn cjson_cmsgpack_and_bit_behave_as_redis_s() {
         assert_eq!(eval(body, &[], &[]), err(&want), "{body}");
     }
 }
+
+#[test]
+fn a_script_sees_the_same_heap_behaviour_whatever_ran_before() {
+    // A weak table keeps its entries until a collection the script itself caused.
+    let body = "local t = setmetatable({}, {__mode = 'v'}) for i = 1, 1000 do t[i] = {} end \
+                local n = 0 for _ in pairs(t) do n = n + 1 end return n";
+    let first = eval(body, &[], &[]);
+    for _ in 0..3 {
+        // Garbage left by other scripts does not change it.
+        eval(
+            "local s = '' for i = 1, 2000 do s = s .. 'x' end return #s",
+            &[],
+            &[],
+        );
+        assert_eq!(eval(body, &[], &[]), first);
+    }
+    assert_eq!(first, Reply::Int(1000));
+    // Building a long string piece by piece (much garbage) still works.
+    assert_eq!(
+        eval(
+            "local s = '' for i = 1, 20000 do s = s .. 'x' end return #s",
+            &[],
+            &[]
+        ),
+        Reply::Int(20000)
+    );
+    // newproxy (whose __gc would run at the collector's whim) is not there; the string
+    // metatable cannot be changed.
+    assert!(
+        matches!(eval("return newproxy", &[], &[]), Reply::Error(e) if e.contains("nonexistent global"))
+    );
+    assert!(
+        matches!(eval("getmetatable('').__index = {}", &[], &[]), Reply::Error(e) if e.contains("readonly table"))
+    );
+    assert!(
+        matches!(eval("setfenv(pcall, {})", &[], &[]), Reply::Error(e) if e.contains("readonly table"))
+    );
+    assert_eq!(eval("return ('abc'):upper()", &[], &[]), Reply::bulk("ABC"));
+    // A script that changed its own environment runs in the protected one next time.
+    let body = "if KEYS[1] then setfenv(1, {}) end return type(redis)";
+    assert!(matches!(eval(body, &["x"], &[]), Reply::Error(_)));
+    assert_eq!(eval(body, &[], &[]), Reply::bulk("table"));
+    assert_eq!(eval("return getfenv() == _G", &[], &[]), Reply::Int(1));
+    assert!(
+        matches!(eval("setfenv(2, {})", &[], &[]), Reply::Error(e) if e.contains("readonly table"))
+    );
+}
+
+#[test]
+fn the_budget_stops_a_script_at_the_same_write_whatever_ran_before() {
+    let body = "local i = 0 while true do i = i + 1 redis.call('set', 'n', i) end";
+    set_budget(2_000_000);
+    let stopped_at = |before: &str| {
+        // What ran before leaves Lua's instruction count anywhere.
+        eval(before, &[], &[]);
+        let mut host = Fake {
+            data: HashMap::new(),
+            writable: true,
+        };
+        let r = eval_on(&mut host, body, &[], &[]);
+        assert!(
+            matches!(&r, Reply::Error(e) if e.contains("budget")),
+            "{r:?}"
+        );
+        host.data.get(&b"n"[..]).cloned()
+    };
+    let first = stopped_at("return 1");
+    assert!(first.is_some());
+    for before in [
+        "local x = 0 for i = 1, 12345 do x = x + i end",
+        "return 2",
+        "for i = 1, 777 do end",
+    ] {
+        assert_eq!(stopped_at(before), first, "after {before}");
+    }
+    set_budget(INSTRUCTION_BUDGET);
+}
