@@ -180,6 +180,11 @@ fn sanitize(e: &str) -> String {
 /// Formats a double as Redis 7.0's `addReplyDouble` does in RESP2 (`"%.17g"`: 17 significant
 /// digits, no trailing zeros, an exponent below 1e-4 and from 1e17; `inf`/`-inf`).
 pub fn format_double_g17(d: f64) -> String {
+    format_g(d, 17)
+}
+
+/// `printf("%.<precision>g", d)` (`nan` without a sign).
+pub fn format_g(d: f64, precision: usize) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf" } else { "-inf" }.into();
     }
@@ -189,7 +194,8 @@ pub fn format_double_g17(d: f64) -> String {
     if d == 0.0 {
         return if d.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    let sci = format!("{d:.16e}");
+    let p = precision.max(1);
+    let sci = format!("{:.*e}", p - 1, d);
     let (mantissa, exp) = sci.split_once('e').expect("exponent form");
     let exp: i32 = exp.parse().expect("exponent");
     let trim = |s: &str| -> String {
@@ -199,11 +205,11 @@ pub fn format_double_g17(d: f64) -> String {
             s.to_string()
         }
     };
-    if !(-4..17).contains(&exp) {
+    if exp < -4 || exp >= p as i32 {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
     } else {
-        trim(&format!("{:.*}", (16 - exp) as usize, d))
+        trim(&format!("{:.*}", (p as i32 - 1 - exp) as usize, d))
     }
 }
 

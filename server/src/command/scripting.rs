@@ -175,27 +175,32 @@ fn apply_eval(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     if rest.len() < 2 {
         return wrong_arity(&String::from_utf8_lossy(&argv[0]).to_ascii_lowercase());
     }
-    let (sha, body) = if is_sha_form(&argv[0]) {
+    let checked = if is_sha_form(&argv[0]) {
         let sha = String::from_utf8_lossy(&rest[0]).to_ascii_lowercase();
         match txn.script(sha.as_bytes()) {
-            Some(body) => (sha, body),
-            None => return Reply::err(ERR_NOSCRIPT),
+            // Cached, so it compiled: only its flags are needed.
+            Some(body) => {
+                let flags = scripting::shebang(&body).map(|(flags, _)| flags);
+                flags
+                    .map(|flags| (sha, body, flags))
+                    .map_err(|e| Reply::err(format!("ERR {e}")))
+            }
+            None => Err(Reply::err(ERR_NOSCRIPT)),
         }
     } else {
         let body = rest[0].to_vec();
         let sha = scripting::sha1_hex(&body);
         // Compiled scripts are cached, as Redis caches every script EVAL runs.
-        if let Err(e) = scripting::check(&body) {
-            return e;
-        }
-        if txn.script(sha.as_bytes()).is_none() {
-            txn.put_script(sha.as_bytes(), &body);
-        }
-        (sha, body)
+        scripting::check(&sha, &body).map(|flags| {
+            if txn.script(sha.as_bytes()).is_none() {
+                txn.put_script(sha.as_bytes(), &body);
+            }
+            (sha, body, flags)
+        })
     };
-    let flags = match scripting::shebang(&body) {
-        Ok((flags, _)) => flags,
-        Err(e) => return Reply::err(format!("ERR {e}")),
+    let (sha, body, flags) = match checked {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     let (keys, args) = keys_and_args(rest);
     let mut host = WriteHost {
@@ -332,7 +337,7 @@ fn prepare_script(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
         "LOAD" => {
             arity(argv.len() == 3)?;
             // A script that does not compile is answered here, not proposed.
-            scripting::check(&argv[2])?;
+            scripting::check(&scripting::sha1_hex(&argv[2]), &argv[2])?;
             Ok(None)
         }
         "EXISTS" => {
@@ -354,10 +359,10 @@ fn apply_script(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     match upper(&argv[1]).as_str() {
         "LOAD" => {
             let body = &argv[2];
-            if let Err(e) = scripting::check(body) {
+            let sha = scripting::sha1_hex(body);
+            if let Err(e) = scripting::check(&sha, body) {
                 return e;
             }
-            let sha = scripting::sha1_hex(body);
             if txn.script(sha.as_bytes()).is_none() {
                 txn.put_script(sha.as_bytes(), body);
             }

@@ -187,10 +187,11 @@ pub enum Outcome {
     CompileError(Reply),
 }
 
-/// Compiles `body` (checking its shebang) without running it: what SCRIPT LOAD and EVAL check.
-pub fn check(body: &[u8]) -> Result<ScriptFlags, Reply> {
+/// Compiles `body` (whose SHA1 is `sha`), checking its shebang, without running it: what
+/// SCRIPT LOAD and EVAL check. Its flags.
+pub fn check(sha: &str, body: &[u8]) -> Result<ScriptFlags, Reply> {
     let (flags, _) = shebang(body).map_err(|e| Reply::err(format!("ERR {e}")))?;
-    with_vm(|vm| vm.compile(&sha1_hex(body), body).map(|_| ()))?;
+    with_vm(|vm| vm.compile(sha, body).map(|_| ()))?;
     Ok(flags)
 }
 

@@ -214,46 +214,33 @@ pub fn geohash_string(score: f64) -> Option<String> {
     )
 }
 
-fn move_x(hash: &mut Hash, d: i8) {
-    if d == 0 {
-        return;
-    }
-    let shift = 64 - u32::from(hash.step) * 2;
-    let mut x = hash.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = hash.bits & 0x5555_5555_5555_5555;
-    let zz = 0x5555_5555_5555_5555u64 >> shift;
-    if d > 0 {
-        x = x.wrapping_add(zz + 1);
-    } else {
-        x |= zz;
-        x = x.wrapping_sub(zz + 1);
-    }
-    x &= 0xaaaa_aaaa_aaaa_aaaau64 >> shift;
-    hash.bits = x | y;
-}
+const ODD_BITS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+const EVEN_BITS: u64 = 0x5555_5555_5555_5555;
 
-fn move_y(hash: &mut Hash, d: i8) {
+/// Moves a geohash one box along one coordinate (`d` = ±1, 0: stays): longitude is in the
+/// odd bits (`own` = ODD_BITS), latitude in the even ones, as Redis's geohash_move_x/y.
+fn move_axis(hash: &mut Hash, d: i8, own: u64) {
     if d == 0 {
         return;
     }
     let shift = 64 - u32::from(hash.step) * 2;
-    let x = hash.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let mut y = hash.bits & 0x5555_5555_5555_5555;
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> shift;
+    let mut v = hash.bits & own;
+    let other = hash.bits & !own;
+    let zz = !own >> shift;
     if d > 0 {
-        y = y.wrapping_add(zz + 1);
+        v = v.wrapping_add(zz + 1);
     } else {
-        y |= zz;
-        y = y.wrapping_sub(zz + 1);
+        v |= zz;
+        v = v.wrapping_sub(zz + 1);
     }
-    y &= 0x5555_5555_5555_5555u64 >> shift;
-    hash.bits = x | y;
+    v &= own >> shift;
+    hash.bits = v | other;
 }
 
 fn neighbour(hash: Hash, dx: i8, dy: i8) -> Hash {
     let mut h = hash;
-    move_x(&mut h, dx);
-    move_y(&mut h, dy);
+    move_axis(&mut h, dx, ODD_BITS);
+    move_axis(&mut h, dy, EVEN_BITS);
     h
 }
 
