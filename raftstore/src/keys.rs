@@ -12,8 +12,10 @@
 //! - `zscore`: the score index of sorted sets (score, then member), for range scans by score.
 //! - `mark`: per user key, the log index of the entry that last changed it (WATCH compares
 //!   these with the index it read at); see [`MARK_HORIZON`].
-//! - `script`: the replicated script cache (`s` + SHA1 hex → script body) and, later, the
-//!   function libraries. FLUSHALL keeps it (as Redis keeps its scripts); SCRIPT FLUSH empties it.
+//! - `script`: the replicated script cache (`s` + SHA1 hex → script body) and the function
+//!   libraries (`l` + library name → its code; `f` + function name → its library's name).
+//!   FLUSHALL keeps it (as Redis keeps its scripts and functions); SCRIPT FLUSH empties the
+//!   cache, FUNCTION FLUSH the libraries.
 //!
 //! Every user key, element and index entry starts with the key's 2-byte hash slot, so one slot
 //! range is one key range in every data family (the key space can be split by slots).
@@ -211,6 +213,26 @@ pub fn script_key(sha: &[u8]) -> Vec<u8> {
 /// `[start, end)` of the cached scripts in `script`.
 pub fn script_range() -> (Vec<u8>, Vec<u8>) {
     (b"s".to_vec(), b"t".to_vec())
+}
+
+/// Key of a function library in `script`: `l` + its name.
+pub fn library_key(name: &[u8]) -> Vec<u8> {
+    [&b"l"[..], name].concat()
+}
+
+/// `[start, end)` of the function libraries in `script`.
+pub fn library_range() -> (Vec<u8>, Vec<u8>) {
+    (b"l".to_vec(), b"m".to_vec())
+}
+
+/// Key of a function's entry in `script` (its library's name): `f` + the function's name.
+pub fn function_key(name: &[u8]) -> Vec<u8> {
+    [&b"f"[..], name].concat()
+}
+
+/// `[start, end)` of the functions' entries in `script`.
+pub fn function_range() -> (Vec<u8>, Vec<u8>) {
+    (b"f".to_vec(), b"g".to_vec())
 }
 
 /// Key in the expiry index: expiry time, then the user key.

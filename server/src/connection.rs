@@ -224,6 +224,97 @@ async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch
     }
 }
 
+/// How a read runs: a read command, or the read form of a write (see
+/// `CommandSpec::read_form`).
+#[derive(Clone, Copy)]
+enum ReadRun {
+    Plain(command::ReadFn),
+    Maybe(fn(&ReadCtx, &[Bytes]) -> Option<Reply>),
+}
+
+/// Starts a read: confirmed by a ReadIndex round (unless the connection asked for local
+/// reads), then run against the committed state.
+async fn submit_read(
+    session: &mut Session,
+    shared: &Arc<Shared>,
+    spec: &'static command::CommandSpec,
+    argv: Vec<Bytes>,
+    run: ReadRun,
+    slots: &mut Vec<Slot>,
+    batch: &mut Batch,
+    pending_write: &mut bool,
+) {
+    // A deliberately broken build for the campaign's own test: every read is local
+    // and unconfirmed (stale reads), which the checker must catch.
+    #[cfg(feature = "failpoints")]
+    if fail::eval("stale_reads", |_| ()).is_some() {
+        session.readonly = true;
+    }
+    // A follower serves reads only to a connection that asked for local reads.
+    if !session.readonly && !shared.group.status().is_leader() {
+        let leader = shared.group.status().leader();
+        slots.push(ready(
+            spec.name,
+            redirect(shared, slot_of(spec, &argv), leader),
+        ));
+        return;
+    }
+    if *pending_write {
+        resolve(session, slots, batch).await;
+        *pending_write = false;
+    }
+    let shared = shared.clone();
+    let local = session.readonly;
+    let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
+    // EVAL_RO (and EVAL of a `no-writes` script) adds a new script to the cache, as
+    // Redis's does: once per script, through the log, so an EVALSHA after it finds the
+    // script on every node.
+    let load = (matches!(spec.name, "eval_ro" | "eval") && !local)
+        .then(|| command::scripting::load_if_missing(&shared.db, &argv))
+        .flatten()
+        .map(|load| {
+            shared.group.propose(
+                command::now_ms(),
+                crate::state_machine::encode_command(&load),
+            )
+        });
+    let confirmed = (!local).then(|| shared.group.read_index());
+    slots.push(Slot {
+            name: spec.name,
+            reply: Box::pin(async move {
+                if let Some(load) = load {
+                    let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+                    match tokio::time::timeout(timeout, load).await {
+                        Ok(Ok(reply)) if reply.is_error() => return reply,
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            return store_error(&shared, e, "script load", slot_of(spec, &argv))
+                        }
+                        Err(_) => {
+                            return Reply::err(
+                                "TIMEOUT script load outcome unknown; it may still be applied",
+                            )
+                        }
+                    }
+                }
+                if let Some(confirmed) = confirmed {
+                    if let Err(e) = confirmed.await {
+                        return store_error(&shared, e, "read", slot_of(spec, &argv));
+                    }
+                }
+                let ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
+                match run {
+                    ReadRun::Plain(run) => run(&ctx, &argv),
+                    // The script or function stopped being `no-writes` after the command was
+                    // routed (its library was replaced): nothing ran; the client retries.
+                    ReadRun::Maybe(run) => run(&ctx, &argv).unwrap_or_else(|| {
+                        Reply::err("TRYAGAIN the script's flags changed while the command was routed; run it again")
+                    }),
+                }
+            }),
+        });
+}
+
 /// Starts one command: local ones run now, reads and writes are handed to raft and answered
 /// when `resolve` awaits them. Returns the command's name if it is a known one.
 async fn submit(
@@ -326,69 +417,37 @@ async fn submit(
             });
         }
         Kind::Read(run) => {
-            // A deliberately broken build for the campaign's own test: every read is local
-            // and unconfirmed (stale reads), which the checker must catch.
-            #[cfg(feature = "failpoints")]
-            if fail::eval("stale_reads", |_| ()).is_some() {
-                session.readonly = true;
-            }
-            // A follower serves reads only to a connection that asked for local reads.
-            if !session.readonly && !shared.group.status().is_leader() {
-                let leader = shared.group.status().leader();
-                slots.push(ready(
-                    spec.name,
-                    redirect(shared, slot_of(spec, &argv), leader),
-                ));
-                return Some(spec.name);
-            }
-            if *pending_write {
-                resolve(session, slots, batch).await;
-                *pending_write = false;
-            }
-            let shared = shared.clone();
-            let local = session.readonly;
-            let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
-            // EVAL_RO adds a new script to the cache, as Redis's does: once per script, through
-            // the log, so an EVALSHA after it finds the script on every node.
-            let load = (spec.name == "eval_ro" && !local)
-                .then(|| command::scripting::load_if_missing(&shared.db, &argv))
-                .flatten()
-                .map(|load| {
-                    shared.group.propose(
-                        command::now_ms(),
-                        crate::state_machine::encode_command(&load),
-                    )
-                });
-            let confirmed = (!local).then(|| shared.group.read_index());
-            slots.push(Slot {
-                name: spec.name,
-                reply: Box::pin(async move {
-                    if let Some(load) = load {
-                        let timeout = Duration::from_millis(shared.config.write_timeout_ms);
-                        match tokio::time::timeout(timeout, load).await {
-                            Ok(Ok(reply)) if reply.is_error() => return reply,
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => {
-                                return store_error(&shared, e, "script load", slot_of(spec, &argv))
-                            }
-                            Err(_) => {
-                                return Reply::err(
-                                    "TIMEOUT script load outcome unknown; it may still be applied",
-                                )
-                            }
-                        }
-                    }
-                    if let Some(confirmed) = confirmed {
-                        if let Err(e) = confirmed.await {
-                            return store_error(&shared, e, "read", slot_of(spec, &argv));
-                        }
-                    }
-                    let ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
-                    run(&ctx, &argv)
-                }),
-            });
+            submit_read(
+                session,
+                shared,
+                spec,
+                argv,
+                ReadRun::Plain(run),
+                slots,
+                batch,
+                pending_write,
+            )
+            .await;
         }
         Kind::Write { prepare, .. } => {
+            // EVAL of a `no-writes` script and FCALL of a `no-writes` function are reads.
+            if let Some(form) = spec.read_form {
+                if (form.applies)(&shared.db.view(), &argv) {
+                    let run = ReadRun::Maybe(form.run);
+                    submit_read(
+                        session,
+                        shared,
+                        spec,
+                        argv,
+                        run,
+                        slots,
+                        batch,
+                        pending_write,
+                    )
+                    .await;
+                    return Some(spec.name);
+                }
+            }
             if !shared.group.status().is_leader() {
                 let leader = shared.group.status().leader();
                 slots.push(ready(

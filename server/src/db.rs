@@ -277,27 +277,58 @@ impl<'c, 'e> Txn<'c, 'e> {
         decode_mark(self.ctx.get(CF_MARK, &keys::data_key(key)))
     }
 
+    /// The value under `key` (a `keys::script_key`, `library_key` or `function_key`) in the
+    /// scripts' column family, as of this round.
+    pub fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.ctx.get(CF_SCRIPT, key)
+    }
+
+    /// Visits the scripts' column family in `[start, end)`: (key, value).
+    pub fn script_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.ctx.scan(CF_SCRIPT, start, end, |k, v| visit(k, v));
+    }
+
+    /// Sets `key` in the scripts' column family.
+    pub fn put_script_entry(&mut self, key: &[u8], value: &[u8]) {
+        self.ctx.put(CF_SCRIPT, key, value);
+    }
+
+    /// Deletes `key` from the scripts' column family.
+    pub fn delete_script_entry(&mut self, key: &[u8]) {
+        self.ctx.delete(CF_SCRIPT, key);
+    }
+
     /// The body of the cached script `sha` (40 lowercase hex digits), if any.
     pub fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
-        self.ctx.get(CF_SCRIPT, &keys::script_key(sha))
+        self.script_entry(&keys::script_key(sha))
     }
 
     /// Adds a script to the replicated cache.
     pub fn put_script(&mut self, sha: &[u8], body: &[u8]) {
-        self.ctx.put(CF_SCRIPT, &keys::script_key(sha), body);
+        self.put_script_entry(&keys::script_key(sha), body);
+    }
+
+    /// Deletes every entry of the scripts' column family in `[start, end)`, one by one (a
+    /// range deletion here would read as the whole family cleared).
+    pub fn clear_script_entries(&mut self, (start, end): (Vec<u8>, Vec<u8>)) {
+        let mut found = Vec::new();
+        self.ctx.scan(CF_SCRIPT, &start, &end, |k, _| {
+            found.push(k.to_vec());
+            true
+        });
+        for k in found {
+            self.ctx.delete(CF_SCRIPT, &k);
+        }
     }
 
     /// SCRIPT FLUSH: empties the script cache.
     pub fn flush_scripts(&mut self) {
-        let (start, end) = keys::script_range();
-        let mut cached = Vec::new();
-        self.ctx.scan(CF_SCRIPT, &start, &end, |k, _| {
-            cached.push(k.to_vec());
-            true
-        });
-        for k in cached {
-            self.ctx.delete(CF_SCRIPT, &k);
-        }
+        self.clear_script_entries(keys::script_range());
     }
 
     /// Writes the modification marks of the keys this entry changed; returns those keys.
@@ -585,11 +616,26 @@ impl View<'_> {
         (!v.is_expired(now_ms)).then_some(v)
     }
 
+    /// The value under `key` in the scripts' column family (see [`Txn::script_entry`]).
+    pub fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.snapshot
+            .get_cf(self.engine.cf(CF_SCRIPT), key)
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
+    }
+
     /// The body of the cached script `sha` (see [`Txn::script`]).
     pub fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
-        self.snapshot
-            .get_cf(self.engine.cf(CF_SCRIPT), keys::script_key(sha))
-            .unwrap_or_else(|e| panic!("read failed: {e}"))
+        self.script_entry(&keys::script_key(sha))
+    }
+
+    /// Visits the scripts' column family in `[start, end)` (see [`Txn::script_entries`]).
+    pub fn script_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.scan_range(CF_SCRIPT, start, end, visit);
     }
 
     /// The modification mark of `key` (see [`Txn::mark`]).

@@ -96,6 +96,10 @@ fn a_script_loaded_before_a_node_joins_works_on_it() {
     let mut c = cluster.client(0);
     let body = "return 'from the snapshot'";
     let sha: String = cmd("SCRIPT").arg("LOAD").arg(body).query(&mut c).unwrap();
+    let lib = "#!lua name=joined\nredis.register_function{function_name='hello', \
+               callback=function(keys, args) return 'function from the snapshot' end, flags={'no-writes'}}";
+    let name: String = cmd("FUNCTION").arg("LOAD").arg(lib).query(&mut c).unwrap();
+    assert_eq!(name, "joined");
     // Enough entries after it that the joiner gets a snapshot, not the log.
     for i in 0..600 {
         let _: () = cmd("SET")
@@ -117,6 +121,8 @@ fn a_script_loaded_before_a_node_joins_works_on_it() {
     let _: () = cmd("READONLY").query(&mut j).unwrap();
     let s: String = cmd("EVALSHA_RO").arg(&sha).arg(0).query(&mut j).unwrap();
     assert_eq!(s, "from the snapshot");
+    let s: String = cmd("FCALL_RO").arg("hello").arg(0).query(&mut j).unwrap();
+    assert_eq!(s, "function from the snapshot");
 }
 
 #[test]
@@ -231,4 +237,96 @@ fn scripts_queue_in_multi_and_read_only_scripts_are_reads() {
         .query(&mut c)
         .unwrap();
     assert_eq!(n, 50);
+}
+
+#[test]
+fn functions_survive_failover_and_no_writes_calls_are_reads() {
+    let mut cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let mut c = cluster.client(leader);
+    let lib = "#!lua name=counters\n\
+        local calls = 0\n\
+        redis.register_function('bump', function(keys, args) calls = calls + 1 \
+            return {redis.call('INCRBY', keys[1], args[1]), calls} end)\n\
+        redis.register_function{function_name='peek', flags={'no-writes'}, \
+            callback=function(keys) return redis.call('GET', keys[1]) end}";
+    let name: String = cmd("FUNCTION").arg("LOAD").arg(lib).query(&mut c).unwrap();
+    assert_eq!(name, "counters");
+    let bump = |c: &mut redis::Connection, by: i64| -> Vec<i64> {
+        cmd("FCALL")
+            .arg("bump")
+            .arg(1)
+            .arg("n")
+            .arg(by)
+            .query(c)
+            .unwrap()
+    };
+    assert_eq!(bump(&mut c, 5), vec![5, 1]);
+    // Each call starts from the library as loaded (its locals would differ between nodes).
+    assert_eq!(bump(&mut c, 1), vec![6, 1]);
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+
+    cluster.stop(leader);
+    let next = cluster.leader();
+    let mut c = cluster.client(next);
+    assert_eq!(bump(&mut c, 2), vec![8, 1]);
+    let listed: Vec<Value> = cmd("FUNCTION").arg("LIST").query(&mut c).unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // On a follower that asked for local reads, a no-writes function (and a no-writes
+    // script) is served as a read; a function that may write is redirected.
+    cluster.restart(leader);
+    assert!(cluster.wait_converged(Duration::from_secs(60)));
+    let follower = (0..3).find(|&i| i != cluster.leader()).unwrap();
+    let mut f = cluster.client(follower);
+    let _: () = cmd("READONLY").query(&mut f).unwrap();
+    let v: String = cmd("FCALL")
+        .arg("peek")
+        .arg(1)
+        .arg("n")
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(v, "8");
+    let v: String = cmd("EVAL")
+        .arg("#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])")
+        .arg(1)
+        .arg("n")
+        .query(&mut f)
+        .unwrap();
+    assert_eq!(v, "8");
+    let err = cmd("FCALL")
+        .arg("bump")
+        .arg(1)
+        .arg("n")
+        .arg(1)
+        .query::<()>(&mut f)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("MOVED"), "{err}");
+    let err = cmd("FCALL_RO")
+        .arg("bump")
+        .arg(1)
+        .arg("n")
+        .arg(1)
+        .query::<()>(&mut f)
+        .unwrap_err();
+    assert!(err.to_string().contains("write flag"), "{err}");
+
+    // FUNCTION DELETE and FLUSH go through the log as well.
+    let mut c = cluster.client(cluster.leader());
+    let _: () = cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("counters")
+        .query(&mut c)
+        .unwrap();
+    let err = cmd("FCALL")
+        .arg("bump")
+        .arg(1)
+        .arg("n")
+        .arg(1)
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(err.to_string().contains("Function not found"), "{err}");
+    assert!(cluster.wait_converged(Duration::from_secs(30)));
+    let digests: Vec<String> = (0..3).map(|i| digest(&mut cluster.client(i))).collect();
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
 }

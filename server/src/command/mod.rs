@@ -12,6 +12,7 @@ pub mod bitmap;
 pub mod blocking;
 pub mod cluster;
 pub mod connection;
+pub mod function;
 pub mod generic;
 pub mod geo;
 pub mod hash;
@@ -115,12 +116,33 @@ pub struct CommandSpec {
     /// For commands whose keys follow a count (`ZUNION numkeys key …`): the count's position.
     /// Their keys are the `first_key` (a destination, when > 0) and the counted ones.
     pub numkeys_at: Option<usize>,
+    /// For writes that are reads for some arguments (EVAL of a `no-writes` script, FCALL of
+    /// a `no-writes` function): whether these arguments are one, by the node's own state,
+    /// and the read, which answers `None` if they no longer are one at the read.
+    pub read_form: Option<ReadForm>,
+}
+
+/// See [`CommandSpec::read_form`].
+#[derive(Clone, Copy)]
+pub struct ReadForm {
+    pub applies: fn(&crate::db::View, &[Bytes]) -> bool,
+    pub run: fn(&ReadCtx, &[Bytes]) -> Option<Reply>,
 }
 
 impl CommandSpec {
     /// Marks the argument at `at` as the number of keys that follow it.
     pub(crate) fn numkeys(mut self, at: usize) -> Self {
         self.numkeys_at = Some(at);
+        self
+    }
+
+    /// Gives a write its read form (see [`CommandSpec::read_form`]).
+    pub(crate) fn reads_when(
+        mut self,
+        applies: fn(&crate::db::View, &[Bytes]) -> bool,
+        run: fn(&ReadCtx, &[Bytes]) -> Option<Reply>,
+    ) -> Self {
+        self.read_form = Some(ReadForm { applies, run });
         self
     }
 
@@ -363,6 +385,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(hll::commands());
         t.extend(geo::commands());
         t.extend(scripting::commands());
+        t.extend(function::commands());
         t
     })
 }
@@ -372,6 +395,7 @@ pub fn table() -> &'static [CommandSpec] {
 pub fn subcommand_error(spec: &CommandSpec, argv: &[Bytes]) -> Option<Reply> {
     match spec.name {
         "script" => scripting::subcommand_error(argv),
+        "function" => function::subcommand_error(argv),
         _ => None,
     }
 }
@@ -510,6 +534,7 @@ pub(crate) fn spec(
         summary,
         kind,
         numkeys_at: None,
+        read_form: None,
     }
 }
 

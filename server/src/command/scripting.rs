@@ -35,8 +35,8 @@ pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Read, Write};
     let g = "scripting";
     vec![
-        spec("eval", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2),
-        spec("evalsha", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script by SHA1 digest.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2),
+        spec("eval", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2).reads_when(eval_reads, eval_read),
+        spec("evalsha", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script by SHA1 digest.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2).reads_when(eval_reads, eval_read),
         spec("eval_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script.", Read(eval_ro)).numkeys(2),
         spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script by SHA1 digest.", Read(eval_ro)).numkeys(2),
         spec("script", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for Lua scripts management commands.", Write { prepare: prepare_script, apply: apply_script }),
@@ -74,12 +74,24 @@ fn is_sha_form(name: &[u8]) -> bool {
 }
 
 /// A script run during apply: commands read and write the apply round.
-struct WriteHost<'t, 'c, 'e> {
+pub(super) struct WriteHost<'t, 'c, 'e> {
     txn: &'t mut Txn<'c, 'e>,
     writable: bool,
     seed: u64,
     calls: u64,
     cursors: RefCell<Vec<Vec<u8>>>,
+}
+
+impl<'t, 'c, 'e> WriteHost<'t, 'c, 'e> {
+    pub(super) fn new(txn: &'t mut Txn<'c, 'e>, writable: bool, seed: u64) -> Self {
+        WriteHost {
+            txn,
+            writable,
+            seed,
+            calls: 0,
+            cursors: RefCell::new(Vec::new()),
+        }
+    }
 }
 
 /// A seed for the `n`th command of a script seeded with `seed` (SplitMix64).
@@ -128,12 +140,24 @@ impl Host for WriteHost<'_, '_, '_> {
 }
 
 /// A read-only script: commands read one consistent view.
-struct ReadHost<'r> {
+pub(super) struct ReadHost<'r> {
     reader: &'r dyn Reader,
     now_ms: u64,
     seed: u64,
     calls: u64,
     cursors: RefCell<Vec<Vec<u8>>>,
+}
+
+impl<'r> ReadHost<'r> {
+    pub(super) fn new(reader: &'r dyn Reader, now_ms: u64, seed: u64) -> Self {
+        ReadHost {
+            reader,
+            now_ms,
+            seed,
+            calls: 0,
+            cursors: RefCell::new(Vec::new()),
+        }
+    }
 }
 
 impl Host for ReadHost<'_> {
@@ -203,22 +227,40 @@ fn apply_eval(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         Err(e) => return e,
     };
     let (keys, args) = keys_and_args(rest);
-    let mut host = WriteHost {
-        txn,
-        writable: !flags.no_writes,
-        seed,
-        calls: 0,
-        cursors: RefCell::new(Vec::new()),
-    };
+    let mut host = WriteHost::new(txn, !flags.no_writes, seed);
     match scripting::run(&sha, &body, keys, args, seed, &mut host) {
         Outcome::Reply(r) | Outcome::CompileError(r) => r,
     }
 }
 
+/// Whether EVAL/EVALSHA `argv` runs a script flagged `no-writes` (so it is served as a read).
+fn eval_reads(view: &crate::db::View, argv: &[Bytes]) -> bool {
+    let body = if is_sha_form(&argv[0]) {
+        match view.script(
+            String::from_utf8_lossy(&argv[1])
+                .to_ascii_lowercase()
+                .as_bytes(),
+        ) {
+            Some(body) => body,
+            None => return false,
+        }
+    } else {
+        argv[1].to_vec()
+    };
+    matches!(scripting::shebang(&body), Ok((flags, _)) if flags.no_writes)
+}
+
 fn eval_ro(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    eval_read(ctx, argv).unwrap_or_else(|| Reply::err(ERR_NOSCRIPT))
+}
+
+/// EVAL_RO/EVALSHA_RO, and EVAL/EVALSHA of a `no-writes` script: one consistent view.
+/// `None` when an EVAL's script is not `no-writes` there.
+fn eval_read(ctx: &ReadCtx, argv: &[Bytes]) -> Option<Reply> {
     if let Err(e) = numkeys(argv) {
-        return e;
+        return Some(e);
     }
+    let ro_command = upper(&argv[0]).ends_with("_RO");
     let rest = &argv[1..];
     let seed: u64 = rand::rng().random();
     ctx.read(|r| {
@@ -226,31 +268,28 @@ fn eval_ro(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             let sha = String::from_utf8_lossy(&rest[0]).to_ascii_lowercase();
             match r.script(sha.as_bytes()) {
                 Some(body) => (sha, body),
-                None => return Reply::err(ERR_NOSCRIPT),
+                None => return Some(Reply::err(ERR_NOSCRIPT)),
             }
         } else {
             (scripting::sha1_hex(&rest[0]), rest[0].to_vec())
         };
         match scripting::shebang(&body) {
-            Err(e) => return Reply::err(format!("ERR {e}")),
-            Ok((flags, _)) if flags.shebang && !flags.no_writes => {
-                return Reply::err(
+            Err(e) => return Some(Reply::err(format!("ERR {e}"))),
+            Ok((flags, _)) if ro_command && flags.shebang && !flags.no_writes => {
+                return Some(Reply::err(
                     "ERR Can not execute a script with write flag using *_ro command.",
-                )
+                ))
             }
+            Ok((flags, _)) if !ro_command && !flags.no_writes => return None,
             Ok(_) => {}
         }
         let (keys, args) = keys_and_args(rest);
-        let mut host = ReadHost {
-            reader: r,
-            now_ms: ctx.now_ms,
-            seed,
-            calls: 0,
-            cursors: RefCell::new(Vec::new()),
-        };
-        match scripting::run(&sha, &body, keys, args, seed, &mut host) {
-            Outcome::Reply(r) | Outcome::CompileError(r) => r,
-        }
+        let mut host = ReadHost::new(r, ctx.now_ms, seed);
+        Some(
+            match scripting::run(&sha, &body, keys, args, seed, &mut host) {
+                Outcome::Reply(r) | Outcome::CompileError(r) => r,
+            },
+        )
     })
 }
 

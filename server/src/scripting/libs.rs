@@ -1136,3 +1136,373 @@ pub fn cmsgpack(lua: &Lua, state: &Rc<RefCell<Run>>) -> Result<Table> {
     t.raw_set("_VERSION", "lua-cmsgpack 0.4.0")?;
     Ok(t)
 }
+
+// ---------------------------------------------------------------------------------------
+// struct (Roberto Ierusalimschy's library as Redis bundles it: x86-64, little-endian
+// native order, `long` and `size_t` of 8 bytes, alignment at most 8)
+
+const STRUCT_MAX_INT: usize = 32;
+const STRUCT_MAX_ALIGN: usize = 8;
+
+struct Format<'a> {
+    fmt: &'a [u8],
+    at: usize,
+    little: bool,
+    align: usize,
+}
+
+impl Format<'_> {
+    fn next(&mut self) -> Option<u8> {
+        let c = *self.fmt.get(self.at)?;
+        self.at += 1;
+        Some(c)
+    }
+
+    /// The number after an option, or `default` when none follows (C `int` bounds).
+    fn number(&mut self, default: usize) -> std::result::Result<usize, String> {
+        if !self.fmt.get(self.at).is_some_and(u8::is_ascii_digit) {
+            return Ok(default);
+        }
+        let mut a: i32 = 0;
+        while let Some(&c) = self.fmt.get(self.at).filter(|c| c.is_ascii_digit()) {
+            let d = i32::from(c - b'0');
+            if a > i32::MAX / 10 || a * 10 > i32::MAX - d {
+                return Err("integral size overflow".into());
+            }
+            a = a * 10 + d;
+            self.at += 1;
+        }
+        Ok(a as usize)
+    }
+
+    fn size(&mut self, opt: u8) -> std::result::Result<usize, String> {
+        Ok(match opt {
+            b'B' | b'b' => 1,
+            b'H' | b'h' => 2,
+            b'L' | b'l' | b'T' | b'd' => 8,
+            b'f' => 4,
+            b'x' => 1,
+            b'c' => self.number(1)?,
+            b'i' | b'I' => {
+                let n = self.number(4)?;
+                if n > STRUCT_MAX_INT {
+                    return Err(format!(
+                        "integral size {n} is larger than limit of {STRUCT_MAX_INT}"
+                    ));
+                }
+                n
+            }
+            _ => 0,
+        })
+    }
+
+    /// Padding that aligns an item of `size` bytes at offset `len`.
+    fn padding(&self, len: usize, opt: u8, size: usize) -> usize {
+        if size == 0 || opt == b'c' {
+            return 0;
+        }
+        let size = size.min(self.align);
+        size.wrapping_sub(len & size.wrapping_sub(1)) & size.wrapping_sub(1)
+    }
+
+    /// The options that are not items: endianness, alignment, spaces.
+    fn control(&mut self, opt: u8, function: &str) -> std::result::Result<(), String> {
+        match opt {
+            b' ' => {}
+            b'>' => self.little = false,
+            b'<' => self.little = true,
+            b'!' => {
+                let a = self.number(STRUCT_MAX_ALIGN)?;
+                if a == 0 || a & (a - 1) != 0 {
+                    return Err(format!("alignment {a} is not a power of 2"));
+                }
+                self.align = a;
+            }
+            _ => {
+                return Err(format!(
+                    "bad argument #1 to '{function}' (invalid format option '{}')",
+                    opt as char
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `luaL_checklstring`: a string, or a number as Lua writes it.
+fn lua_string(args: &MultiValue, i: usize, function: &str) -> std::result::Result<Vec<u8>, String> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Value::Integer(n)) => Ok(n.to_string().into_bytes()),
+        Some(Value::Number(n)) => Ok(format_g(*n, 14).into_bytes()),
+        other => Err(format!(
+            "bad argument #{} to '{function}' (string expected, got {})",
+            i + 1,
+            other.map_or("no value", type_name)
+        )),
+    }
+}
+
+fn lua_number(args: &MultiValue, i: usize, function: &str) -> std::result::Result<f64, String> {
+    args.get(i).and_then(number).ok_or_else(|| {
+        format!(
+            "bad argument #{} to '{function}' (number expected, got {})",
+            i + 1,
+            args.get(i).map_or("no value", type_name)
+        )
+    })
+}
+
+fn struct_pack(args: &MultiValue) -> std::result::Result<Vec<u8>, String> {
+    use crate::types::geohash::{c_to_i64, c_to_u64};
+    let fmt = lua_string(args, 0, "pack")?;
+    let mut f = Format {
+        fmt: &fmt,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut out = Vec::new();
+    let mut arg = 1;
+    while let Some(opt) = f.next() {
+        let mut size = f.size(opt)?;
+        let pad = f.padding(out.len(), opt, size);
+        out.resize(out.len() + pad, 0);
+        match opt {
+            b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                let n = lua_number(args, arg, "pack")?;
+                arg += 1;
+                let mut value = if n < 0.0 {
+                    c_to_i64(n) as u64
+                } else {
+                    c_to_u64(n)
+                };
+                let mut bytes = vec![0u8; size];
+                for k in 0..size {
+                    let at = if f.little { k } else { size - 1 - k };
+                    bytes[at] = value as u8;
+                    value = value.checked_shr(8).unwrap_or(0);
+                }
+                out.extend_from_slice(&bytes);
+            }
+            b'x' => out.push(0),
+            b'f' => {
+                let v = lua_number(args, arg, "pack")? as f32;
+                arg += 1;
+                out.extend_from_slice(&if f.little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                });
+            }
+            b'd' => {
+                let v = lua_number(args, arg, "pack")?;
+                arg += 1;
+                out.extend_from_slice(&if f.little {
+                    v.to_le_bytes()
+                } else {
+                    v.to_be_bytes()
+                });
+            }
+            b'c' | b's' => {
+                let s = lua_string(args, arg, "pack")?;
+                arg += 1;
+                if size == 0 {
+                    size = s.len();
+                }
+                if s.len() < size {
+                    // (The library names the argument after the string.)
+                    return Err(format!(
+                        "bad argument #{} to 'pack' (string too short)",
+                        arg + 1
+                    ));
+                }
+                out.extend_from_slice(&s[..size]);
+                if opt == b's' {
+                    out.push(0);
+                }
+            }
+            _ => f.control(opt, "pack")?,
+        }
+    }
+    Ok(out)
+}
+
+enum Unpacked {
+    Number(f64),
+    Bytes(Vec<u8>),
+}
+
+fn struct_unpack(args: &MultiValue) -> std::result::Result<(Vec<Unpacked>, usize), String> {
+    let fmt = lua_string(args, 0, "unpack")?;
+    let data = lua_string(args, 1, "unpack")?;
+    let start = match args.get(2) {
+        None | Some(Value::Nil) => 1,
+        Some(_) => crate::types::geohash::c_to_i64(lua_number(args, 2, "unpack")?) as usize,
+    };
+    if start == 0 {
+        return Err("bad argument #3 to 'unpack' (offset must be 1 or greater)".into());
+    }
+    let mut pos = start - 1;
+    let ld = data.len();
+    let short = || "bad argument #2 to 'unpack' (data string too short)".to_string();
+    let mut f = Format {
+        fmt: &fmt,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut out = Vec::new();
+    while let Some(opt) = f.next() {
+        let mut size = f.size(opt)?;
+        pos = pos.wrapping_add(f.padding(pos, opt, size));
+        if !(size <= ld && pos <= ld - size) {
+            return Err(short());
+        }
+        let bytes = &data[pos..pos + size];
+        match opt {
+            b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
+                let mut l: u64 = 0;
+                for k in 0..size {
+                    let b = if f.little {
+                        bytes[size - 1 - k]
+                    } else {
+                        bytes[k]
+                    };
+                    l = (l << 8) | u64::from(b);
+                }
+                let n = if opt.is_ascii_lowercase() {
+                    // (x86-64 shifts by the count modulo 64.)
+                    let mask = u64::MAX << ((size * 8).wrapping_sub(1) % 64);
+                    if l & mask != 0 {
+                        l |= mask;
+                    }
+                    l as i64 as f64
+                } else {
+                    l as f64
+                };
+                out.push(Unpacked::Number(n));
+            }
+            b'x' => {}
+            b'f' => {
+                let b: [u8; 4] = bytes.try_into().expect("4 bytes");
+                let v = if f.little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_be_bytes(b)
+                };
+                out.push(Unpacked::Number(f64::from(v)));
+            }
+            b'd' => {
+                let b: [u8; 8] = bytes.try_into().expect("8 bytes");
+                let v = if f.little {
+                    f64::from_le_bytes(b)
+                } else {
+                    f64::from_be_bytes(b)
+                };
+                out.push(Unpacked::Number(v));
+            }
+            b'c' => {
+                if size == 0 {
+                    let previous = match out.last() {
+                        Some(Unpacked::Number(n)) => Some(*n),
+                        Some(Unpacked::Bytes(b)) => std::str::from_utf8(b)
+                            .ok()
+                            .and_then(|s| s.trim().parse::<f64>().ok()),
+                        None => None,
+                    };
+                    let Some(n) = previous else {
+                        return Err("format 'c0' needs a previous size".into());
+                    };
+                    out.pop();
+                    size = crate::types::geohash::c_to_u64(n) as usize;
+                    if !(size <= ld && pos <= ld - size) {
+                        return Err(short());
+                    }
+                }
+                out.push(Unpacked::Bytes(data[pos..pos + size].to_vec()));
+            }
+            b's' => {
+                let Some(end) = data[pos..].iter().position(|&b| b == 0) else {
+                    return Err("unfinished string in data".into());
+                };
+                out.push(Unpacked::Bytes(data[pos..pos + end].to_vec()));
+                size = end + 1;
+            }
+            _ => f.control(opt, "unpack")?,
+        }
+        pos += size;
+    }
+    Ok((out, pos + 1))
+}
+
+fn struct_size(args: &MultiValue) -> std::result::Result<usize, String> {
+    let fmt = lua_string(args, 0, "size")?;
+    let mut f = Format {
+        fmt: &fmt,
+        at: 0,
+        little: true,
+        align: 1,
+    };
+    let mut pos = 0usize;
+    while let Some(opt) = f.next() {
+        let size = f.size(opt)?;
+        pos += f.padding(pos, opt, size);
+        if opt == b's' {
+            return Err("bad argument #1 to 'size' (option 's' has no fixed size)".into());
+        }
+        if opt == b'c' && size == 0 {
+            return Err("bad argument #1 to 'size' (option 'c0' has no fixed size)".into());
+        }
+        if !opt.is_ascii_alphanumeric() {
+            f.control(opt, "size")?;
+        }
+        pos += size;
+    }
+    Ok(pos)
+}
+
+pub fn structlib(lua: &Lua, state: &Rc<RefCell<Run>>) -> Result<Table> {
+    let t = lua.create_table()?;
+    {
+        let st = state.clone();
+        t.raw_set(
+            "pack",
+            lua.create_function(move |lua, args: MultiValue| match struct_pack(&args) {
+                Ok(bytes) => lua.create_string(&bytes),
+                Err(e) => Err(raise_positioned(lua, &st, &e)),
+            })?,
+        )?;
+    }
+    {
+        let st = state.clone();
+        t.raw_set(
+            "unpack",
+            lua.create_function(move |lua, args: MultiValue| match struct_unpack(&args) {
+                Ok((items, next)) => {
+                    let mut out = Vec::with_capacity(items.len() + 1);
+                    for item in items {
+                        out.push(match item {
+                            Unpacked::Number(n) => Value::Number(n),
+                            Unpacked::Bytes(b) => Value::String(lua.create_string(&b)?),
+                        });
+                    }
+                    out.push(Value::Number(next as f64));
+                    Ok(MultiValue::from_iter(out))
+                }
+                Err(e) => Err(raise_positioned(lua, &st, &e)),
+            })?,
+        )?;
+    }
+    {
+        let st = state.clone();
+        t.raw_set(
+            "size",
+            lua.create_function(move |lua, args: MultiValue| match struct_size(&args) {
+                Ok(n) => Ok(n as f64),
+                Err(e) => Err(raise_positioned(lua, &st, &e)),
+            })?,
+        )?;
+    }
+    Ok(t)
+}

@@ -15,6 +15,7 @@
 //! Each thread keeps one Lua state and the scripts it compiled (keyed by SHA1); the bodies
 //! themselves are replicated state (the `script` column family).
 
+pub mod dump;
 mod libs;
 mod rand48;
 
@@ -122,6 +123,84 @@ struct Run {
     gc_at: usize,
     /// The instruction budget ([`INSTRUCTION_BUDGET`]; smaller in tests).
     budget: u64,
+    /// The functions registered so far while a library loads (`None` otherwise).
+    registry: Option<Vec<Registered>>,
+    /// The running function was registered `no-writes`.
+    no_writes: bool,
+}
+
+/// The flags a script's shebang or a function's registration may give, in Redis's order
+/// (`FUNCTION LIST` shows them so).
+pub const FLAG_NAMES: [&str; 5] = [
+    "no-writes",
+    "allow-oom",
+    "allow-stale",
+    "no-cluster",
+    "allow-cross-slot-keys",
+];
+/// `FLAG_NAMES[0]` as a bit.
+pub const FLAG_NO_WRITES: u8 = 1;
+
+/// A function of a library, as its registration described it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub description: Option<Vec<u8>>,
+    /// Bits of [`FLAG_NAMES`].
+    pub flags: u8,
+}
+
+/// A function registered while its library loads.
+struct Registered {
+    info: FunctionInfo,
+    callback: Function,
+}
+
+/// Redis's rule for library and function names.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+const ERR_NAME: &str = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long";
+
+/// The library name in the `#!lua name=…` first line of `FUNCTION LOAD`'s code (Redis's
+/// `functionExtractLibMetaData` and its checks), or the error text (without `ERR`).
+pub fn library_name(code: &[u8]) -> Result<String, String> {
+    if !code.starts_with(b"#!") {
+        return Err("Missing library metadata".into());
+    }
+    let Some(end) = code.iter().position(|&b| b == b'\n') else {
+        return Err("Invalid library metadata".into());
+    };
+    let line = String::from_utf8_lossy(&code[..end]);
+    let parts: Vec<&str> = line.split_ascii_whitespace().collect();
+    if parts.is_empty() {
+        return Err("Invalid library metadata".into());
+    }
+    let engine = &parts[0][2..];
+    let mut name = None;
+    for part in &parts[1..] {
+        if part.len() >= 5 && part[..5].eq_ignore_ascii_case("name=") {
+            if name.is_some() {
+                return Err(
+                    "Invalid metadata value, name argument was given multiple times".into(),
+                );
+            }
+            name = Some(part[5..].to_string());
+            continue;
+        }
+        return Err(format!("Invalid metadata value given: {part}"));
+    }
+    let Some(name) = name else {
+        return Err("Library name was not given".into());
+    };
+    if !valid_name(name.as_bytes()) {
+        return Err(ERR_NAME.into());
+    }
+    if !engine.eq_ignore_ascii_case("lua") {
+        return Err(format!("Engine '{engine}' not found"));
+    }
+    Ok(name)
 }
 
 /// Raises `value` as the Lua error of the running Rust function (called from `lua`).
@@ -170,8 +249,15 @@ struct Vm {
     env: Table,
     /// `xpcall(f, __redis__err__handler)`.
     run: Function,
+    /// `load_library(chunk)`: runs a library's code with the load API as its globals.
+    load_library: Function,
+    /// `run_function(callback, keys, args)` under the error handler.
+    run_function: Function,
     state: Rc<RefCell<Run>>,
+    /// Compiled scripts (by SHA1) and libraries (by `lib:` + the SHA1 of their code).
     compiled: HashMap<String, Function>,
+    /// What each library this thread loaded registered (by the SHA1 of its code).
+    libraries: HashMap<String, Rc<Vec<FunctionInfo>>>,
 }
 
 thread_local! {
@@ -214,6 +300,28 @@ pub fn run(
     })
 }
 
+/// Loads the library `code` (`FUNCTION LOAD`'s argument, metadata checked) without running
+/// any of its functions: what it registers, or Redis's error. Deterministic: every node
+/// loading the same code gets the same answer.
+pub fn load_library(code: &[u8]) -> Result<Rc<Vec<FunctionInfo>>, Reply> {
+    with_vm(|vm| vm.library(code))
+}
+
+/// Runs function `name` of library `code` with `keys` and `args` against `host` (`seed`
+/// seeds `math.random`); `read_only` for FCALL_RO, which refuses a function without the
+/// `no-writes` flag.
+pub fn run_function(
+    code: &[u8],
+    name: &str,
+    read_only: bool,
+    keys: &[Bytes],
+    args: &[Bytes],
+    seed: u64,
+    host: &mut dyn Host,
+) -> Reply {
+    with_vm(|vm| vm.call_function(code, name, read_only, keys, args, seed, host))
+}
+
 /// Sets this thread's instruction budget (tests: a runaway script in milliseconds).
 #[cfg(test)]
 fn set_budget(n: u64) {
@@ -237,6 +345,16 @@ impl Drop for HostGuard {
     fn drop(&mut self) {
         HOST.with(|h| h.set(None));
     }
+}
+
+/// Runs `f` with `host` as the host of this thread's script.
+fn with_host_set<T>(host: &mut dyn Host, f: impl FnOnce() -> T) -> T {
+    // SAFETY (see `with_host`): cleared by the guard before `host`'s borrow ends.
+    let ptr: *mut (dyn Host + '_) = host;
+    let ptr: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(ptr) };
+    HOST.with(|h| h.set(Some(ptr)));
+    let _guard = HostGuard;
+    f()
 }
 
 fn with_host<T>(f: impl FnOnce(&mut dyn Host) -> T) -> Option<T> {
@@ -411,6 +529,96 @@ fn lua_to_reply(v: &Value, resp3: bool, depth: usize) -> Reply {
     }
 }
 
+/// A string argument as `lua_isstring` sees one (strings and numbers).
+fn lua_text(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(n) => Some(n.to_string().into_bytes()),
+        Value::Number(n) => Some(rockraft_resp::reply::format_g(*n, 14).into_bytes()),
+        _ => None,
+    }
+}
+
+/// The arguments of `redis.register_function` (Redis's `luaRegisterFunctionReadArgs`):
+/// `(name, callback)` or one table of named arguments.
+fn register_args(args: &MultiValue) -> Result<Registered, String> {
+    let text = |v: &Value| lua_text(v).map(|b| String::from_utf8_lossy(&b).into_owned());
+    match args.len() {
+        2 => {
+            let name = text(&args[0])
+                .ok_or("first argument to redis.register_function must be a string")?;
+            let Value::Function(callback) = &args[1] else {
+                return Err("second argument to redis.register_function must be a function".into());
+            };
+            Ok(Registered {
+                info: FunctionInfo {
+                    name,
+                    description: None,
+                    flags: 0,
+                },
+                callback: callback.clone(),
+            })
+        }
+        1 => {
+            let Value::Table(t) = &args[0] else {
+                return Err("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).".into());
+            };
+            let (mut name, mut description, mut callback, mut flags) = (None, None, None, 0u8);
+            for pair in t.clone().pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                let key = text(&k)
+                    .ok_or("named argument key given to redis.register_function is not a string")?;
+                match key.to_ascii_lowercase().as_str() {
+                    "function_name" => name = Some(text(&v).ok_or(
+                        "function_name argument given to redis.register_function must be a string",
+                    )?),
+                    "description" => description = Some(lua_text(&v).ok_or(
+                        "description argument given to redis.register_function must be a string",
+                    )?),
+                    "callback" => match v {
+                        Value::Function(f) => callback = Some(f),
+                        _ => return Err(
+                            "callback argument given to redis.register_function must be a function"
+                                .into(),
+                        ),
+                    },
+                    "flags" => {
+                        let Value::Table(list) = v else {
+                            return Err("flags argument to redis.register_function must be a table representing function flags".into());
+                        };
+                        flags = 0;
+                        for i in 1.. {
+                            let flag = list.raw_get::<Value>(i).unwrap_or(Value::Nil);
+                            if flag == Value::Nil {
+                                break;
+                            }
+                            let flag = text(&flag).ok_or("unknown flag given")?;
+                            let bit = FLAG_NAMES
+                                .iter()
+                                .position(|f| f.eq_ignore_ascii_case(&flag))
+                                .ok_or("unknown flag given")?;
+                            flags |= 1 << bit;
+                        }
+                    }
+                    _ => return Err("unknown argument given to redis.register_function".into()),
+                }
+            }
+            let name = name.ok_or("redis.register_function must get a function name argument")?;
+            let callback =
+                callback.ok_or("redis.register_function must get a callback argument")?;
+            Ok(Registered {
+                info: FunctionInfo {
+                    name,
+                    description,
+                    flags,
+                },
+                callback,
+            })
+        }
+        _ => Err("wrong number of arguments to redis.register_function".into()),
+    }
+}
+
 /// Commands a script may call although the node answers them itself.
 fn local_in_script(name: &str, argv: &[Bytes], now_ms: u64) -> Option<Reply> {
     Some(match name {
@@ -476,8 +684,9 @@ fn call(lua: &Lua, args: MultiValue, state: &Rc<RefCell<Run>>) -> mlua::Result<(
     if !allowed {
         return fail("This Redis command is not allowed from script", true);
     }
+    let no_writes = state.borrow().no_writes;
     let reply = with_host(|host| {
-        if spec.is_write() && !host.writable() {
+        if spec.is_write() && (no_writes || !host.writable()) {
             return Err("Write commands are not allowed from read-only scripts.");
         }
         Ok(if local {
@@ -679,7 +888,50 @@ protected[G] = true
 
 -- A script runs in the protected globals, whatever it did to its environment last time.
 local run = function(f) real_setfenv(f, env) return real_xpcall(f, handler) end
-return env, run
+
+-- Function libraries (Redis's function_lua.c). Every library's code runs in `lib_env`:
+-- while it loads, its only global is the load API's `redis`; when its functions run, the
+-- scripts' globals, without EVAL's KEYS and ARGV (a function gets them as arguments).
+local function missing(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end
+local load_redis = {
+  register_function = rr.register_function, log = rr.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = rr.version, REDIS_VERSION_NUM = rr.version_num,
+}
+real_setmetatable(load_redis, {__index = missing})
+local load_api = {redis = proxy(load_redis)}
+local loading = false
+local lib_env = real_setmetatable({}, {
+  __index = function(_, k)
+    local v
+    if loading then
+      v = rawget(load_api, k)
+    elseif k ~= 'KEYS' and k ~= 'ARGV' then
+      v = rawget(G, k)
+    end
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = readonly,
+  __metatable = false,
+})
+protected[lib_env] = true
+local load_library = function(chunk)
+  real_setfenv(chunk, lib_env)
+  loading = true
+  local ok, e = real_pcall(chunk)
+  loading = false
+  if not ok then e = fix(e) end
+  return ok, e
+end
+local run_function = function(callback, keys, args)
+  return real_xpcall(function() return callback(keys, args) end, handler)
+end
+return env, run, load_library, run_function
 "#;
 
 impl Vm {
@@ -703,6 +955,8 @@ impl Vm {
             cjson: libs::CjsonConfig::default(),
             gc_at: 0,
             budget: INSTRUCTION_BUDGET,
+            registry: None,
+            no_writes: false,
         }));
         let rr = lua.create_table()?;
         let api = |name: &str, f: Function| rr.raw_set(name, f);
@@ -972,6 +1226,29 @@ impl Vm {
         {
             let st = state.clone();
             api(
+                "register_function",
+                lua.create_function(move |lua, args: MultiValue| {
+                    let reg = register_args(&args).and_then(|reg| {
+                        let mut s = st.borrow_mut();
+                        let Some(registry) = s.registry.as_mut() else {
+                            return Err("redis.register_function can only be called on FUNCTION LOAD command".to_string());
+                        };
+                        if !valid_name(reg.info.name.as_bytes()) {
+                            return Err(ERR_NAME.to_string());
+                        }
+                        if registry.iter().any(|r| r.info.name == reg.info.name) {
+                            return Err("Function already exists in the library".to_string());
+                        }
+                        registry.push(reg);
+                        Ok(())
+                    });
+                    reg.map_err(|e| raise_table(lua, &st, &e))
+                })?,
+            )?;
+        }
+        {
+            let st = state.clone();
+            api(
                 "exceeded",
                 lua.create_function(move |_, ()| Ok(st.borrow().exceeded))?,
             )?;
@@ -986,7 +1263,8 @@ impl Vm {
         globals.raw_set("bit", libs::bit(&lua, &state)?)?;
         globals.raw_set("cjson", libs::cjson(&lua, &state)?)?;
         globals.raw_set("cmsgpack", libs::cmsgpack(&lua, &state)?)?;
-        let (env, run): (Table, Function) = lua
+        globals.raw_set("struct", libs::structlib(&lua, &state)?)?;
+        let (env, run, load_library, run_function): (Table, Function, Function, Function) = lua
             .load(PRELUDE)
             .set_name("=rockraft")
             .call((rr, globals.clone()))?;
@@ -995,8 +1273,11 @@ impl Vm {
             globals,
             env,
             run,
+            load_library,
+            run_function,
             state,
             compiled: HashMap::new(),
+            libraries: HashMap::new(),
         })
     }
 
@@ -1050,15 +1331,9 @@ impl Vm {
         Ok(f)
     }
 
-    fn call(
-        &mut self,
-        sha: &str,
-        f: Function,
-        keys: &[Bytes],
-        args: &[Bytes],
-        seed: u64,
-        host: &mut dyn Host,
-    ) -> Reply {
+    /// Sets up a run: the state a script starts from, its budget, its memory allowance and
+    /// the stopped collector. The heap size it starts from, for [`Vm::end`].
+    fn begin(&mut self, seed: u64) -> Result<usize, Reply> {
         {
             let mut s = self.state.borrow_mut();
             s.resp3 = false;
@@ -1068,26 +1343,11 @@ impl Vm {
             s.pending = None;
             s.pending_at = None;
             s.cjson = libs::CjsonConfig::default();
+            s.registry = None;
+            s.no_writes = false;
         }
-        let set_array = |name: &str, items: &[Bytes]| -> mlua::Result<()> {
-            let t = self.lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, self.lua.create_string(item)?)?;
-            }
-            self.globals.raw_set(name, t)
-        };
-        if let Err(e) = set_array("KEYS", keys).and_then(|_| set_array("ARGV", args)) {
-            return Reply::err(format!(
-                "ERR Error running script {sha}: {}",
-                lua_message(&e)
-            ));
-        }
-        if let Err(e) = self.arm_budget() {
-            return Reply::err(format!(
-                "ERR Error running script {sha}: {}",
-                lua_message(&e)
-            ));
-        }
+        self.arm_budget()
+            .map_err(|e| Reply::err(format!("ERR Error running script: {}", lua_message(&e))))?;
         // The collector runs only at points that depend on the script alone (a weak table
         // would otherwise lose entries at a moment that depends on this node's history), and
         // the memory allowance counts from where the script starts.
@@ -1095,7 +1355,11 @@ impl Vm {
         self.state.borrow_mut().gc_at = base + GC_EVERY;
         let _ = self.lua.set_memory_limit(base + SCRIPT_MEMORY);
         self.lua.gc_stop();
-        let reply = self.call_armed(sha, f, host);
+        Ok(base)
+    }
+
+    /// Ends a run begun at heap size `base`.
+    fn end(&mut self, base: usize) {
         self.lua.gc_restart();
         if self.lua.used_memory() > base + (16 << 20) {
             let _ = self.lua.gc_collect();
@@ -1105,16 +1369,179 @@ impl Vm {
         let _ = self
             .lua
             .set_memory_limit(MEMORY_LIMIT.max(self.lua.used_memory() + (64 << 20)));
+    }
+
+    fn call(
+        &mut self,
+        sha: &str,
+        f: Function,
+        keys: &[Bytes],
+        args: &[Bytes],
+        seed: u64,
+        host: &mut dyn Host,
+    ) -> Reply {
+        let set_array = |name: &str, items: &[Bytes]| -> mlua::Result<()> {
+            let t = self.array(items)?;
+            self.globals.raw_set(name, t)
+        };
+        if let Err(e) = set_array("KEYS", keys).and_then(|_| set_array("ARGV", args)) {
+            return Reply::err(format!(
+                "ERR Error running script {sha}: {}",
+                lua_message(&e)
+            ));
+        }
+        let base = match self.begin(seed) {
+            Ok(base) => base,
+            Err(e) => return e,
+        };
+        let reply = with_host_set(host, || {
+            let result = self.run.call::<(bool, Value)>(f);
+            self.outcome(sha, result)
+        });
+        self.end(base);
         reply
     }
 
-    fn call_armed(&mut self, sha: &str, f: Function, host: &mut dyn Host) -> Reply {
-        // SAFETY (see `with_host`): cleared by the guard before `host`'s borrow ends.
-        let ptr: *mut (dyn Host + '_) = host;
-        let ptr: *mut (dyn Host + 'static) = unsafe { std::mem::transmute(ptr) };
-        HOST.with(|h| h.set(Some(ptr)));
-        let _guard = HostGuard;
-        let result = self.run.call::<(bool, Value)>(f);
+    fn array(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            t.raw_set(i + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(t)
+    }
+
+    /// The compiled code of a library (`code` is `FUNCTION LOAD`'s argument, whose SHA1 is
+    /// `sha`; its first line, the metadata, is not Lua).
+    fn compile_library(&mut self, sha: &str, code: &[u8]) -> Result<Function, Reply> {
+        let key = format!("lib:{sha}");
+        if let Some(f) = self.compiled.get(&key) {
+            return Ok(f.clone());
+        }
+        let body = code
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&code[code.len()..], |at| &code[at..]);
+        let f = self
+            .lua
+            .load(body)
+            .set_name("@user_function")
+            .set_mode(mlua::ChunkMode::Text)
+            .into_function()
+            .map_err(|e| {
+                Reply::err(format!("ERR Error compiling function: {}", lua_message(&e)))
+            })?;
+        if self.compiled.len() >= COMPILED_MAX {
+            self.compiled.clear();
+        }
+        self.compiled.insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// Runs a library's code (in a run begun with [`Vm::begin`]): what it registered.
+    fn register(&mut self, chunk: Function) -> Result<Vec<Registered>, Reply> {
+        self.state.borrow_mut().registry = Some(Vec::new());
+        let result = self.load_library.call::<(bool, Value)>(chunk);
+        let (registered, exceeded) = {
+            let mut s = self.state.borrow_mut();
+            (s.registry.take().unwrap_or_default(), s.exceeded)
+        };
+        let failed = |msg: String| {
+            Err(Reply::Error(
+                format!("ERR Error registering functions: {msg}").replace(['\r', '\n'], " "),
+            ))
+        };
+        if exceeded {
+            // Redis's words for a library whose loading runs too long (here: past the budget).
+            return failed("ERR FUNCTION LOAD timeout".into());
+        }
+        match result {
+            Ok((true, _)) => Ok(registered),
+            Ok((false, Value::Table(t))) => match t.raw_get::<Value>("err") {
+                Ok(v) => failed(
+                    lua_text(&v)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_else(|| "ERR unknown error".into()),
+                ),
+                Err(e) => failed(format!("ERR {}", lua_message(&e))),
+            },
+            Ok((false, other)) => failed(format!(
+                "ERR {}",
+                lua_text(&other)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_else(|| "execution failure".into())
+            )),
+            Err(e) => failed(format!("ERR {}", lua_message(&e))),
+        }
+    }
+
+    /// The functions the library `code` registers (loading it if this thread has not).
+    fn library(&mut self, code: &[u8]) -> Result<Rc<Vec<FunctionInfo>>, Reply> {
+        let sha = sha1_hex(code);
+        if let Some(info) = self.libraries.get(&sha) {
+            return Ok(info.clone());
+        }
+        let chunk = self.compile_library(&sha, code)?;
+        let base = self.begin(0)?;
+        let registered = self.register(chunk);
+        self.end(base);
+        let info: Rc<Vec<FunctionInfo>> =
+            Rc::new(registered?.into_iter().map(|r| r.info).collect());
+        if self.libraries.len() >= COMPILED_MAX {
+            self.libraries.clear();
+        }
+        self.libraries.insert(sha, info.clone());
+        Ok(info)
+    }
+
+    /// Runs function `name` of library `code`. The library's code runs first, each time,
+    /// so every call starts from the same library state on every node.
+    #[allow(clippy::too_many_arguments)]
+    fn call_function(
+        &mut self,
+        code: &[u8],
+        name: &str,
+        read_only: bool,
+        keys: &[Bytes],
+        args: &[Bytes],
+        seed: u64,
+        host: &mut dyn Host,
+    ) -> Reply {
+        let sha = sha1_hex(code);
+        let chunk = match self.compile_library(&sha, code) {
+            Ok(chunk) => chunk,
+            Err(e) => return e,
+        };
+        let base = match self.begin(seed) {
+            Ok(base) => base,
+            Err(e) => return e,
+        };
+        let reply = with_host_set(host, || {
+            let registered = match self.register(chunk) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            let Some(f) = registered.into_iter().find(|r| r.info.name == name) else {
+                return Reply::err("ERR Function not found");
+            };
+            let no_writes = f.info.flags & FLAG_NO_WRITES != 0;
+            if read_only && !no_writes {
+                return Reply::err(
+                    "ERR Can not execute a script with write flag using *_ro command.",
+                );
+            }
+            self.state.borrow_mut().no_writes = no_writes;
+            let tables = self.array(keys).and_then(|k| Ok((k, self.array(args)?)));
+            let result = tables
+                .and_then(|(k, a)| self.run_function.call::<(bool, Value)>((f.callback, k, a)));
+            self.outcome(name, result)
+        });
+        self.end(base);
+        reply
+    }
+
+    /// The reply of a script or function `name` that ran to `result`.
+    fn outcome(&self, name: &str, result: mlua::Result<(bool, Value)>) -> Reply {
+        let sha = name;
         let (resp3, exceeded) = {
             let s = self.state.borrow();
             (s.resp3, s.exceeded)

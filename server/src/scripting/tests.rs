@@ -497,3 +497,116 @@ fn the_budget_stops_a_script_at_the_same_write_whatever_ran_before() {
     }
     set_budget(INSTRUCTION_BUDGET);
 }
+
+fn fcall(host: &mut Fake, code: &str, name: &str, read_only: bool, keys: &[&str]) -> Reply {
+    let keys: Vec<Bytes> = keys.iter().map(|k| Bytes::from(k.to_string())).collect();
+    run_function(code.as_bytes(), name, read_only, &keys, &[], 0, host)
+}
+
+#[test]
+fn libraries_load_and_register_as_in_redis() {
+    assert_eq!(library_name(b"#!lua name=lib_1\n"), Ok("lib_1".into()));
+    assert_eq!(
+        library_name(b"return 1").unwrap_err(),
+        "Missing library metadata"
+    );
+    assert_eq!(
+        library_name(b"#!lua name=a").unwrap_err(),
+        "Invalid library metadata"
+    );
+    assert_eq!(
+        library_name(b"#!lua\n").unwrap_err(),
+        "Library name was not given"
+    );
+    assert_eq!(
+        library_name(b"#!js name=a\n").unwrap_err(),
+        "Engine 'js' not found"
+    );
+    assert_eq!(
+        library_name(b"#!lua name=a x=1\n").unwrap_err(),
+        "Invalid metadata value given: x=1"
+    );
+    let info = load_library(
+        b"#!lua name=l\nredis.register_function('a', function() return 1 end)\n\
+          redis.register_function{function_name='b', description='B', flags={'no-writes', 'NO-CLUSTER'},\n\
+          callback=function(keys) return redis.call('GET', keys[1]) end}",
+    )
+    .unwrap();
+    assert_eq!(info.len(), 2);
+    assert_eq!(info[1].name, "b");
+    assert_eq!(info[1].description.as_deref(), Some(&b"B"[..]));
+    assert_eq!(info[1].flags, FLAG_NO_WRITES | 1 << 3);
+    // While a library loads, its only global is the load API's `redis`.
+    for (code, msg) in [
+        (
+            "#!lua name=l\nlocal n = string.len('x')",
+            "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'string'",
+        ),
+        (
+            "#!lua name=l\nredis.call('PING')",
+            "ERR Error registering functions: ERR user_function:2: Script attempted to access nonexistent global variable 'call'",
+        ),
+        (
+            "#!lua name=l\nx = 1",
+            "ERR Error registering functions: ERR user_function:2: Attempt to modify a readonly table",
+        ),
+        (
+            "#!lua name=l\nredis.register_function('a-b', function() end)",
+            "ERR Error registering functions: ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+        ),
+        (
+            "#!lua name=l\nredis.register_function('a', function() end) redis.register_function('a', function() end)",
+            "ERR Error registering functions: ERR Function already exists in the library",
+        ),
+        (
+            "#!lua name=l\nredis.register_function{function_name='a', callback=function() end, flags={'bad'}}",
+            "ERR Error registering functions: ERR unknown flag given",
+        ),
+        (
+            "#!lua name=l\nwhile true do end",
+            "ERR Error registering functions: ERR FUNCTION LOAD timeout",
+        ),
+        (
+            "#!lua name=l\nreturn 1 +",
+            "ERR Error compiling function: user_function:2: unexpected symbol near '<eof>'",
+        ),
+    ] {
+        if code.contains("while") {
+            set_budget(1_000_000);
+        }
+        assert_eq!(load_library(code.as_bytes()).unwrap_err(), err(msg), "{code}");
+        set_budget(INSTRUCTION_BUDGET);
+    }
+}
+
+#[test]
+fn functions_run_with_keys_and_args_from_a_fresh_library() {
+    let mut host = Fake {
+        data: HashMap::from([(b"k".to_vec(), b"v".to_vec())]),
+        writable: true,
+    };
+    let code = "#!lua name=l\nlocal calls = 0\n\
+        redis.register_function('count', function() calls = calls + 1 return calls end)\n\
+        redis.register_function('get', function(keys) return redis.call('GET', keys[1]) end)\n\
+        redis.register_function('keys', function() return KEYS end)\n\
+        redis.register_function{function_name='ro', flags={'no-writes'}, \
+            callback=function(keys) return redis.call('SET', keys[1], 'x') end}";
+    assert_eq!(fcall(&mut host, code, "count", false, &[]), Reply::Int(1));
+    assert_eq!(fcall(&mut host, code, "count", false, &[]), Reply::Int(1));
+    assert_eq!(
+        fcall(&mut host, code, "get", false, &["k"]),
+        Reply::bulk("v")
+    );
+    assert_eq!(
+        fcall(&mut host, code, "keys", false, &[]),
+        err("ERR user_function:5: Script attempted to access nonexistent global variable 'KEYS' script: keys, on @user_function:5.")
+    );
+    assert_eq!(
+        fcall(&mut host, code, "ro", false, &["k"]),
+        err("ERR Write commands are not allowed from read-only scripts. script: ro, on @user_function:6.")
+    );
+    assert_eq!(
+        fcall(&mut host, code, "get", true, &["k"]),
+        err("ERR Can not execute a script with write flag using *_ro command.")
+    );
+}

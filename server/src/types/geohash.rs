@@ -161,7 +161,7 @@ pub fn c_to_i64(d: f64) -> i64 {
 /// C's `(uint64_t)d` as x86-64 compilers emit it (what Redis does with any score, even one
 /// no GEOADD made): below 2^63 (NaN included) a signed truncation, from 2^63 a truncation of
 /// `d - 2^63` with the top bit flipped.
-fn c_to_u64(d: f64) -> u64 {
+pub fn c_to_u64(d: f64) -> u64 {
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     if d >= TWO_63 {
         (c_to_i64(d - TWO_63) as u64) ^ (1 << 63)

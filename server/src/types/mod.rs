@@ -301,8 +301,16 @@ pub trait Reader {
     /// The modification mark of `key` (the index of the entry that last changed it; 0 when
     /// none is recorded).
     fn mark(&self, key: &[u8]) -> u64;
+    /// The value under `key` in the scripts' column family (the script cache and the
+    /// function libraries: `keys::script_key`, `library_key`, `function_key`).
+    fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Visits the scripts' column family in `[start, end)`: (key, value).
+    fn script_entries(&self, start: &[u8], end: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool);
+
     /// The body of the cached script `sha`, if any.
-    fn script(&self, sha: &[u8]) -> Option<Vec<u8>>;
+    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
+        self.script_entry(&rockraft_raftstore::keys::script_key(sha))
+    }
 
     /// Element `sub` of version `version` of `key`.
     fn element(&self, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -376,8 +384,17 @@ impl<R: Reader + ?Sized> Reader for &R {
         (**self).mark(key)
     }
 
-    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
-        (**self).script(sha)
+    fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>> {
+        (**self).script_entry(key)
+    }
+
+    fn script_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        (**self).script_entries(start, end, visit)
     }
 }
 
@@ -398,8 +415,17 @@ impl Reader for Txn<'_, '_> {
         Txn::mark(self, key)
     }
 
-    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
-        Txn::script(self, sha)
+    fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>> {
+        Txn::script_entry(self, key)
+    }
+
+    fn script_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        Txn::script_entries(self, start, end, visit)
     }
 
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
@@ -464,8 +490,17 @@ impl Reader for At<'_, '_> {
         self.view.mark(key)
     }
 
-    fn script(&self, sha: &[u8]) -> Option<Vec<u8>> {
-        self.view.script(sha)
+    fn script_entry(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.view.script_entry(key)
+    }
+
+    fn script_entries(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) {
+        self.view.script_entries(start, end, visit)
     }
 
     fn element_in(&self, cf: &str, key: &[u8], version: u64, sub: &[u8]) -> Option<Vec<u8>> {
