@@ -32,7 +32,13 @@ INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
 SCRIPT_WORKLOADS = [
     ("EVAL INCR -c 50", ["-c", "50", "EVAL", INCR_SCRIPT, "1", "key:__rand_int__"]),
     ("EVALSHA INCR -c 50", ["-c", "50", "EVALSHA", hashlib.sha1(INCR_SCRIPT.encode()).hexdigest(), "1", "key:__rand_int__"]),
+    ("FCALL incr -c 50", ["-c", "50", "FCALL", "incr", "1", "key:__rand_int__"]),
+    ("FCALL get (no-writes) -c 50", ["-c", "50", "FCALL", "get", "1", "key:__rand_int__"]),
 ]
+BENCH_LIBRARY = """#!lua name=bench
+redis.register_function('incr', function(keys) return redis.call('INCR', keys[1]) end)
+redis.register_function{function_name='get', flags={'no-writes'}, callback=function(keys) return redis.call('GET', keys[1]) end}
+"""
 
 
 def cli(port, *args):
@@ -84,7 +90,8 @@ def main():
     ap.add_argument("--csv", default="bench-results.csv", help="where to write the table")
     ap.add_argument("--bin-dir", required=True, help="directory with rockraft-server and rockraft-ctl")
     ap.add_argument("--scripts", action="store_true",
-                    help="EVAL and EVALSHA of return redis.call('INCR', KEYS[1]) on key:__rand_int__ instead")
+                    help="EVAL and EVALSHA of return redis.call('INCR', KEYS[1]), FCALL of the same and of a "
+                         "no-writes GET function, on key:__rand_int__, instead")
     ap.add_argument("--transactions", action="store_true",
                     help="MULTI/EXEC of 3 INCRs and LPUSH-to-blocked-BRPOP deliveries (benches/txqueue.rs) instead")
     ap.add_argument("--default-list", action="store_true",
@@ -150,6 +157,8 @@ def main():
             for system in SYSTEMS:
                 if cli(ports[system], "SCRIPT", "LOAD", INCR_SCRIPT) != hashlib.sha1(INCR_SCRIPT.encode()).hexdigest():
                     sys.exit(f"SCRIPT LOAD failed on {system}")
+                if cli(ports[system], "FUNCTION", "LOAD", "REPLACE", BENCH_LIBRARY) != "bench":
+                    sys.exit(f"FUNCTION LOAD failed on {system}")
         results = {}
         for w, (name, args) in enumerate(workloads):
             # One client is slow and pipelines are fast: scale so each run takes similar time.

@@ -92,13 +92,15 @@ impl Target {
     pub fn flush(&mut self) {
         let r = self.call(&[b"FLUSHALL".to_vec()]);
         assert_eq!(r, Resp::Simple(b"OK".to_vec()), "FLUSHALL on {}", self.name);
-        let r = self.call(&[b"SCRIPT".to_vec(), b"FLUSH".to_vec()]);
-        assert_eq!(
-            r,
-            Resp::Simple(b"OK".to_vec()),
-            "SCRIPT FLUSH on {}",
-            self.name
-        );
+        for what in ["SCRIPT", "FUNCTION"] {
+            let r = self.call(&[what.as_bytes().to_vec(), b"FLUSH".to_vec()]);
+            assert_eq!(
+                r,
+                Resp::Simple(b"OK".to_vec()),
+                "{what} FLUSH on {}",
+                self.name
+            );
+        }
     }
 }
 
@@ -286,7 +288,8 @@ impl Generator {
     /// One random command.
     pub fn command(&mut self) -> Cmd {
         match self.rng.random_range(0..31) {
-            28..=30 => self.script_command(),
+            28 | 29 => self.script_command(),
+            30 => self.function_command(),
             21..=23 => self.hll_command(),
             24..=27 => self.geo_command(),
             0..=2 => self.set_command(),
@@ -1286,6 +1289,9 @@ impl Generator {
                     | "EVAL_RO"
                     | "EVALSHA_RO"
                     | "SCRIPT"
+                    | "FUNCTION"
+                    | "FCALL"
+                    | "FCALL_RO"
                     | "GET"
             ) || name.starts_with('B')
                 || name.starts_with("PF")
@@ -1359,6 +1365,11 @@ impl Generator {
             "return cmsgpack.unpack('\\193')",
             "return {bit.band(0xff, 0x0f), bit.bxor(-1, 5), bit.lshift(1, 35), bit.tohex(-2), bit.tobit(4294967297)}",
             "local t = redis.call('SMEMBERS', KEYS[1] or 'k0') table.sort(t) return cjson.encode(t)",
+            "#!lua flags=no-writes\nreturn redis.call('EXISTS', KEYS[1] or 'k0')",
+            "return {struct.unpack('>i2Hc0', struct.pack('>i2Hc0', -300, 65535, ARGV[1] or 'xy'))}",
+            "return struct.pack('<!4bidhs', 1, -2, 2.5, 7, 'z') .. struct.size('!8bd')",
+            "return {struct.unpack('c0', 'abc')}",
+            "return struct.pack('i40', 1)",
         ];
         let keys_args = |g: &mut Generator, c: &mut Cmd| {
             let n = g.rng.random_range(0..3usize);
@@ -1517,14 +1528,16 @@ impl Generator {
         cmd
     }
 
-    /// A sequence of `len` commands. One in three dwells on HyperLogLogs or geo (half its
-    /// commands), so keys grow enough to turn dense or to be found by searches.
+    /// A sequence of `len` commands. Some dwell on HyperLogLogs or geo (half their
+    /// commands), so keys grow enough to turn dense or to be found by searches, or on
+    /// functions, so libraries are loaded when they are called.
     pub fn sequence(&mut self, len: usize) -> Vec<Cmd> {
-        let focus = self.rng.random_range(0..6);
+        let focus = self.rng.random_range(0..7);
         (0..len)
             .map(|_| match focus {
                 0 if self.rng.random_ratio(1, 2) => self.hll_command(),
                 1 if self.rng.random_ratio(1, 2) => self.geo_command(),
+                2 if self.rng.random_ratio(1, 3) => self.function_command(),
                 _ => self.command(),
             })
             .collect()
@@ -1639,6 +1652,94 @@ fn run_transaction(t: &mut Target, cmd: &Cmd) -> Resp {
     Resp::Array(Some(out))
 }
 
+impl Generator {
+    /// Functions: libraries loaded, replaced and deleted, their functions called (one of
+    /// them runs a generated command), and the errors of bad libraries.
+    fn function_command(&mut self) -> Cmd {
+        const LIBRARIES: &[&str] = &[
+            "#!lua name=dlib\n\
+             redis.register_function('d_set', function(keys, args) return redis.pcall('SET', keys[1] or 'k0', args[1] or 'v') end)\n\
+             redis.register_function{function_name='d_get', flags={'no-writes'}, description='reads', \
+               callback=function(keys) return redis.pcall('GET', keys[1] or 'k0') end}\n\
+             redis.register_function('d_call', function(keys, args) return redis.pcall(unpack(args)) end)",
+            "#!lua name=dlib\n\
+             redis.register_function('d_set', function(keys, args) return redis.pcall('APPEND', keys[1] or 'k0', args[1] or 'v') end)",
+            "#!lua name=elib\n\
+             local pack = function(x) return struct.pack('>I2', x) end\n\
+             redis.register_function('e_err', function() error('boom') end)\n\
+             redis.register_function{function_name='e_ro', flags={'no-writes', 'allow-oom'}, \
+               callback=function(keys) return redis.call('DEL', keys[1] or 'k0') end}\n\
+             redis.register_function('e_keys', function() return KEYS end)\n\
+             redis.register_function('e_struct', function(keys, args) return pack(#args) end)",
+            "#!lua name=clash\nredis.register_function('d_get', function() return 1 end)",
+            "#!lua name=bad\nlocal n = string.len('x')",
+            "#!lua name=bad\nredis.register_function('x', 1)",
+            "#!lua name=bad\nreturn 1",
+            "#!lua name=bad\nx = 1",
+            "#!lua name=bad-name\n",
+            "#!lua name=bad\nreturn +",
+            "return 1",
+        ];
+        match self.rng.random_range(0..10) {
+            0 | 1 => {
+                let mut c = vec![b("FUNCTION"), b("LOAD")];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("REPLACE"));
+                }
+                c.push(b(self.pick(LIBRARIES)));
+                c
+            }
+            2 => match self.rng.random_range(0..6) {
+                0 => vec![
+                    b("FUNCTION"),
+                    b("DELETE"),
+                    b(self.pick(&["dlib", "elib", "nope"])),
+                ],
+                1 => vec![b("FUNCTION"), b("STATS")],
+                2 => vec![b("FUNCTION"), b("FLUSH")],
+                3 => vec![b("FUNCTION"), b("KILL")],
+                4 if self.rng.random_ratio(1, 2) => vec![b("FUNCTION"), b("NOPE")],
+                4 => vec![b("FUNCTION"), b("DUMP"), b("x")],
+                _ => {
+                    let mut c = vec![b("FUNCTION"), b("LIST")];
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(b("WITHCODE"));
+                    }
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(b("LIBRARYNAME"));
+                        c.push(b(self.pick(&["d*", "elib", "*", "none"])));
+                    }
+                    c
+                }
+            },
+            3 | 4 => {
+                let mut c = vec![b("FCALL"), b("d_call"), b("0")];
+                c.extend(self.scriptable_command());
+                c
+            }
+            _ => {
+                let name = self.pick(&[
+                    "d_set", "d_get", "e_err", "e_ro", "e_keys", "e_struct", "nofunc",
+                ]);
+                let mut c = vec![b(self.pick(&["FCALL", "FCALL", "FCALL_RO"])), b(name)];
+                let n = self.rng.random_range(0..3usize);
+                c.push(b(if self.rng.random_ratio(1, 20) {
+                    "x"
+                } else {
+                    ["0", "1", "2"][n]
+                }));
+                for _ in 0..n {
+                    c.push(self.key());
+                }
+                for _ in 0..self.rng.random_range(0..3) {
+                    c.push(self.value());
+                }
+                c
+            }
+        }
+    }
+}
+
 /// The other connection's command (a plain command: no pseudo-commands reach it).
 fn run_other(t: &mut Target, cmd: &Cmd) -> Resp {
     t.call_other(cmd)
@@ -1666,6 +1767,24 @@ fn zero_scores(reply: Resp) -> Resp {
 
 fn normalize_plain(cmd: &Cmd, reply: Resp) -> Resp {
     match (name_of(cmd).as_str(), reply) {
+        // A library's functions and the libraries come in Redis's hash order; rockraft's
+        // are sorted by name.
+        ("FUNCTION", Resp::Array(Some(libraries))) if cmd[1].eq_ignore_ascii_case(b"LIST") => {
+            let mut libraries: Vec<Resp> = libraries
+                .into_iter()
+                .map(|lib| match lib {
+                    Resp::Array(Some(mut fields)) => {
+                        if let Some(Resp::Array(Some(functions))) = fields.get_mut(5) {
+                            functions.sort();
+                        }
+                        Resp::Array(Some(fields))
+                    }
+                    other => other,
+                })
+                .collect();
+            libraries.sort();
+            Resp::Array(Some(libraries))
+        }
         (
             "HKEYS" | "HVALS" | "SMEMBERS" | "SINTER" | "SUNION" | "SDIFF",
             Resp::Array(Some(mut items)),
@@ -1687,8 +1806,12 @@ fn normalize_plain(cmd: &Cmd, reply: Resp) -> Resp {
             v[8..16].fill(0);
             Resp::Bulk(Some(v))
         }
-        // Redis's string encodings depend on how the value was made (APPEND makes "raw").
-        ("OBJECT", Resp::Bulk(Some(e))) if e == b"raw" || e == b"embstr" => {
+        // Redis's string encodings depend on how the value was made (APPEND makes "raw",
+        // even of "49"); rockraft's on its content (README).
+        ("OBJECT", Resp::Bulk(Some(e)))
+            if cmd[1].eq_ignore_ascii_case(b"ENCODING")
+                && (e == b"raw" || e == b"embstr" || e == b"int") =>
+        {
             Resp::Simple(b("a string encoding"))
         }
         ("OBJECT", Resp::Int(_)) if cmd[1].eq_ignore_ascii_case(b"REFCOUNT") => {
