@@ -234,6 +234,7 @@ enum ReadRun {
 
 /// Starts a read: confirmed by a ReadIndex round (unless the connection asked for local
 /// reads), then run against the committed state.
+#[allow(clippy::too_many_arguments)]
 async fn submit_read(
     session: &mut Session,
     shared: &Arc<Shared>,

@@ -15,6 +15,8 @@
 //! again before each call (see `scripting::run_function`), so a call never depends on what
 //! earlier calls left in the library's local variables, which would differ between nodes.
 
+use std::rc::Rc;
+
 use bytes::Bytes;
 use rand::Rng;
 use rockraft_raftstore::keys;
@@ -340,7 +342,7 @@ fn link(txn: &mut Txn, library: &[u8], code: &[u8], info: &[FunctionInfo]) {
 }
 
 /// A library checked and loaded: (name, functions), or Redis's error.
-fn load_checked(code: &[u8]) -> Result<(String, std::rc::Rc<Vec<FunctionInfo>>), Reply> {
+fn load_checked(code: &[u8]) -> Result<(String, Rc<Vec<FunctionInfo>>), Reply> {
     let name = scripting::library_name(code).map_err(|e| Reply::err(format!("ERR {e}")))?;
     let info = scripting::load_library(code)?;
     if info.is_empty() {
@@ -349,12 +351,15 @@ fn load_checked(code: &[u8]) -> Result<(String, std::rc::Rc<Vec<FunctionInfo>>),
     Ok((name, info))
 }
 
+/// A library ready to be stored: its name, its code and its functions.
+type Loaded = (String, Vec<u8>, Rc<Vec<FunctionInfo>>);
+
 /// Adds libraries (name, code, functions) to the stored ones, Redis's way: an existing
 /// library is an error unless `replace` (then it is replaced); a function another library
 /// has is an error. Nothing is written unless everything fits.
 fn join(
     txn: &mut Txn,
-    new: &[(String, Vec<u8>, std::rc::Rc<Vec<FunctionInfo>>)],
+    new: &[Loaded],
     replace: bool,
     library_message: fn(&str) -> String,
 ) -> Result<(), Reply> {
@@ -481,7 +486,7 @@ fn apply_function(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         }
         "RESTORE" => restore_args(argv).and_then(|policy| {
             let codes = dump::decode(&argv[2]).map_err(|e| Reply::err(format!("ERR {e}")))?;
-            let mut new: Vec<(String, Vec<u8>, std::rc::Rc<Vec<FunctionInfo>>)> = Vec::new();
+            let mut new: Vec<Loaded> = Vec::new();
             for code in codes {
                 let (name, info) = load_checked(&code)?;
                 // The payload's libraries are loaded together first, as Redis does.
