@@ -610,3 +610,64 @@ fn functions_run_with_keys_and_args_from_a_fresh_library() {
         err("ERR Can not execute a script with write flag using *_ro command.")
     );
 }
+
+#[test]
+fn struct_packs_and_unpacks_as_redis_s() {
+    // Expected values from Redis 7.0.15 (EVAL … 0).
+    assert_eq!(
+        eval(
+            "return struct.pack('<i>Hc0s', -2, 65535, 'xyz', 'q')",
+            &[],
+            &[]
+        ),
+        Reply::Bulk(Bytes::from_static(b"\xfe\xff\xff\xff\xff\xffxyzq\0"))
+    );
+    assert_eq!(
+        eval("return {struct.unpack('>i2', 'abcdef')}", &[], &[]),
+        Reply::Array(vec![Reply::Int(24930), Reply::Int(3)])
+    );
+    assert_eq!(
+        eval(
+            "return {struct.unpack('bc0', struct.pack('bc0', 3, 'xyz'))}",
+            &[],
+            &[]
+        ),
+        Reply::Array(vec![Reply::bulk("xyz"), Reply::Int(5)])
+    );
+    assert_eq!(eval("return struct.size('!4bi')", &[], &[]), Reply::Int(8));
+    assert_eq!(
+        eval(
+            "local a, b, c, d = struct.unpack('!8bdbi', struct.pack('!8bdbi', -1, 2.5, 3, -4)) return {a, b * 2, c, d}",
+            &[],
+            &[]
+        ),
+        Reply::Array(vec![Reply::Int(-1), Reply::Int(5), Reply::Int(3), Reply::Int(-4)])
+    );
+    for (body, msg) in [
+        (
+            "return struct.pack('q', 1)",
+            "ERR user_script:1: bad argument #1 to 'pack' (invalid format option 'q') script: ",
+        ),
+        (
+            "return struct.pack('c3', 'ab')",
+            "ERR user_script:1: bad argument #3 to 'pack' (string too short) script: ",
+        ),
+        (
+            "return struct.pack('i40', 1)",
+            "ERR user_script:1: integral size 40 is larger than limit of 32 script: ",
+        ),
+        (
+            "return struct.unpack('c0', 'abc')",
+            "ERR user_script:1: format 'c0' needs a previous size script: ",
+        ),
+        (
+            "return struct.size('s')",
+            "ERR user_script:1: bad argument #1 to 'size' (option 's' has no fixed size) script: ",
+        ),
+    ] {
+        match eval(body, &[], &[]) {
+            Reply::Error(e) => assert!(e.starts_with(msg), "{body}: {e}"),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
