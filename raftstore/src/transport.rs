@@ -32,6 +32,9 @@ const MAX_BATCH: usize = 4 << 20;
 /// Receives the messages addressed to one raft group.
 pub type Route = Box<dyn Fn(Message, NodeInfo) + Send + Sync>;
 
+/// Receives the application's own messages: (the sender's node id, the payload).
+pub type AppRoute = Box<dyn Fn(u64, Bytes) + Send + Sync>;
+
 /// Decides whether an outgoing raft message is sent: the hook fault tests use to partition,
 /// isolate, or drop (after tikv's test_raftstore transport filters).
 pub trait SendFilter: Send + Sync {
@@ -56,6 +59,7 @@ struct NetInner {
     runtime: tokio::runtime::Handle,
     links: Mutex<HashMap<u64, Link>>,
     routes: RwLock<HashMap<u64, Route>>,
+    app: RwLock<Option<AppRoute>>,
     /// Addresses peers announced in their own frames: how a node that just joined answers
     /// its leader before the log has told it where anyone is.
     announced: RwLock<HashMap<u64, NodeInfo>>,
@@ -101,6 +105,7 @@ impl PeerNetwork {
                 runtime,
                 links: Mutex::new(HashMap::new()),
                 routes: RwLock::new(HashMap::new()),
+                app: RwLock::new(None),
                 announced: RwLock::new(HashMap::new()),
                 dropped_foreign: AtomicU64::new(0),
                 snapshots_sent: AtomicU64::new(0),
@@ -125,6 +130,43 @@ impl PeerNetwork {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Delivers the application's messages (see [`PeerNetwork::broadcast_app`]) to `route`.
+    pub fn set_app_route(&self, route: AppRoute) {
+        *self.inner.app.write().unwrap_or_else(|e| e.into_inner()) = Some(route);
+    }
+
+    /// Sends an application message to every other member, on the links raft uses: best
+    /// effort (a message to a node that is down or unreachable is lost), in order per
+    /// destination.
+    pub fn broadcast_app(&self, payload: &[u8]) {
+        let me = self.me();
+        let pm = PeerMessage {
+            cluster_id: self.cluster_id(),
+            from: protobuf::SingularPtrField::some(me.clone()),
+            app: payload.to_vec(),
+            ..Default::default()
+        };
+        let body = encode_msg(&pm);
+        let mut f = BytesMut::with_capacity(4 + body.len());
+        f.put_u32(body.len() as u32);
+        f.put_slice(&body);
+        let frame = f.freeze();
+        let mut links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
+        for node in self.inner.book.all() {
+            if node.node_id == me.node_id || node.node_id == 0 {
+                continue;
+            }
+            if self
+                .link(&mut links, node.node_id)
+                .tx
+                .send(frame.clone())
+                .is_err()
+            {
+                links.remove(&node.node_id);
+            }
+        }
     }
 
     /// Delivers messages for `group_id` to `route`.
@@ -502,6 +544,13 @@ async fn receive(inner: Arc<NetInner>, stream: TcpStream, mut shutdown: broadcas
                     dropped = n + 1,
                     "ignoring raft traffic from another cluster"
                 );
+            }
+            continue;
+        }
+        if !pm.app.is_empty() {
+            let app = inner.app.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(route) = app.as_ref() {
+                route(pm.get_from().node_id, Bytes::from(pm.app));
             }
             continue;
         }

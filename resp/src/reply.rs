@@ -42,6 +42,11 @@ pub enum Reply {
     Bool(bool),
     /// Text shown as-is by clients (`INFO`); a bulk string in RESP2.
     Verbatim(String),
+    /// An out-of-band message (pub/sub): a RESP3 push, an array in RESP2.
+    Push(Vec<Reply>),
+    /// Several replies to one command, written one after the other (SUBSCRIBE of several
+    /// channels confirms each).
+    Many(Vec<Reply>),
 }
 
 impl Reply {
@@ -64,6 +69,12 @@ impl Reply {
 
     /// Appends the encoded reply to `out`.
     pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        if let Reply::Many(replies) = self {
+            for r in replies {
+                r.encode(proto, out);
+            }
+            return;
+        }
         // Encoding an in-memory frame cannot fail: the buffer is extended before writing.
         match proto {
             Protocol::Resp2 => self.encode2(out),
@@ -105,7 +116,9 @@ impl Reply {
             Reply::Int(i) => F2::Integer(*i),
             Reply::Bulk(b) => F2::BulkString(b.clone()),
             Reply::Nil | Reply::NilArray => F2::Null,
-            Reply::Array(items) | Reply::Set(items) => {
+            // (Inside another reply, as in EXEC, one of several replies stands for itself.)
+            Reply::Many(items) if items.len() == 1 => items[0].to_resp2(),
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) | Reply::Many(items) => {
                 F2::Array(items.iter().map(Reply::to_resp2).collect())
             }
             Reply::Map(pairs) => F2::Array(
@@ -140,7 +153,12 @@ impl Reply {
                 attributes: None,
             },
             Reply::Nil | Reply::NilArray => F3::Null,
-            Reply::Array(items) => F3::Array {
+            Reply::Many(items) if items.len() == 1 => items[0].to_resp3(),
+            Reply::Array(items) | Reply::Many(items) => F3::Array {
+                data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Push(items) => F3::Push {
                 data: items.iter().map(Reply::to_resp3).collect(),
                 attributes: None,
             },

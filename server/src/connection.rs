@@ -21,6 +21,9 @@ use rockraft_resp::{decode_request, Reply, RequestLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::pubsub::Push;
 
 use crate::command::{self, Kind, ReadCtx};
 use crate::session::Session;
@@ -104,6 +107,12 @@ pub async fn serve(
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 },
+                push = next_push(&mut session.pushes) => {
+                    if !write_pushes(&mut session, push, &mut stream, &mut batch.output).await {
+                        break;
+                    }
+                    continue;
+                }
                 _ = shutdown.recv() => break,
             }
         }
@@ -185,6 +194,55 @@ pub async fn serve(
             batch.output = BytesMut::with_capacity(16 * 1024);
         }
     }
+    shared.pubsub.forget(session.id, &session.subs);
+}
+
+/// The next pub/sub message for a subscribed connection (never, for one that is not).
+async fn next_push(pushes: &mut Option<UnboundedReceiver<Push>>) -> Option<Push> {
+    match pushes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `first` and whatever else is queued (up to a bound); false when the connection
+/// must close (the socket failed, or the subscriber went past its output limit).
+async fn write_pushes(
+    session: &mut Session,
+    first: Option<Push>,
+    stream: &mut TcpStream,
+    out: &mut BytesMut,
+) -> bool {
+    let (Some(outbox), Some(mut push)) = (session.outbox.clone(), first) else {
+        return true;
+    };
+    let mut n = 0;
+    loop {
+        if outbox.killed() {
+            tracing::info!(client = session.id, "pub/sub output limit reached; closing");
+            return false;
+        }
+        outbox.taken(&push);
+        push.reply().encode(session.proto, out);
+        n += 1;
+        if n >= 1024 || out.len() >= 1 << 20 {
+            break;
+        }
+        match session.pushes.as_mut().map(UnboundedReceiver::try_recv) {
+            Some(Ok(next)) => push = next,
+            _ => break,
+        }
+    }
+    // A client that reads nothing must not hold the connection here past its limit.
+    let ok = tokio::select! {
+        written = stream.write_all(out) => written.is_ok(),
+        _ = outbox.cut_off() => {
+            tracing::info!(client = session.id, "pub/sub output limit reached; closing");
+            false
+        }
+    };
+    out.clear();
+    ok
 }
 
 /// Records the connection's last command for CLIENT LIST / INFO (once per batch, and before
@@ -345,6 +403,31 @@ async fn submit(
     if let Some(err) = command::subcommand_error(spec, &argv) {
         flag_transaction(session);
         slots.push(ready(spec.name, err));
+        return Some(spec.name);
+    }
+    // A RESP2 connection that subscribed may only (un)subscribe, PING, QUIT or RESET.
+    if session.proto == rockraft_resp::Protocol::Resp2
+        && !session.subs.is_empty()
+        && !matches!(
+            spec.name,
+            "subscribe"
+                | "psubscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "sunsubscribe"
+                | "ping"
+                | "quit"
+                | "reset"
+        )
+    {
+        slots.push(ready(
+            spec.name,
+            Reply::err(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            )),
+        ));
         return Some(spec.name);
     }
     if session.multi.is_some()

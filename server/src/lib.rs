@@ -11,6 +11,7 @@ mod expire;
 pub mod glob;
 pub mod long_double;
 mod peer_client;
+pub mod pubsub;
 mod scan;
 pub mod scripting;
 pub mod session;
@@ -164,6 +165,8 @@ pub struct Shared {
     pub scan_cursors: scan::ScanCursors,
     /// Clients blocked in BLPOP and friends on this node.
     pub blocked: Arc<blocking::Blocked>,
+    /// This node's pub/sub subscribers.
+    pub pubsub: Arc<pubsub::Hub>,
 }
 
 /// Why a node could not start.
@@ -331,6 +334,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             let _ = router.step(msg, Some(from));
         }),
     );
+    // Publishes of other nodes, delivered to this node's subscribers.
+    let hub: Arc<pubsub::Hub> = Arc::default();
+    {
+        let hub = hub.clone();
+        network.set_app_route(Box::new(move |_from, msg| {
+            if let Some((space, channel, payload)) = pubsub::decode_forward(&msg) {
+                hub.publish(space, &channel, &payload);
+            }
+        }));
+    }
     let installed = match config.metrics(addr.port()) {
         Ok(MetricsAddr::At(maddr)) => telemetry::install(maddr),
         Ok(MetricsAddr::Off) => Ok(()),
@@ -361,6 +374,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         port: addr.port(),
         scan_cursors: scan::ScanCursors::default(),
         blocked,
+        pubsub: hub,
     });
     let _ = node.set(Arc::downgrade(&shared));
     let (shutdown, _) = broadcast::channel(1);

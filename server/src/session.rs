@@ -35,6 +35,11 @@ pub struct Session {
     pub multi: Option<Multi>,
     /// The keys WATCHed since the last EXEC, DISCARD or UNWATCH.
     pub watched: Vec<crate::command::multi::Watch>,
+    /// Pub/sub: what the connection subscribed to, the queue its messages arrive in, and
+    /// the receiving end the connection writes from.
+    pub subs: crate::pubsub::Subscriptions,
+    pub outbox: Option<Arc<crate::pubsub::Outbox>>,
+    pub pushes: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pubsub::Push>>,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -94,6 +99,9 @@ impl Clients {
             readonly: false,
             multi: None,
             watched: Vec::new(),
+            subs: Default::default(),
+            outbox: None,
+            pushes: None,
             info,
         };
         (

@@ -1,4 +1,4 @@
-//! Connection commands: PING ECHO QUIT HELLO SELECT CLIENT READONLY READWRITE ASKING.
+//! Connection commands: PING ECHO QUIT RESET HELLO SELECT CLIENT READONLY READWRITE ASKING.
 //!
 //! ```text
 //! HELLO [protover [AUTH username password] [SETNAME clientname]]
@@ -44,6 +44,15 @@ pub fn commands() -> Vec<CommandSpec> {
             g,
             "Closes the connection.",
             Local(quit),
+        ),
+        spec(
+            "reset",
+            1,
+            NOSCRIPT | LOADING | STALE | FAST,
+            (0, 0, 0),
+            g,
+            "Resets the connection.",
+            Local(reset),
         ),
         spec(
             "hello",
@@ -102,7 +111,12 @@ pub fn commands() -> Vec<CommandSpec> {
     ]
 }
 
-fn ping(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+fn ping(s: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    // A RESP2 connection in the subscribed context gets PING's answer as a message would be.
+    if s.proto == Protocol::Resp2 && !s.subs.is_empty() && argv.len() <= 2 {
+        let msg = argv.get(1).cloned().unwrap_or_default();
+        return Reply::Array(vec![Reply::bulk("pong"), Reply::Bulk(msg)]);
+    }
     match argv.len() {
         1 => Reply::Simple("PONG".into()),
         2 => Reply::Bulk(argv[1].clone()),
@@ -112,6 +126,21 @@ fn ping(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
 
 fn echo(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
     Reply::Bulk(argv[1].clone())
+}
+
+/// RESET: the connection as new (no transaction, no watched keys, no subscriptions, RESP2,
+/// no name, reads through the leader).
+fn reset(s: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
+    s.multi = None;
+    s.watched.clear();
+    shared.pubsub.forget(s.id, &s.subs);
+    s.subs = Default::default();
+    s.outbox = None;
+    s.pushes = None;
+    s.readonly = false;
+    s.set_proto(Protocol::Resp2);
+    s.info().name.clear();
+    Reply::Simple("RESET".into())
 }
 
 fn quit(s: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {

@@ -20,6 +20,7 @@ pub mod hll;
 pub mod keyspace;
 pub mod list;
 pub mod multi;
+pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod set;
@@ -386,6 +387,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(geo::commands());
         t.extend(scripting::commands());
         t.extend(function::commands());
+        t.extend(pubsub::commands());
         t
     })
 }
@@ -396,6 +398,7 @@ pub fn subcommand_error(spec: &CommandSpec, argv: &[Bytes]) -> Option<Reply> {
     match spec.name {
         "script" => scripting::subcommand_error(argv),
         "function" => function::subcommand_error(argv),
+        "pubsub" => pubsub::subcommand_error(argv),
         _ => None,
     }
 }

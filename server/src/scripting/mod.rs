@@ -441,6 +441,7 @@ fn reply_to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
             typed("verbatim_string", Value::Table(v))?
         }
         Reply::Verbatim(s) => Value::String(lua.create_string(s)?),
+        Reply::Push(items) | Reply::Many(items) => array(lua, items, resp3)?,
     })
 }
 

@@ -1,0 +1,189 @@
+//! Pub/sub on real nodes: a PUBLISH sent to any node reaches the subscribers of every node
+//! (over the peer transport), Redis's subscribed-context rules and reply shapes in RESP2 and
+//! RESP3, and a stalled subscriber cut off at its output limit.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use redis::cmd;
+use rockraft_tests::{InProcess, InProcessCluster};
+
+fn raw(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads until `expected` has arrived (exactly: nothing else first), within 10 s.
+fn expect(s: &mut TcpStream, expected: &[u8]) {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+#[test]
+fn a_publish_on_any_node_reaches_subscribers_on_every_node() {
+    let cluster = InProcessCluster::start(3);
+    let mut subs: Vec<TcpStream> = (0..3).map(|i| raw(cluster.addr(i))).collect();
+    for s in &mut subs {
+        s.write_all(&request(&[b"SUBSCRIBE", b"news"])).unwrap();
+        expect(s, b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n");
+        s.write_all(&request(&[b"PSUBSCRIBE", b"n*"])).unwrap();
+        expect(s, b"*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:2\r\n");
+    }
+    for from in 0..3 {
+        let mut c = cluster.client(from);
+        let payload = format!("hello from {from}");
+        // The reply counts the receivers on the node that took it: a channel and a pattern.
+        let n: i64 = cmd("PUBLISH")
+            .arg("news")
+            .arg(&payload)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, 2);
+        for s in &mut subs {
+            let msg = format!(
+                "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${}\r\n{payload}\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n${}\r\n{payload}\r\n",
+                payload.len(),
+                payload.len()
+            );
+            expect(s, msg.as_bytes());
+        }
+    }
+    // Shard channels are their own namespace.
+    let mut shard = raw(cluster.addr(2));
+    shard
+        .write_all(&request(&[b"SSUBSCRIBE", b"orders"]))
+        .unwrap();
+    expect(
+        &mut shard,
+        b"*3\r\n$10\r\nssubscribe\r\n$6\r\norders\r\n:1\r\n",
+    );
+    let mut c = cluster.client(0);
+    let n: i64 = cmd("SPUBLISH")
+        .arg("orders")
+        .arg("o1")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 0);
+    expect(
+        &mut shard,
+        b"*3\r\n$8\r\nsmessage\r\n$6\r\norders\r\n$2\r\no1\r\n",
+    );
+    let counts: Vec<redis::Value> = cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("news")
+        .arg("none")
+        .query(&mut cluster.client(1))
+        .unwrap();
+    assert_eq!(counts.len(), 4);
+    let numpat: i64 = cmd("PUBSUB")
+        .arg("NUMPAT")
+        .query(&mut cluster.client(1))
+        .unwrap();
+    assert_eq!(numpat, 1);
+}
+
+#[test]
+fn subscribed_connections_follow_redis_s_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(&dir.path().join("n"));
+    let mut s = raw(node.addr());
+    s.write_all(&request(&[b"SUBSCRIBE", b"a", b"b"])).unwrap();
+    expect(
+        &mut s,
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n",
+    );
+    s.write_all(&request(&[b"GET", b"k"])).unwrap();
+    expect(&mut s, b"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n");
+    s.write_all(&request(&[b"PING"])).unwrap();
+    expect(&mut s, b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+    s.write_all(&request(&[b"UNSUBSCRIBE"])).unwrap();
+    expect(
+        &mut s,
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n",
+    );
+    s.write_all(&request(&[b"UNSUBSCRIBE"])).unwrap();
+    expect(&mut s, b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n");
+    // Out of the subscribed context, commands run again.
+    s.write_all(&request(&[b"PING"])).unwrap();
+    expect(&mut s, b"+PONG\r\n");
+
+    // RESP3: confirmations and messages are pushes, and any command may run meanwhile.
+    let mut r3 = raw(node.addr());
+    r3.write_all(&request(&[b"HELLO", b"3"])).unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = r3.read(&mut buf).unwrap();
+    r3.write_all(&request(&[b"SUBSCRIBE", b"c"])).unwrap();
+    expect(&mut r3, b">3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+    r3.write_all(&request(&[b"PING"])).unwrap();
+    expect(&mut r3, b"+PONG\r\n");
+    let n: i64 = cmd("PUBLISH")
+        .arg("c")
+        .arg("m")
+        .query(&mut node.client())
+        .unwrap();
+    assert_eq!(n, 1);
+    expect(&mut r3, b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n");
+}
+
+#[test]
+fn a_stalled_subscriber_is_disconnected_at_its_output_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(&dir.path().join("n"));
+    let mut stalled = raw(node.addr());
+    stalled
+        .write_all(&request(&[b"SUBSCRIBE", b"flood"]))
+        .unwrap();
+    expect(
+        &mut stalled,
+        b"*3\r\n$9\r\nsubscribe\r\n$5\r\nflood\r\n:1\r\n",
+    );
+    // Publish far more than the 32 MB hard limit while the subscriber reads nothing.
+    let mut c = node.client();
+    let payload = vec![b'x'; 256 * 1024];
+    let mut disconnected = false;
+    for _ in 0..2000 {
+        let n: i64 = cmd("PUBLISH")
+            .arg("flood")
+            .arg(&payload[..])
+            .query(&mut c)
+            .unwrap();
+        if n == 0 {
+            disconnected = true;
+            break;
+        }
+    }
+    assert!(disconnected, "the stalled subscriber was never cut off");
+    let subs: Vec<redis::Value> = cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("flood")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(subs[1], redis::Value::Int(0));
+    // The node still serves.
+    let pong: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}
