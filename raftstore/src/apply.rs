@@ -26,6 +26,9 @@ pub trait StateMachine: Send + 'static {
     /// `data` is the entry's payload, shared (not copied) so that the state machine can keep
     /// slices of it.
     fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &Bytes) -> Self::Output;
+
+    /// Called once the round's writes are durable (before its proposers are answered).
+    fn round_written(&mut self) {}
 }
 
 /// Reads and writes of one apply round.

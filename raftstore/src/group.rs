@@ -1086,6 +1086,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             panic!("group {}: apply write failed: {e}", self.cfg.group_id);
         }
         fail::fail_point!("apply_after");
+        self.sm.round_written();
         for (reply, out) in replies {
             let _ = reply.send(Ok(out));
         }

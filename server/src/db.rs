@@ -223,6 +223,13 @@ pub struct Txn<'c, 'e> {
     /// The node, when it is running (not while it replays its log at start): what reads in a
     /// transaction need besides the data (SCAN cursors, encoding thresholds).
     node: Option<&'c std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
+    /// Keyspace notifications are on: commands record what they change.
+    notifying: bool,
+    /// While a command runs with notifications on: the keys it changed so far, and whether
+    /// each existed before it.
+    changes: Option<Vec<(Vec<u8>, bool)>>,
+    /// The keyspace events of this entry's commands, in order.
+    events: Vec<crate::notify::Event>,
 }
 
 /// Decodes a modification mark.
@@ -241,7 +248,47 @@ impl<'c, 'e> Txn<'c, 'e> {
             versions: 0,
             touched: Vec::new(),
             node: None,
+            notifying: false,
+            changes: None,
+            events: Vec::new(),
         }
+    }
+
+    /// Turns keyspace notifications on for this entry.
+    pub fn notify(mut self, on: bool) -> Self {
+        self.notifying = on;
+        self
+    }
+
+    /// Runs one command's `apply`, and records its keyspace events when notifications are
+    /// on (EXEC, scripts and the state machine run every command through here).
+    pub fn apply_command(
+        &mut self,
+        name: &str,
+        apply: crate::command::ApplyFn,
+        argv: &[bytes::Bytes],
+    ) -> rockraft_resp::Reply {
+        if !self.notifying || !crate::notify::emits(name) {
+            return apply(self, argv);
+        }
+        let outer = self.changes.replace(Vec::new());
+        let reply = apply(self, argv);
+        let changed = std::mem::replace(&mut self.changes, outer).unwrap_or_default();
+        let changes: Vec<crate::notify::Change> = changed
+            .into_iter()
+            .map(|(key, before)| {
+                let after = self.get(&key).is_some();
+                (key, before, after)
+            })
+            .collect();
+        let events = crate::notify::events(name, argv, &changes, &reply);
+        self.events.extend(events);
+        reply
+    }
+
+    /// The keyspace events of the entry so far (taken).
+    pub fn take_events(&mut self) -> Vec<crate::notify::Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// A transaction that can reach the running node (see [`Txn::node`]).
@@ -266,8 +313,24 @@ impl<'c, 'e> Txn<'c, 'e> {
     }
 
     fn touch(&mut self, key: &[u8]) {
+        self.touch_known(key, None);
+    }
+
+    /// [`Txn::touch`], for a caller that knows whether the key was live before it changed
+    /// it (one that already deleted it).
+    fn touch_known(&mut self, key: &[u8], existed: Option<bool>) {
         if self.touched.last().map(Vec::as_slice) != Some(key) {
             self.touched.push(key.to_vec());
+        }
+        if self
+            .changes
+            .as_ref()
+            .is_some_and(|c| !c.iter().any(|(k, _)| k == key))
+        {
+            let before = existed.unwrap_or_else(|| self.get(key).is_some());
+            if let Some(c) = self.changes.as_mut() {
+                c.push((key.to_vec(), before));
+            }
         }
     }
 
@@ -485,7 +548,7 @@ impl<'c, 'e> Txn<'c, 'e> {
                 self.ctx.delete(CF_DATA, &keys::data_key(key));
                 let live = !v.is_expired(self.now_ms());
                 if live {
-                    self.touch(key);
+                    self.touch_known(key, Some(true));
                 }
                 live
             }
@@ -499,6 +562,10 @@ impl<'c, 'e> Txn<'c, 'e> {
         match self.get_raw(key) {
             Some(v) if v.is_expired(self.now_ms()) => {
                 self.ctx.delete(CF_DATA, &keys::data_key(key));
+                if self.notifying {
+                    self.events
+                        .push((crate::notify::EXPIRED, "expired", key.to_vec()));
+                }
                 true
             }
             _ => false,

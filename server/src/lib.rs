@@ -10,6 +10,7 @@ pub mod db;
 mod expire;
 pub mod glob;
 pub mod long_double;
+pub mod notify;
 mod peer_client;
 pub mod pubsub;
 mod scan;
@@ -167,6 +168,8 @@ pub struct Shared {
     pub blocked: Arc<blocking::Blocked>,
     /// This node's pub/sub subscribers.
     pub pubsub: Arc<pubsub::Hub>,
+    /// Keyspace notifications (`notify-keyspace-events`, node-local).
+    pub notifier: Arc<notify::Notifier>,
 }
 
 /// Why a node could not start.
@@ -319,11 +322,13 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     group_cfg.conf_change_wait = Duration::from_millis(config.write_timeout_ms);
     let node: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
     let blocked: Arc<blocking::Blocked> = Arc::default();
+    let hub: Arc<pubsub::Hub> = Arc::default();
+    let notifier = Arc::new(notify::Notifier::new(hub.clone()));
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,
         &[ident.node_id],
-        state_machine::KvStateMachine::new(node.clone(), blocked.clone()),
+        state_machine::KvStateMachine::new(node.clone(), blocked.clone(), notifier.clone()),
         network.transport(DATA_GROUP_ID),
         book.clone(),
     )?;
@@ -335,7 +340,6 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         }),
     );
     // Publishes of other nodes, delivered to this node's subscribers.
-    let hub: Arc<pubsub::Hub> = Arc::default();
     {
         let hub = hub.clone();
         network.set_app_route(Box::new(move |_from, msg| {
@@ -375,6 +379,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         scan_cursors: scan::ScanCursors::default(),
         blocked,
         pubsub: hub,
+        notifier,
     });
     let _ = node.set(Arc::downgrade(&shared));
     let (shutdown, _) = broadcast::channel(1);

@@ -52,6 +52,9 @@ pub struct KvStateMachine {
     node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
     /// The node's blocked clients, told which keys each entry changed.
     blocked: std::sync::Arc<crate::blocking::Blocked>,
+    /// Keyspace notifications: the setting, and the events of the round not yet published.
+    notifier: Option<std::sync::Arc<crate::notify::Notifier>>,
+    events: Vec<crate::notify::Event>,
 }
 
 impl KvStateMachine {
@@ -60,8 +63,14 @@ impl KvStateMachine {
     pub fn new(
         node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
         blocked: std::sync::Arc<crate::blocking::Blocked>,
+        notifier: std::sync::Arc<crate::notify::Notifier>,
     ) -> Self {
-        KvStateMachine { node, blocked }
+        KvStateMachine {
+            node,
+            blocked,
+            notifier: Some(notifier),
+            events: Vec::new(),
+        }
     }
 }
 
@@ -76,21 +85,30 @@ impl StateMachine for KvStateMachine {
                 return Reply::err("ERR undecodable log entry");
             }
         };
-        let apply = match command::lookup(&argv[0]) {
+        let (name, apply) = match command::lookup(&argv[0]) {
             Some(spec) => match spec.kind {
-                Kind::Write { apply, .. } => apply,
+                Kind::Write { apply, .. } => (spec.name, apply),
                 _ => return Reply::err("ERR not a write command"),
             },
             None => match command::internal_apply(&argv[0].to_ascii_lowercase()) {
-                Some(apply) => apply,
+                Some(apply) => ("", apply),
                 None => return Reply::err("ERR unknown write command in log"),
             },
         };
-        let mut txn = Txn::with_node(ctx, &self.node);
-        let reply = apply(&mut txn, &argv);
+        let notifying = self.notifier.as_ref().is_some_and(|n| n.enabled());
+        let mut txn = Txn::with_node(ctx, &self.node).notify(notifying);
+        let reply = txn.apply_command(name, apply, &argv);
+        self.events.extend(txn.take_events());
         let touched = txn.finish();
         self.blocked.touched(touched.iter().map(Vec::as_slice));
         reply
+    }
+
+    fn round_written(&mut self) {
+        if let (Some(n), false) = (&self.notifier, self.events.is_empty()) {
+            n.publish(&self.events);
+            self.events.clear();
+        }
     }
 }
 

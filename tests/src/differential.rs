@@ -88,6 +88,19 @@ impl Target {
         read_resp(&mut self.reader)
     }
 
+    /// Sends one command without reading its reply.
+    pub fn send(&mut self, argv: &[Vec<u8>]) {
+        let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+        self.stream
+            .write_all(&rockraft_resp::encode_request(&args))
+            .unwrap();
+    }
+
+    /// Reads the next reply or pushed message.
+    pub fn read(&mut self) -> Resp {
+        read_resp(&mut self.reader)
+    }
+
     /// Empties the server (between sequences).
     pub fn flush(&mut self) {
         let r = self.call(&[b"FLUSHALL".to_vec()]);

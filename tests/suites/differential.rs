@@ -68,6 +68,84 @@ fn replies_match_redis() {
     );
 }
 
+/// The keyspace events a sequence makes, as a subscriber sees them: (event, key).
+fn events_of(t: &mut Target, sub: &mut Target, seq: &[Vec<Vec<u8>>]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    for cmd in seq {
+        rockraft_tests::differential::run(t, cmd);
+    }
+    // A marker after the sequence's events (published where no keyspace event goes).
+    let _ = t.call(&args(&[b"PUBLISH", b"diff:end", b"end"]));
+    let mut out = Vec::new();
+    loop {
+        match sub.read() {
+            Resp::Array(Some(items)) if items.len() == 4 => {
+                let text = |r: &Resp| match r {
+                    Resp::Bulk(Some(b)) => b.clone(),
+                    _ => Vec::new(),
+                };
+                let channel = text(&items[2]);
+                if channel == b"diff:end" {
+                    return out;
+                }
+                let event = channel
+                    .strip_prefix(b"__keyevent@0__:")
+                    .unwrap_or(&channel)
+                    .to_vec();
+                out.push((event, text(&items[3])));
+            }
+            other => panic!("{}: unexpected message {other}", t.name),
+        }
+    }
+}
+
+#[test]
+fn keyspace_events_match_redis() {
+    let sequences = env_u64("ROCKRAFT_DIFF_EVENT_SEQUENCES", 60);
+    let seed = env_u64("ROCKRAFT_DIFF_SEED", 20261201);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let single = InProcess::start(dir.path());
+    let mut pairs = Vec::new();
+    for (name, addr) in [("redis", redis.addr), ("rockraft (1 node)", single.addr())] {
+        let mut t = Target::connect(name, addr);
+        let set = t.call(&args(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEAn"]));
+        assert_eq!(set, Resp::Simple(b"OK".to_vec()), "{name}");
+        let mut sub = Target::connect(name, addr);
+        sub.send(&args(&[b"PSUBSCRIBE", b"__keyevent@0__:*", b"diff:*"]));
+        let _ = (sub.read(), sub.read());
+        pairs.push((t, sub));
+    }
+    let mut events = 0;
+    for s in 0..sequences {
+        let seq_seed = seed.wrapping_add(s);
+        let seq = Generator::new(seq_seed).sequence(40);
+        let mut seen = Vec::new();
+        for (t, sub) in pairs.iter_mut() {
+            t.flush();
+            // FLUSHALL makes no events; what the flush did is drained before the sequence.
+            let _ = events_of(t, sub, &[]);
+            seen.push(events_of(t, sub, &seq));
+        }
+        if seen[0] != seen[1] {
+            let show_events = |e: &[(Vec<u8>, Vec<u8>)]| {
+                e.iter()
+                    .map(|(ev, k)| format!("{} {}", String::from_utf8_lossy(ev), String::from_utf8_lossy(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let lines: Vec<String> = seq.iter().map(show).collect();
+            panic!(
+                "keyspace events differ (ROCKRAFT_DIFF_SEED={seq_seed} ROCKRAFT_DIFF_EVENT_SEQUENCES=1)\n  redis:    {}\n  rockraft: {}\nsequence:\n  {}",
+                show_events(&seen[0]),
+                show_events(&seen[1]),
+                lines.join("\n  ")
+            );
+        }
+        events += seen[0].len();
+    }
+    println!("{sequences} sequences: {events} keyspace events, the same as Redis's");
+}
+
 fn bulk(r: Resp) -> Vec<u8> {
     match r {
         Resp::Bulk(Some(b)) => b,

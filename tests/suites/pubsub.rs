@@ -187,3 +187,42 @@ fn a_stalled_subscriber_is_disconnected_at_its_output_limit() {
     let pong: String = cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+#[test]
+fn keyspace_events_reach_subscribers_on_followers_when_they_apply() {
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    for i in 0..3 {
+        let _: () = cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("KEA")
+            .query(&mut cluster.client(i))
+            .unwrap();
+    }
+    let flags: Vec<String> = cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query(&mut cluster.client(follower))
+        .unwrap();
+    assert_eq!(flags, vec!["notify-keyspace-events", "AKE"]);
+    let mut s = raw(cluster.addr(follower));
+    s.write_all(&request(&[b"SUBSCRIBE", b"__keyspace@0__:job"])).unwrap();
+    expect(&mut s, b"*3\r\n$9\r\nsubscribe\r\n$18\r\n__keyspace@0__:job\r\n:1\r\n");
+    let mut c = cluster.client(leader);
+    let _: () = cmd("RPUSH").arg("job").arg("a").query(&mut c).unwrap();
+    let _: () = cmd("LPOP").arg("job").query(&mut c).unwrap();
+    let _: () = cmd("SET").arg("job").arg("x").arg("PX").arg(50).query(&mut c).unwrap();
+    let frame = |event: &str| {
+        format!(
+            "*3\r\n$7\r\nmessage\r\n$18\r\n__keyspace@0__:job\r\n${}\r\n{event}\r\n",
+            event.len()
+        )
+    };
+    let expected: String = ["rpush", "lpop", "del", "set", "expire", "expired"]
+        .iter()
+        .map(|e| frame(e))
+        .collect();
+    expect(&mut s, expected.as_bytes());
+}

@@ -113,7 +113,10 @@ pub fn apply_exec(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     for raw in &argv[2..] {
         let reply = match decode_command(raw) {
             Ok(cmd) if !cmd.is_empty() => match super::lookup(&cmd[0]).map(|s| s.kind) {
-                Some(Kind::Write { apply, .. }) => apply(txn, &cmd),
+                Some(Kind::Write { apply, .. }) => {
+                    let name = super::lookup(&cmd[0]).map_or("", |s| s.name);
+                    txn.apply_command(name, apply, &cmd)
+                }
                 Some(Kind::Read(run)) => {
                     let now = txn.now_ms();
                     let ctx = ReadCtx::fixed(&*txn, node.as_deref(), now, resp3);

@@ -126,7 +126,7 @@ impl Host for WriteHost<'_, '_, '_> {
                     // SPOP's proposer-chosen seed, chosen here from the script's instead.
                     argv[2] = Bytes::from(seed.to_string());
                 }
-                apply(self.txn, &argv)
+                self.txn.apply_command(spec.name, apply, &argv)
             }
             Kind::Read(run) => {
                 let ctx = ReadCtx::fixed(&*self.txn, None, now, resp3)

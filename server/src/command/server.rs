@@ -496,6 +496,11 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
         ("tcp-keepalive", "300".into(), false),
         ("hz", "10".into(), false),
         ("loglevel", c.log_level.clone(), false),
+        (
+            "notify-keyspace-events",
+            crate::notify::format_flags(shared.notifier.flags.load(Ordering::Relaxed)),
+            true,
+        ),
     ]
     .into_iter()
     .chain(
@@ -552,6 +557,15 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                         ))
                     }
                     Some(_) => {}
+                }
+                if name == "notify-keyspace-events" {
+                    let Some(flags) = crate::notify::parse_flags(&pair[1]) else {
+                        return Reply::err(
+                            "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+                        );
+                    };
+                    shared.notifier.flags.store(flags, Ordering::Relaxed);
+                    continue;
                 }
                 let min = crate::Encodings::PARAMS
                     .iter()

@@ -69,6 +69,10 @@ pub fn pop(txn: &mut Txn, key: &[u8], end: End, count: u64) -> Result<Option<Vec
 
 fn pop_from(txn: &mut Txn, key: &[u8], mut list: Collection, end: End, count: u64) -> Vec<Vec<u8>> {
     let n = count.min(list.meta.size);
+    if n == 0 {
+        // Nothing popped: the list is not changed (no modification mark, no event).
+        return Vec::new();
+    }
     let version = list.meta.version;
     let first = match end {
         End::Left => list.meta.head,
