@@ -94,6 +94,8 @@ def main():
                          "no-writes GET function, on key:__rand_int__, instead")
     ap.add_argument("--transactions", action="store_true",
                     help="MULTI/EXEC of 3 INCRs and LPUSH-to-blocked-BRPOP deliveries (benches/txqueue.rs) instead")
+    ap.add_argument("--pubsub", action="store_true",
+                    help="PUBLISH throughput and delivery latency to 10 subscribers on each node (benches/pubsub.rs) instead")
     ap.add_argument("--default-list", action="store_true",
                     help="run redis-benchmark's whole default list (no -t, -n REQUESTS -r 100000) instead")
     opts = ap.parse_args()
@@ -133,6 +135,21 @@ def main():
                     rates[system] = float(out.stdout.strip())
                 r = [rates[s] for s in SYSTEMS]
                 print(f"{kind:>8}  " + "  ".join(f"{x:>12.0f}" for x in r) + f"  {r[1] / r[0]:>8.2f}  {r[2] / r[0]:>8.2f}")
+            return
+
+        if opts.pubsub:
+            print("8 publisher connections (PUBLISH one at a time, 64-byte messages) on one node, 10 s; "
+                  "10 subscribers on each node of the system (Redis and rockraft 1 node: 30 on it)")
+            print(f"{'system':>11}  {'publishes/s':>12}  {'deliveries/s':>12}  {'p50 ms':>7}  {'p99 ms':>7}")
+            layouts = {"redis": ([17380], 30), "rockraft-1": ([17379], 30), "rockraft-3": ([17401, 17402, 17403], 10)}
+            for system in SYSTEMS:
+                plist, subs = layouts[system]
+                out = subprocess.run([os.path.join(opts.bin_dir, "pubsubload"), "--ports", ",".join(map(str, plist)),
+                                      "--subs", str(subs)], capture_output=True, text=True, timeout=300)
+                if out.returncode != 0:
+                    sys.exit(f"pubsubload on {system} failed: {out.stderr}")
+                pubs, dels, p50, p99 = out.stdout.split()
+                print(f"{system:>11}  {float(pubs):>12.0f}  {float(dels):>12.0f}  {float(p50):>7.3f}  {float(p99):>7.3f}")
             return
 
         if opts.default_list:

@@ -108,7 +108,12 @@ fn keyspace_events_match_redis() {
     let mut pairs = Vec::new();
     for (name, addr) in [("redis", redis.addr), ("rockraft (1 node)", single.addr())] {
         let mut t = Target::connect(name, addr);
-        let set = t.call(&args(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"KEAn"]));
+        let set = t.call(&args(&[
+            b"CONFIG",
+            b"SET",
+            b"notify-keyspace-events",
+            b"KEAn",
+        ]));
         assert_eq!(set, Resp::Simple(b"OK".to_vec()), "{name}");
         let mut sub = Target::connect(name, addr);
         sub.send(&args(&[b"PSUBSCRIBE", b"__keyevent@0__:*", b"diff:*"]));
@@ -129,7 +134,13 @@ fn keyspace_events_match_redis() {
         if seen[0] != seen[1] {
             let show_events = |e: &[(Vec<u8>, Vec<u8>)]| {
                 e.iter()
-                    .map(|(ev, k)| format!("{} {}", String::from_utf8_lossy(ev), String::from_utf8_lossy(k)))
+                    .map(|(ev, k)| {
+                        format!(
+                            "{} {}",
+                            String::from_utf8_lossy(ev),
+                            String::from_utf8_lossy(k)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };

@@ -16,13 +16,7 @@ fn raw(addr: std::net::SocketAddr) -> TcpStream {
 }
 
 fn request(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    rockraft_resp::encode_request(args)
 }
 
 /// Reads until `expected` has arrived (exactly: nothing else first), within 10 s.
@@ -208,12 +202,22 @@ fn keyspace_events_reach_subscribers_on_followers_when_they_apply() {
         .unwrap();
     assert_eq!(flags, vec!["notify-keyspace-events", "AKE"]);
     let mut s = raw(cluster.addr(follower));
-    s.write_all(&request(&[b"SUBSCRIBE", b"__keyspace@0__:job"])).unwrap();
-    expect(&mut s, b"*3\r\n$9\r\nsubscribe\r\n$18\r\n__keyspace@0__:job\r\n:1\r\n");
+    s.write_all(&request(&[b"SUBSCRIBE", b"__keyspace@0__:job"]))
+        .unwrap();
+    expect(
+        &mut s,
+        b"*3\r\n$9\r\nsubscribe\r\n$18\r\n__keyspace@0__:job\r\n:1\r\n",
+    );
     let mut c = cluster.client(leader);
     let _: () = cmd("RPUSH").arg("job").arg("a").query(&mut c).unwrap();
     let _: () = cmd("LPOP").arg("job").query(&mut c).unwrap();
-    let _: () = cmd("SET").arg("job").arg("x").arg("PX").arg(50).query(&mut c).unwrap();
+    let _: () = cmd("SET")
+        .arg("job")
+        .arg("x")
+        .arg("PX")
+        .arg(50)
+        .query(&mut c)
+        .unwrap();
     let frame = |event: &str| {
         format!(
             "*3\r\n$7\r\nmessage\r\n$18\r\n__keyspace@0__:job\r\n${}\r\n{event}\r\n",
