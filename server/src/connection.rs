@@ -89,6 +89,9 @@ pub async fn serve(
     };
     let _ = stream.set_nodelay(true);
     let (mut session, _registration) = shared.clients.register(peer, local);
+    let (outbox, pushes) = shared.pubsub.register(session.id);
+    session.outbox = Some(outbox);
+    session.pushes = Some(pushes);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut batch = Batch {
         received: Instant::now(),
@@ -195,6 +198,10 @@ pub async fn serve(
         }
     }
     shared.pubsub.forget(session.id, &session.subs);
+    shared.pubsub.unregister(session.id);
+    if session.tracking.is_some() {
+        shared.tracker.disable(session.id);
+    }
 }
 
 /// The next pub/sub message for a subscribed connection (never, for one that is not).
@@ -223,7 +230,10 @@ async fn write_pushes(
             return false;
         }
         outbox.taken(&push);
-        push.reply().encode(session.proto, out);
+        let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
+        if let Some(reply) = push.reply(resp3, !session.subs.is_empty()) {
+            reply.encode(session.proto, out);
+        }
         n += 1;
         if n >= 1024 || out.len() >= 1 << 20 {
             break;
@@ -322,6 +332,20 @@ async fn submit_read(
         resolve(session, slots, batch).await;
         *pending_write = false;
     }
+    // Client-side caching: the keys are remembered before the read runs, so a write applied
+    // meanwhile invalidates them.
+    if let Some(mode) = &session.tracking {
+        let cache = if mode.optin {
+            session.caching_now == Some(true)
+        } else if mode.optout {
+            session.caching_now != Some(false)
+        } else {
+            true
+        };
+        if !mode.bcast && cache && spec.flags & command::flags::READONLY != 0 {
+            shared.tracker.remember(session.id, spec.keys(&argv));
+        }
+    }
     let shared = shared.clone();
     let local = session.readonly;
     let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
@@ -404,6 +428,14 @@ async fn submit(
         flag_transaction(session);
         slots.push(ready(spec.name, err));
         return Some(spec.name);
+    }
+    // CLIENT CACHING YES/NO applies to the command after it.
+    let caching_command = spec.name == "client"
+        && argv
+            .get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"caching"));
+    if !caching_command {
+        session.caching_now = session.caching_next.take();
     }
     // A RESP2 connection that subscribed may only (un)subscribe, PING, QUIT or RESET.
     if session.proto == rockraft_resp::Protocol::Resp2
@@ -546,6 +578,9 @@ async fn submit(
             if spec.name == "set" && fail::eval("ack_without_write", |_| ()).is_some() {
                 slots.push(ready(spec.name, Reply::ok()));
                 return Some(spec.name);
+            }
+            if session.tracking.as_ref().is_some_and(|m| m.noloop) {
+                shared.tracker.wrote(session.id, spec.keys(&argv));
             }
             let now = command::now_ms();
             let argv = match prepare(&argv, now) {
@@ -795,6 +830,13 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
             // UNWATCH, queued: the watches are spent by this EXEC anyway.
             Kind::Transaction => Step::Answered(Reply::ok()),
             Kind::Read(_) => {
+                // Client-side caching: a read in a transaction is tracked (OPTIN or not: an
+                // extra invalidation is harmless).
+                if let Some(mode) = &session.tracking {
+                    if !mode.bcast && spec.flags & command::flags::READONLY != 0 {
+                        shared.tracker.remember(session.id, spec.keys(&argv));
+                    }
+                }
                 replicated.push(argv);
                 Step::Replicated(spec)
             }

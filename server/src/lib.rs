@@ -19,6 +19,7 @@ pub mod session;
 pub mod state_machine;
 pub mod strtod;
 pub mod telemetry;
+pub mod tracking;
 pub mod types;
 
 #[allow(warnings, clippy::all)]
@@ -170,6 +171,8 @@ pub struct Shared {
     pub pubsub: Arc<pubsub::Hub>,
     /// Keyspace notifications (`notify-keyspace-events`, node-local).
     pub notifier: Arc<notify::Notifier>,
+    /// Client-side caching: what this node's tracking clients read.
+    pub tracker: Arc<tracking::Tracker>,
 }
 
 /// Why a node could not start.
@@ -324,11 +327,17 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     let blocked: Arc<blocking::Blocked> = Arc::default();
     let hub: Arc<pubsub::Hub> = Arc::default();
     let notifier = Arc::new(notify::Notifier::new(hub.clone()));
+    let tracker = Arc::new(tracking::Tracker::new(hub.clone()));
     let (group, raft_thread) = start_group(
         engine.clone(),
         group_cfg,
         &[ident.node_id],
-        state_machine::KvStateMachine::new(node.clone(), blocked.clone(), notifier.clone()),
+        state_machine::KvStateMachine::new(
+            node.clone(),
+            blocked.clone(),
+            notifier.clone(),
+            tracker.clone(),
+        ),
         network.transport(DATA_GROUP_ID),
         book.clone(),
     )?;
@@ -380,6 +389,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         blocked,
         pubsub: hub,
         notifier,
+        tracker,
     });
     let _ = node.set(Arc::downgrade(&shared));
     let (shutdown, _) = broadcast::channel(1);

@@ -49,6 +49,10 @@ pub enum Push {
         channel: Bytes,
         payload: Bytes,
     },
+    /// Client-side caching: these keys changed (`None`: every key, after FLUSHALL).
+    Invalidate {
+        keys: Option<Vec<Bytes>>,
+    },
 }
 
 impl Push {
@@ -62,13 +66,34 @@ impl Push {
                 channel,
                 payload,
             } => pattern.len() + channel.len() + payload.len() + 48,
+            Push::Invalidate { keys } => {
+                32 + keys
+                    .as_ref()
+                    .map_or(0, |k| k.iter().map(|k| k.len() + 16).sum())
+            }
         }
     }
 
-    /// The push as Redis sends it (an array in RESP2, a push in RESP3).
-    pub fn reply(self) -> Reply {
+    /// The push as Redis sends it to a connection in RESP3 (`resp3`) or RESP2, subscribed
+    /// or not: an array in RESP2, a push in RESP3. An invalidation reaches a RESP2 connection
+    /// only as a message of `__redis__:invalidate`, if it subscribed to something.
+    pub fn reply(self, resp3: bool, subscribed: bool) -> Option<Reply> {
         let b = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
-        Reply::Push(match self {
+        if let Push::Invalidate { keys } = self {
+            let keys = keys.map_or(Reply::Nil, |k| {
+                Reply::Array(k.into_iter().map(Reply::Bulk).collect())
+            });
+            return match (resp3, subscribed) {
+                (true, _) => Some(Reply::Push(vec![b("invalidate"), keys])),
+                (false, true) => Some(Reply::Push(vec![
+                    b("message"),
+                    b("__redis__:invalidate"),
+                    keys,
+                ])),
+                (false, false) => None,
+            };
+        }
+        Some(Reply::Push(match self {
             Push::Message { channel, payload } => {
                 vec![b("message"), Reply::Bulk(channel), Reply::Bulk(payload)]
             }
@@ -85,7 +110,8 @@ impl Push {
             Push::Shard { channel, payload } => {
                 vec![b("smessage"), Reply::Bulk(channel), Reply::Bulk(payload)]
             }
-        })
+            Push::Invalidate { .. } => unreachable!("answered above"),
+        }))
     }
 }
 
@@ -113,6 +139,11 @@ impl Outbox {
             dead: tokio::sync::Notify::new(),
         });
         (outbox, rx)
+    }
+
+    /// Queues a message for the connection.
+    pub fn push(&self, push: Push) {
+        self.send(push)
     }
 
     fn send(&self, push: Push) {
@@ -181,6 +212,7 @@ type Subscribers = HashMap<Bytes, HashMap<u64, Arc<Outbox>>>;
 /// The node's subscribers.
 #[derive(Default)]
 pub struct Hub {
+    outboxes: Mutex<HashMap<u64, Arc<Outbox>>>,
     channels: Mutex<Subscribers>,
     patterns: Mutex<Subscribers>,
     shard: Mutex<Subscribers>,
@@ -191,6 +223,33 @@ fn lock(m: &Mutex<Subscribers>) -> std::sync::MutexGuard<'_, Subscribers> {
 }
 
 impl Hub {
+    /// A new connection's queue.
+    pub fn register(&self, client: u64) -> (Arc<Outbox>, mpsc::UnboundedReceiver<Push>) {
+        let (outbox, rx) = Outbox::new();
+        self.outboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(client, outbox.clone());
+        (outbox, rx)
+    }
+
+    /// The queue of connection `client`, while it is connected.
+    pub fn outbox(&self, client: u64) -> Option<Arc<Outbox>> {
+        self.outboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&client)
+            .cloned()
+    }
+
+    /// The connection closed.
+    pub fn unregister(&self, client: u64) {
+        self.outboxes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&client);
+    }
+
     fn map(&self, space: Space, pattern: bool) -> &Mutex<Subscribers> {
         match (space, pattern) {
             (Space::Shard, _) => &self.shard,

@@ -40,6 +40,11 @@ pub struct Session {
     pub subs: crate::pubsub::Subscriptions,
     pub outbox: Option<Arc<crate::pubsub::Outbox>>,
     pub pushes: Option<tokio::sync::mpsc::UnboundedReceiver<crate::pubsub::Push>>,
+    /// Client-side caching (CLIENT TRACKING), and CLIENT CACHING's answer for the next
+    /// command (`caching_next`) and for the one running (`caching_now`).
+    pub tracking: Option<crate::tracking::Mode>,
+    pub caching_next: Option<bool>,
+    pub caching_now: Option<bool>,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -102,6 +107,9 @@ impl Clients {
             subs: Default::default(),
             outbox: None,
             pushes: None,
+            tracking: None,
+            caching_next: None,
+            caching_now: None,
             info,
         };
         (

@@ -55,6 +55,10 @@ pub struct KvStateMachine {
     /// Keyspace notifications: the setting, and the events of the round not yet published.
     notifier: Option<std::sync::Arc<crate::notify::Notifier>>,
     events: Vec<crate::notify::Event>,
+    /// Client-side caching: the keys the round changed, and whether it flushed everything.
+    tracker: Option<std::sync::Arc<crate::tracking::Tracker>>,
+    changed: Vec<Vec<u8>>,
+    flushed: bool,
 }
 
 impl KvStateMachine {
@@ -64,12 +68,16 @@ impl KvStateMachine {
         node: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<crate::Shared>>>,
         blocked: std::sync::Arc<crate::blocking::Blocked>,
         notifier: std::sync::Arc<crate::notify::Notifier>,
+        tracker: std::sync::Arc<crate::tracking::Tracker>,
     ) -> Self {
         KvStateMachine {
             node,
             blocked,
             notifier: Some(notifier),
             events: Vec::new(),
+            tracker: Some(tracker),
+            changed: Vec::new(),
+            flushed: false,
         }
     }
 }
@@ -101,6 +109,10 @@ impl StateMachine for KvStateMachine {
         self.events.extend(txn.take_events());
         let touched = txn.finish();
         self.blocked.touched(touched.iter().map(Vec::as_slice));
+        if self.tracker.is_some() {
+            self.flushed |= matches!(name, "flushall" | "flushdb");
+            self.changed.extend(touched);
+        }
         reply
     }
 
@@ -108,6 +120,15 @@ impl StateMachine for KvStateMachine {
         if let (Some(n), false) = (&self.notifier, self.events.is_empty()) {
             n.publish(&self.events);
             self.events.clear();
+        }
+        if let Some(t) = &self.tracker {
+            if !self.changed.is_empty() {
+                t.invalidate(&self.changed);
+                self.changed.clear();
+            }
+            if std::mem::take(&mut self.flushed) {
+                t.flush();
+            }
         }
     }
 }

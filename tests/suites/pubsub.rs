@@ -230,3 +230,95 @@ fn keyspace_events_reach_subscribers_on_followers_when_they_apply() {
         .collect();
     expect(&mut s, expected.as_bytes());
 }
+
+fn hello3(s: &mut TcpStream) {
+    s.write_all(&request(&[b"HELLO", b"3"])).unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = s.read(&mut buf).unwrap();
+}
+
+/// Sends a request and expects exactly `reply`.
+fn say(s: &mut TcpStream, args: &[&[u8]], reply: &[u8]) {
+    s.write_all(&request(args)).unwrap();
+    expect(s, reply);
+}
+
+fn invalidate(key: &str) -> String {
+    format!(
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n${}\r\n{key}\r\n",
+        key.len()
+    )
+}
+
+#[test]
+fn tracking_clients_are_invalidated_by_the_node_that_applies_the_write() {
+    let cluster = InProcessCluster::start(3);
+    let leader = cluster.leader();
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let mut w = cluster.client(leader);
+
+    // Default mode, RESP3, on the leader: a key read is invalidated once, by the next write.
+    let mut t = raw(cluster.addr(leader));
+    hello3(&mut t);
+    say(&mut t, &[b"CLIENT", b"TRACKING", b"ON"], b"+OK\r\n");
+    say(&mut t, &[b"GET", b"k"], b"_\r\n");
+    let _: () = cmd("SET").arg("k").arg("1").query(&mut w).unwrap();
+    expect(&mut t, invalidate("k").as_bytes());
+    let _: () = cmd("SET").arg("k").arg("2").query(&mut w).unwrap();
+    say(&mut t, &[b"GET", b"z"], b"_\r\n");
+    let _: () = cmd("SET").arg("z").arg("1").query(&mut w).unwrap();
+    // k was not read again: only z is invalidated.
+    expect(&mut t, invalidate("z").as_bytes());
+
+    // A READONLY client on a follower is invalidated when the follower applies the write.
+    let mut f = raw(cluster.addr(follower));
+    hello3(&mut f);
+    say(&mut f, &[b"READONLY"], b"+OK\r\n");
+    say(&mut f, &[b"CLIENT", b"TRACKING", b"ON"], b"+OK\r\n");
+    say(&mut f, &[b"GET", b"k"], b"$1\r\n2\r\n");
+    let _: () = cmd("SET").arg("k").arg("3").query(&mut w).unwrap();
+    expect(&mut f, invalidate("k").as_bytes());
+
+    // RESP2 through a redirect to a connection subscribed to __redis__:invalidate.
+    let mut target = raw(cluster.addr(leader));
+    target.write_all(&request(&[b"CLIENT", b"ID"])).unwrap();
+    let mut buf = [0u8; 64];
+    let n = target.read(&mut buf).unwrap();
+    let id = String::from_utf8_lossy(&buf[1..n - 2]).to_string();
+    target
+        .write_all(&request(&[b"SUBSCRIBE", b"__redis__:invalidate"]))
+        .unwrap();
+    expect(
+        &mut target,
+        b"*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n",
+    );
+    let mut r2 = cluster.client(leader);
+    let _: () = cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("REDIRECT")
+        .arg(&id)
+        .query(&mut r2)
+        .unwrap();
+    let _: Option<String> = cmd("GET").arg("r").query(&mut r2).unwrap();
+    let _: () = cmd("SET").arg("r").arg("1").query(&mut w).unwrap();
+    expect(
+        &mut target,
+        b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nr\r\n",
+    );
+
+    // BCAST with a prefix: every change under it, nothing else.
+    let mut b = raw(cluster.addr(leader));
+    hello3(&mut b);
+    say(
+        &mut b,
+        &[b"CLIENT", b"TRACKING", b"ON", b"BCAST", b"PREFIX", b"user:"],
+        b"+OK\r\n",
+    );
+    let _: () = cmd("SET").arg("other").arg("1").query(&mut w).unwrap();
+    let _: () = cmd("SET").arg("user:1").arg("1").query(&mut w).unwrap();
+    expect(&mut b, invalidate("user:1").as_bytes());
+    // FLUSHALL invalidates everything.
+    let _: () = cmd("FLUSHALL").query(&mut w).unwrap();
+    expect(&mut b, b">2\r\n$10\r\ninvalidate\r\n_\r\n");
+}

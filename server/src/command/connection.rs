@@ -135,8 +135,10 @@ fn reset(s: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
     s.watched.clear();
     shared.pubsub.forget(s.id, &s.subs);
     s.subs = Default::default();
-    s.outbox = None;
-    s.pushes = None;
+    if s.tracking.take().is_some() {
+        shared.tracker.disable(s.id);
+    }
+    s.caching_next = None;
     s.readonly = false;
     s.set_proto(Protocol::Resp2);
     s.info().name.clear();
@@ -315,6 +317,69 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             };
             Reply::Int(i64::from(id > 0 && shared.blocked.unblock(id as u64, how)))
         }
+        "TRACKING" if argv.len() < 3 => wrong_arity("client|tracking"),
+        "CACHING" if argv.len() != 3 => wrong_arity("client|caching"),
+        "TRACKING" => tracking(s, shared, argv),
+        "CACHING" => {
+            let Some(mode) = s.tracking.as_ref() else {
+                return Reply::err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled");
+            };
+            match upper(&argv[2]).as_str() {
+                "YES" if mode.optin => s.caching_next = Some(true),
+                "YES" => return Reply::err(
+                    "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+                ),
+                "NO" if mode.optout => s.caching_next = Some(false),
+                "NO" => return Reply::err(
+                    "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+                ),
+                _ => return Reply::err("ERR syntax error"),
+            }
+            Reply::ok()
+        }
+        "GETREDIR" => arity(2)
+            .unwrap_or_else(|| Reply::Int(s.tracking.as_ref().map_or(-1, |m| m.redirect as i64))),
+        "TRACKINGINFO" => arity(2).unwrap_or_else(|| {
+            let mut flags = Vec::new();
+            let status = |f: &str| Reply::bulk(f.to_string());
+            match &s.tracking {
+                None => flags.push(status("off")),
+                Some(m) => {
+                    flags.push(status("on"));
+                    if m.bcast {
+                        flags.push(status("bcast"));
+                    }
+                    if m.optin {
+                        flags.push(status("optin"));
+                        if s.caching_now == Some(true) {
+                            flags.push(status("caching-yes"));
+                        }
+                    }
+                    if m.optout {
+                        flags.push(status("optout"));
+                        if s.caching_now == Some(false) {
+                            flags.push(status("caching-no"));
+                        }
+                    }
+                    if m.noloop {
+                        flags.push(status("noloop"));
+                    }
+                }
+            }
+            let prefixes = s.tracking.as_ref().map_or(Vec::new(), |m| {
+                let mut p = m.prefixes.clone();
+                p.sort();
+                p.into_iter().map(Reply::Bulk).collect()
+            });
+            Reply::Map(vec![
+                (Reply::bulk("flags"), Reply::Set(flags)),
+                (
+                    Reply::bulk("redirect"),
+                    Reply::Int(s.tracking.as_ref().map_or(-1, |m| m.redirect as i64)),
+                ),
+                (Reply::bulk("prefixes"), Reply::Array(prefixes)),
+            ])
+        }),
         "HELP" => super::help_reply(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GETNAME",
@@ -335,6 +400,101 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "    Print this help.",
         ]),
         _ => unknown_subcommand("client", &argv[1]),
+    }
+}
+
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST] [PREFIX p …] [OPTIN] [OPTOUT] [NOLOOP], with
+/// Redis's checks in Redis's order.
+fn tracking(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let mut mode = crate::tracking::Mode::default();
+    let mut j = 3;
+    while j < argv.len() {
+        let more = j + 1 < argv.len();
+        match upper(&argv[j]).as_str() {
+            "REDIRECT" if more => {
+                j += 1;
+                if mode.redirect != 0 {
+                    return Reply::err("ERR A client can only redirect to a single other client");
+                }
+                let Some(id) = super::parse_i64(&argv[j]) else {
+                    return Reply::err(super::ERR_NOT_INTEGER);
+                };
+                if id <= 0 || shared.pubsub.outbox(id as u64).is_none() {
+                    return Reply::err("ERR The client ID you want redirect to does not exist");
+                }
+                mode.redirect = id as u64;
+            }
+            "BCAST" => mode.bcast = true,
+            "OPTIN" => mode.optin = true,
+            "OPTOUT" => mode.optout = true,
+            "NOLOOP" => mode.noloop = true,
+            "PREFIX" if more => {
+                j += 1;
+                mode.prefixes.push(argv[j].clone());
+            }
+            _ => return Reply::err("ERR syntax error"),
+        }
+        j += 1;
+    }
+    match upper(&argv[2]).as_str() {
+        "ON" => {
+            if !mode.bcast && !mode.prefixes.is_empty() {
+                return Reply::err("ERR PREFIX option requires BCAST mode to be enabled");
+            }
+            if let Some(old) = &s.tracking {
+                if old.bcast != mode.bcast {
+                    return Reply::err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode.");
+                }
+            }
+            if mode.bcast && (mode.optin || mode.optout) {
+                return Reply::err("ERR OPTIN and OPTOUT are not compatible with BCAST");
+            }
+            if mode.optin && mode.optout {
+                return Reply::err("ERR You can't specify both OPTIN mode and OPTOUT mode");
+            }
+            if let Some(old) = &s.tracking {
+                if (mode.optin && old.optout) || (mode.optout && old.optin) {
+                    return Reply::err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode.");
+                }
+            }
+            if mode.bcast {
+                let existing: &[Bytes] = s.tracking.as_ref().map_or(&[], |m| &m.prefixes);
+                for (i, p) in mode.prefixes.iter().enumerate() {
+                    let overlap = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
+                    if let Some(e) = existing.iter().find(|e| overlap(e, p)) {
+                        return Reply::err(format!(
+                            "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+                            String::from_utf8_lossy(p),
+                            String::from_utf8_lossy(e)
+                        ));
+                    }
+                    if let Some(q) = mode.prefixes[i + 1..].iter().find(|q| overlap(p, q)) {
+                        return Reply::err(format!(
+                            "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+                            String::from_utf8_lossy(p),
+                            String::from_utf8_lossy(q)
+                        ));
+                    }
+                }
+                // Turning tracking on again adds prefixes.
+                if let Some(old) = &s.tracking {
+                    let mut all = old.prefixes.clone();
+                    all.append(&mut mode.prefixes);
+                    mode.prefixes = all;
+                }
+            }
+            shared.tracker.enable(s.id, mode.clone());
+            s.tracking = Some(mode);
+            Reply::ok()
+        }
+        "OFF" => {
+            if s.tracking.take().is_some() {
+                shared.tracker.disable(s.id);
+            }
+            s.caching_next = None;
+            Reply::ok()
+        }
+        _ => Reply::err("ERR syntax error"),
     }
 }
 
