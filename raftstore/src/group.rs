@@ -1087,6 +1087,12 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         }
         fail::fail_point!("apply_after");
         self.sm.round_written();
+        // The applied index is published before the proposers hear back, so a client that got
+        // its reply finds its entry applied (INFO, a read on this node) whatever it asks next.
+        if let Some(applied) = applied {
+            engine.note_applied(applied);
+            self.status.applied_index.store(applied, Ordering::Release);
+        }
         for (reply, out) in replies {
             let _ = reply.send(Ok(out));
         }
@@ -1094,8 +1100,6 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             let _ = reply.send(result);
         }
         if let Some(applied) = applied {
-            engine.note_applied(applied);
-            self.status.applied_index.store(applied, Ordering::Release);
             self.answer_reads(applied);
         }
     }

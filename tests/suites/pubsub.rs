@@ -322,3 +322,69 @@ fn tracking_clients_are_invalidated_by_the_node_that_applies_the_write() {
     let _: () = cmd("FLUSHALL").query(&mut w).unwrap();
     expect(&mut b, b">2\r\n$10\r\ninvalidate\r\n_\r\n");
 }
+
+#[test]
+fn client_libraries_read_messages_and_resp3_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(&dir.path().join("n"));
+    let addr = node.addr();
+    // redis-py style: a RESP2 connection in the subscribed context.
+    let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut ps = con.as_pubsub();
+    ps.subscribe("jobs").unwrap();
+    ps.psubscribe("job*").unwrap();
+    ps.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n: i64 = cmd("PUBLISH")
+        .arg("jobs")
+        .arg("run")
+        .query(&mut node.client())
+        .unwrap();
+    assert_eq!(n, 2);
+    let m = ps.get_message().unwrap();
+    assert_eq!(
+        (m.get_channel_name(), m.get_payload::<String>().unwrap()),
+        ("jobs", "run".into())
+    );
+    let m = ps.get_message().unwrap();
+    assert_eq!(m.get_pattern::<String>().unwrap(), "job*");
+    drop(ps);
+
+    // ioredis/node-redis style: RESP3, pushes beside replies on one connection.
+    let client = redis::Client::open(format!("redis://{addr}/?protocol=resp3")).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    con.set_push_sender(tx);
+    con.subscribe_resp3("events").unwrap();
+    let _: () = cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .query(&mut con)
+        .unwrap();
+    let _: Option<String> = cmd("GET").arg("cached").query(&mut con).unwrap();
+    let mut other = node.client();
+    let _: i64 = cmd("PUBLISH")
+        .arg("events")
+        .arg("e1")
+        .query(&mut other)
+        .unwrap();
+    let _: () = cmd("SET").arg("cached").arg("v").query(&mut other).unwrap();
+    // The pushes are read with the next replies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 && Instant::now() < deadline {
+        let _: String = cmd("PING").query(&mut con).unwrap();
+        while let Ok(push) = rx.try_recv() {
+            kinds.push(push.kind);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            redis::PushKind::Subscribe,
+            redis::PushKind::Message,
+            redis::PushKind::Invalidate
+        ]
+    );
+}
