@@ -36,7 +36,7 @@ pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Read, Write};
     let g = "scripting";
     vec![
-        spec("function", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for function commands.", Write { prepare: prepare_function, apply: apply_function }),
+        spec("function", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for function commands.", Write { prepare: prepare_function, apply: apply_function }).subcommands(SUBCOMMANDS),
         spec("fcall", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Invokes a function.", Write { prepare: prepare_fcall, apply: apply_fcall }).numkeys(2).reads_when(fcall_reads, fcall_read),
         spec("fcall_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Invokes a read-only function.", Read(fcall_ro)).numkeys(2),
     ]
@@ -190,17 +190,6 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
     ("HELP", 2),
 ];
 
-/// An unknown FUNCTION subcommand or a wrong number of arguments for one.
-pub fn subcommand_error(argv: &[Bytes]) -> Option<Reply> {
-    let sub = upper(&argv[1]);
-    let Some(&(_, arity)) = SUBCOMMANDS.iter().find(|(n, _)| *n == sub) else {
-        return Some(unknown_subcommand("FUNCTION", &argv[1]));
-    };
-    let n = argv.len() as i32;
-    let ok = if arity >= 0 { n == arity } else { n >= -arity };
-    (!ok).then(|| wrong_arity(&format!("function|{}", sub.to_ascii_lowercase())))
-}
-
 fn syntax_error(sub: &[u8]) -> Reply {
     Reply::err(format!(
         "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
@@ -275,7 +264,7 @@ fn restore_args(argv: &[Bytes]) -> Result<Policy, Reply> {
 
 /// FUNCTION: HELP and KILL are answered at once; everything else goes through the log.
 fn prepare_function(argv: &[Bytes], _: u64) -> Result<Option<Vec<Bytes>>, Reply> {
-    if let Some(e) = subcommand_error(argv) {
+    if let Some(e) = super::check_subcommand("function", SUBCOMMANDS, argv) {
         return Err(e);
     }
     match upper(&argv[1]).as_str() {

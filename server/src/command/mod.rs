@@ -121,6 +121,9 @@ pub struct CommandSpec {
     /// a `no-writes` function): whether these arguments are one, by the node's own state,
     /// and the read, which answers `None` if they no longer are one at the read.
     pub read_form: Option<ReadForm>,
+    /// A container command's subcommands and their arities (negative: at least), checked
+    /// before it runs or is queued ([`subcommand_error`]).
+    pub subcommands: &'static [(&'static str, i32)],
 }
 
 /// See [`CommandSpec::read_form`].
@@ -134,6 +137,12 @@ impl CommandSpec {
     /// Marks the argument at `at` as the number of keys that follow it.
     pub(crate) fn numkeys(mut self, at: usize) -> Self {
         self.numkeys_at = Some(at);
+        self
+    }
+
+    /// Gives a container command its subcommand table (see [`CommandSpec::subcommands`]).
+    pub(crate) fn subcommands(mut self, table: &'static [(&'static str, i32)]) -> Self {
+        self.subcommands = table;
         self
     }
 
@@ -395,12 +404,21 @@ pub fn table() -> &'static [CommandSpec] {
 /// The error Redis's command lookup gives a container command's unknown subcommand or a
 /// subcommand's wrong arity (before the command runs or is queued), if any.
 pub fn subcommand_error(spec: &CommandSpec, argv: &[Bytes]) -> Option<Reply> {
-    match spec.name {
-        "script" => scripting::subcommand_error(argv),
-        "function" => function::subcommand_error(argv),
-        "pubsub" => pubsub::subcommand_error(argv),
-        _ => None,
+    if spec.subcommands.is_empty() {
+        return None;
     }
+    check_subcommand(spec.name, spec.subcommands, argv)
+}
+
+/// [`subcommand_error`] against a table of (subcommand, arity; negative: at least).
+pub fn check_subcommand(cmd: &str, table: &[(&str, i32)], argv: &[Bytes]) -> Option<Reply> {
+    let sub = upper(&argv[1]);
+    let Some(&(_, arity)) = table.iter().find(|(n, _)| *n == sub) else {
+        return Some(unknown_subcommand(cmd, &argv[1]));
+    };
+    let n = argv.len() as i32;
+    let ok = if arity >= 0 { n == arity } else { n >= -arity };
+    (!ok).then(|| wrong_arity(&format!("{cmd}|{}", sub.to_ascii_lowercase())))
 }
 
 /// Looks a command up by name, case-insensitively.
@@ -538,6 +556,7 @@ pub(crate) fn spec(
         kind,
         numkeys_at: None,
         read_form: None,
+        subcommands: &[],
     }
 }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use rockraft_resp::Reply;
 
 use super::flags::{FAST, LOADING, NOSCRIPT, STALE};
-use super::{help_reply, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind};
+use super::{help_reply, spec, unknown_subcommand, upper, CommandSpec, Kind};
 use crate::pubsub::{encode_forward, Outbox, Space};
 use crate::session::Session;
 use crate::Shared;
@@ -36,7 +36,7 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("sunsubscribe", -1, f, (1, -1, 1), g, "Stops listening to messages posted to shard channels.", Local(sunsubscribe)),
         spec("publish", 3, LOADING | STALE | FAST, (0, 0, 0), g, "Posts a message to a channel.", Local(publish)),
         spec("spublish", 3, LOADING | STALE | FAST, (1, 1, 1), g, "Post a message to a shard channel", Local(spublish)),
-        spec("pubsub", -2, LOADING | STALE, (0, 0, 0), g, "A container for Pub/Sub commands.", Local(pubsub)),
+        spec("pubsub", -2, LOADING | STALE, (0, 0, 0), g, "A container for Pub/Sub commands.", Local(pubsub)).subcommands(SUBCOMMANDS),
     ]
 }
 
@@ -192,19 +192,8 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
     ("HELP", 2),
 ];
 
-/// An unknown PUBSUB subcommand or a wrong number of arguments for one.
-pub fn subcommand_error(argv: &[Bytes]) -> Option<Reply> {
-    let sub = upper(&argv[1]);
-    let Some(&(_, arity)) = SUBCOMMANDS.iter().find(|(n, _)| *n == sub) else {
-        return Some(unknown_subcommand("PUBSUB", &argv[1]));
-    };
-    let n = argv.len() as i32;
-    let ok = if arity >= 0 { n == arity } else { n >= -arity };
-    (!ok).then(|| wrong_arity(&format!("pubsub|{}", sub.to_ascii_lowercase())))
-}
-
 fn pubsub(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
-    if let Some(e) = subcommand_error(argv) {
+    if let Some(e) = super::check_subcommand("pubsub", SUBCOMMANDS, argv) {
         return e;
     }
     let sub = upper(&argv[1]);

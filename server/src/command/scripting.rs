@@ -39,7 +39,7 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("evalsha", -3, WRITE | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a server-side Lua script by SHA1 digest.", Write { prepare: prepare_eval, apply: apply_eval }).numkeys(2).reads_when(eval_reads, eval_read),
         spec("eval_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script.", Read(eval_ro)).numkeys(2),
         spec("evalsha_ro", -3, READONLY | NOSCRIPT | STALE, (0, 0, 0), g, "Executes a read-only server-side Lua script by SHA1 digest.", Read(eval_ro)).numkeys(2),
-        spec("script", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for Lua scripts management commands.", Write { prepare: prepare_script, apply: apply_script }),
+        spec("script", -2, WRITE | NOSCRIPT, (0, 0, 0), g, "A container for Lua scripts management commands.", Write { prepare: prepare_script, apply: apply_script }).subcommands(SCRIPT_SUBCOMMANDS),
     ]
 }
 
@@ -336,17 +336,6 @@ const SCRIPT_SUBCOMMANDS: &[(&str, i32)] = &[
     ("EXISTS", -3),
     ("FLUSH", -2),
 ];
-
-/// An unknown SCRIPT subcommand or a wrong number of arguments for one.
-pub fn subcommand_error(argv: &[Bytes]) -> Option<Reply> {
-    let sub = upper(&argv[1]);
-    let Some(&(_, arity)) = SCRIPT_SUBCOMMANDS.iter().find(|(n, _)| *n == sub) else {
-        return Some(unknown_subcommand("SCRIPT", &argv[1]));
-    };
-    let n = argv.len() as i32;
-    let ok = if arity >= 0 { n == arity } else { n >= -arity };
-    (!ok).then(|| wrong_arity(&format!("script|{}", sub.to_ascii_lowercase())))
-}
 
 /// SCRIPT: HELP and KILL are answered at once; LOAD, EXISTS and FLUSH go through the log
 /// (the cache is replicated state; EXISTS reads it linearizably).

@@ -721,42 +721,36 @@ pub fn cjson(lua: &Lua, state: &Rc<RefCell<Run>>) -> Result<Table> {
     t.raw_set("_NAME", "cjson")?;
     t.raw_set("_VERSION", "2.1.0")?;
     // The settings (each returns the value it is now).
-    {
-        let st = state.clone();
-        t.raw_set(
+    type Field = fn(&mut CjsonConfig) -> &mut usize;
+    type Setting = (&'static str, Field, fn(usize) -> usize);
+    let numeric: [Setting; 3] = [
+        (
             "encode_number_precision",
-            lua.create_function(move |_, n: Option<f64>| {
-                let mut s = st.borrow_mut();
-                if let Some(n) = n {
-                    s.cjson.precision = (n as usize).clamp(1, 14);
-                }
-                Ok(s.cjson.precision as f64)
-            })?,
-        )?;
-    }
-    {
-        let st = state.clone();
-        t.raw_set(
+            |c| &mut c.precision,
+            |n| n.clamp(1, 14),
+        ),
+        (
             "encode_max_depth",
-            lua.create_function(move |_, n: Option<f64>| {
-                let mut s = st.borrow_mut();
-                if let Some(n) = n {
-                    s.cjson.encode_max_depth = (n as usize).max(1);
-                }
-                Ok(s.cjson.encode_max_depth as f64)
-            })?,
-        )?;
-    }
-    {
+            |c| &mut c.encode_max_depth,
+            |n| n.max(1),
+        ),
+        (
+            "decode_max_depth",
+            |c| &mut c.decode_max_depth,
+            |n| n.max(1),
+        ),
+    ];
+    for (name, field, bound) in numeric {
         let st = state.clone();
         t.raw_set(
-            "decode_max_depth",
+            name,
             lua.create_function(move |_, n: Option<f64>| {
                 let mut s = st.borrow_mut();
+                let value = field(&mut s.cjson);
                 if let Some(n) = n {
-                    s.cjson.decode_max_depth = (n as usize).max(1);
+                    *value = bound(n as usize);
                 }
-                Ok(s.cjson.decode_max_depth as f64)
+                Ok(*value as f64)
             })?,
         )?;
     }

@@ -605,17 +605,21 @@ fn counter_op(
                 return false;
             }
             Ok(None) => rec.aborted += 1,
-            Err(e) => {
-                let (outcome, redirect) = classify(&e);
-                if outcome == Outcome::Unknown {
-                    rec.unknown += 1;
-                }
-                *target = redirect;
-                return true;
-            }
+            Err(e) => return drop_after(&e, &mut rec.unknown, target),
         }
     }
     false
+}
+
+/// After a failed request: counts it as unknown if it may have happened, remembers where a
+/// redirect points; the connection is dropped (true).
+fn drop_after(e: &redis::RedisError, unknown: &mut u64, target: &mut Option<u16>) -> bool {
+    let (outcome, redirect) = classify(e);
+    if outcome == Outcome::Unknown {
+        *unknown += 1;
+    }
+    *target = redirect;
+    true
 }
 
 /// One increment through the Lua compare-and-set: read the value with EVAL_RO, then EVAL
@@ -646,14 +650,7 @@ fn cas_op(c: &mut redis::Connection, rec: &mut ScriptRecord, target: &mut Option
                 return false;
             }
             Ok(_) => rec.lost_races += 1,
-            Err(e) => {
-                let (outcome, redirect) = classify(&e);
-                if outcome == Outcome::Unknown {
-                    rec.unknown += 1;
-                }
-                *target = redirect;
-                return true;
-            }
+            Err(e) => return drop_after(&e, &mut rec.unknown, target),
         }
     }
     false
