@@ -35,6 +35,11 @@ SCRIPT_WORKLOADS = [
     ("FCALL incr -c 50", ["-c", "50", "FCALL", "incr", "1", "key:__rand_int__"]),
     ("FCALL get (no-writes) -c 50", ["-c", "50", "FCALL", "get", "1", "key:__rand_int__"]),
 ]
+STREAM_VALUE = "v" * 64
+STREAM_WORKLOADS = [
+    ("XADD * -c 50", ["-c", "50", "XADD", "bench:stream", "*", "f", STREAM_VALUE]),
+    ("XADD MAXLEN ~ 10000 * -c 50", ["-c", "50", "XADD", "bench:capped", "MAXLEN", "~", "10000", "*", "f", STREAM_VALUE]),
+]
 BENCH_LIBRARY = """#!lua name=bench
 redis.register_function('incr', function(keys) return redis.call('INCR', keys[1]) end)
 redis.register_function{function_name='get', flags={'no-writes'}, callback=function(keys) return redis.call('GET', keys[1]) end}
@@ -96,6 +101,9 @@ def main():
                     help="MULTI/EXEC of 3 INCRs and LPUSH-to-blocked-BRPOP deliveries (benches/txqueue.rs) instead")
     ap.add_argument("--pubsub", action="store_true",
                     help="PUBLISH throughput and delivery latency to 10 subscribers on each node (benches/pubsub.rs) instead")
+    ap.add_argument("--streams", action="store_true",
+                    help="XADD throughput (redis-benchmark, one stream), then XREADGROUP COUNT 10 + XACK of a "
+                         "50,000-entry stream by 8 consumers of one group (benches/streams.rs) instead")
     ap.add_argument("--default-list", action="store_true",
                     help="run redis-benchmark's whole default list (no -t, -n REQUESTS -r 100000) instead")
     opts = ap.parse_args()
@@ -169,6 +177,20 @@ def main():
             return
 
         workloads = WORKLOADS
+        if opts.streams:
+            workloads = STREAM_WORKLOADS
+            print("XREADGROUP+XACK: 8 consumers of one group read COUNT 10 with '>' and XACK each batch, "
+                  "until a 50,000-entry stream is drained (entries/s)")
+            rates = {}
+            for system in SYSTEMS:
+                out = subprocess.run([os.path.join(opts.bin_dir, "streamload"), "--port", str(ports[system])],
+                                     capture_output=True, text=True, timeout=900)
+                if out.returncode != 0:
+                    sys.exit(f"streamload on {system} failed: {out.stderr}")
+                rates[system] = float(out.stdout.strip())
+            r = [rates[s] for s in SYSTEMS]
+            print(f"{'XREADGROUP+XACK':>16}  " + "  ".join(f"{s}: {x:.0f}" for s, x in zip(SYSTEMS, r))
+                  + f"  r1/redis {r[1] / r[0]:.2f}  r3/redis {r[2] / r[0]:.2f}")
         if opts.scripts:
             workloads = SCRIPT_WORKLOADS
             for system in SYSTEMS:

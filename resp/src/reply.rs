@@ -34,6 +34,8 @@ pub enum Reply {
     NilArray,
     Array(Vec<Reply>),
     Map(Vec<(Reply, Reply)>),
+    /// A map in RESP3, an array of `[key, value]` arrays in RESP2 (XREAD's reply).
+    Pairs(Vec<(Reply, Reply)>),
     Set(Vec<Reply>),
     Double(f64),
     /// A double Redis prints as a long double in human form (`"%.17Lf"` without trailing
@@ -89,6 +91,14 @@ impl Reply {
     fn encode2(&self, out: &mut BytesMut) {
         match self {
             Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+            Reply::Pairs(pairs) if self.holds_nil_array() => {
+                out.extend_from_slice(format!("*{}\r\n", pairs.len()).as_bytes());
+                for (k, v) in pairs {
+                    out.extend_from_slice(b"*2\r\n");
+                    k.encode2(out);
+                    v.encode2(out);
+                }
+            }
             Reply::Array(items) | Reply::Set(items) if items.iter().any(Reply::holds_nil_array) => {
                 out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
                 for item in items {
@@ -105,6 +115,9 @@ impl Reply {
         match self {
             Reply::NilArray => true,
             Reply::Array(items) | Reply::Set(items) => items.iter().any(Reply::holds_nil_array),
+            Reply::Pairs(pairs) => pairs
+                .iter()
+                .any(|(k, v)| k.holds_nil_array() || v.holds_nil_array()),
             _ => false,
         }
     }
@@ -125,6 +138,12 @@ impl Reply {
                 pairs
                     .iter()
                     .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
+                    .collect(),
+            ),
+            Reply::Pairs(pairs) => F2::Array(
+                pairs
+                    .iter()
+                    .map(|(k, v)| F2::Array(vec![k.to_resp2(), v.to_resp2()]))
                     .collect(),
             ),
             Reply::Double(d) => F2::BulkString(format_double_g17(*d).into()),
@@ -166,7 +185,7 @@ impl Reply {
                 data: items.iter().map(Reply::to_resp3).collect::<FrameSet<_>>(),
                 attributes: None,
             },
-            Reply::Map(pairs) => F3::Map {
+            Reply::Map(pairs) | Reply::Pairs(pairs) => F3::Map {
                 data: pairs
                     .iter()
                     .map(|(k, v)| (k.to_resp3(), v.to_resp3()))

@@ -7,6 +7,11 @@
 //! leaves the queue (served, timed out, unblocked, disconnected) wakes the next one, which
 //! may now be first in line for an element still there. Nothing here decides who gets an
 //! element (the log does), so a wake-up too many costs a proposal, never a double delivery.
+//!
+//! Stream readers (XREAD and XREADGROUP with BLOCK) wait apart: an entry is for every reader
+//! (each group gets it, every XREAD sees it), so all of a key's readers are woken, and only
+//! when an entry is added to it or a group is destroyed ([`Blocked::ready`]), not by every
+//! change (an XREADGROUP's own bookkeeping would wake the others for nothing).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +53,8 @@ impl Waiter {
 struct Queues {
     next: u64,
     by_key: HashMap<Bytes, VecDeque<u64>>,
+    /// Stream readers, by key.
+    readers: HashMap<Bytes, Vec<u64>>,
     waiters: HashMap<u64, (Arc<Waiter>, Vec<Bytes>)>,
 }
 
@@ -71,6 +78,15 @@ impl Blocked {
     /// Queues client `client` on `keys` (last in line on each); it leaves the queues when the
     /// returned registration drops.
     pub fn register(self: &Arc<Self>, client: u64, keys: Vec<Bytes>) -> Registration {
+        self.enter(client, keys, false)
+    }
+
+    /// Registers client `client` as a reader of streams `keys` (see the module's comment).
+    pub fn register_reader(self: &Arc<Self>, client: u64, keys: Vec<Bytes>) -> Registration {
+        self.enter(client, keys, true)
+    }
+
+    fn enter(self: &Arc<Self>, client: u64, keys: Vec<Bytes>, reader: bool) -> Registration {
         let waiter = Arc::new(Waiter {
             client,
             notify: Notify::new(),
@@ -80,6 +96,13 @@ impl Blocked {
         q.next += 1;
         let id = q.next;
         for k in &keys {
+            if reader {
+                let readers = q.readers.entry(k.clone()).or_default();
+                if !readers.contains(&id) {
+                    readers.push(id);
+                }
+                continue;
+            }
             let line = q.by_key.entry(k.clone()).or_default();
             if !line.contains(&id) {
                 line.push_back(id);
@@ -91,6 +114,21 @@ impl Blocked {
             blocked: self.clone(),
             id,
             waiter,
+        }
+    }
+
+    /// Streams an applied entry added to (or destroyed a group of): wakes all their readers.
+    pub fn ready<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        if self.count() == 0 {
+            return;
+        }
+        let q = self.lock();
+        for k in keys {
+            for id in q.readers.get(k).into_iter().flatten() {
+                if let Some((w, _)) = q.waiters.get(id) {
+                    w.notify.notify_one();
+                }
+            }
         }
     }
 
@@ -127,6 +165,12 @@ impl Blocked {
         };
         self.count.fetch_sub(1, Ordering::Relaxed);
         for k in keys {
+            if let Some(readers) = q.readers.get_mut(&k) {
+                readers.retain(|&w| w != id);
+                if readers.is_empty() {
+                    q.readers.remove(&k);
+                }
+            }
             let Some(line) = q.by_key.get_mut(&k) else {
                 continue;
             };
@@ -191,5 +235,27 @@ mod tests {
         drop(second);
         assert_eq!(b.count(), 0);
         assert!(b.lock().by_key.is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_stream_reader_is_woken_by_a_ready_key_and_only_by_it() {
+        let b = Arc::new(Blocked::default());
+        let r1 = b.register_reader(1, vec![key("s")]);
+        let r2 = b.register_reader(2, vec![key("s")]);
+        let short = std::time::Duration::from_millis(50);
+        b.touched([&b"s"[..]]);
+        assert!(tokio::time::timeout(short, r1.waiter.woken())
+            .await
+            .is_err());
+        b.ready([&b"s"[..]]);
+        for r in [&r1, &r2] {
+            tokio::time::timeout(std::time::Duration::from_secs(1), r.waiter.woken())
+                .await
+                .unwrap();
+        }
+        drop(r1);
+        drop(r2);
+        assert_eq!(b.count(), 0);
+        assert!(b.lock().readers.is_empty());
     }
 }

@@ -457,7 +457,7 @@ async fn submit(
             spec.name,
             Reply::err(format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                spec.name
+                command::full_name(spec, &argv)
             )),
         ));
         return Some(spec.name);
@@ -533,6 +533,39 @@ async fn submit(
             });
         }
         Kind::Read(run) => {
+            // XREAD BLOCK waits for an entry (re-reading when one is added).
+            if spec.name == "xread" {
+                if let Some(timeout) = command::stream::block_timeout(&argv) {
+                    if !session.readonly && !shared.group.status().is_leader() {
+                        let leader = shared.group.status().leader();
+                        slots.push(ready(
+                            spec.name,
+                            redirect(shared, slot_of(spec, &argv), leader),
+                        ));
+                        return Some(spec.name);
+                    }
+                    if *pending_write {
+                        resolve(session, slots, batch).await;
+                        *pending_write = false;
+                    }
+                    let keys = spec.keys(&argv).into_iter().cloned().collect();
+                    // Registered before the first read: an entry added after it wakes it.
+                    let registration = shared.blocked.register_reader(session.id, keys);
+                    let wait = BlockedRead {
+                        run,
+                        slot: slot_of(spec, &argv),
+                        timeout,
+                        local: session.readonly,
+                        resp3: session.proto == rockraft_resp::Protocol::Resp3,
+                    };
+                    batch.blocking = true;
+                    slots.push(Slot {
+                        name: spec.name,
+                        reply: Box::pin(block_read(shared.clone(), argv, wait, registration)),
+                    });
+                    return Some(spec.name);
+                }
+            }
             submit_read(
                 session,
                 shared,
@@ -591,14 +624,14 @@ async fn submit(
                     return Some(spec.name);
                 }
             };
-            if spec.flags & command::flags::BLOCKING != 0 {
-                let timeout = command::blocking::parse_timeout(command::blocking::timeout_arg(
-                    spec.name, &argv,
-                ))
-                .unwrap_or(None);
+            if let Some(timeout) = command::blocking::wait_timeout(spec, &argv) {
                 let keys = spec.keys(&argv).into_iter().cloned().collect();
                 // In line before the first attempt: a push between it and the wait wakes it.
-                let registration = shared.blocked.register(session.id, keys);
+                let registration = if spec.name == "xreadgroup" {
+                    shared.blocked.register_reader(session.id, keys)
+                } else {
+                    shared.blocked.register(session.id, keys)
+                };
                 let slot = slot_of(spec, &argv);
                 *pending_write = true;
                 batch.blocking = true;
@@ -659,7 +692,6 @@ async fn block(
     timeout: Option<Duration>,
     registration: crate::blocking::Registration,
 ) -> Reply {
-    use crate::blocking::Unblock;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let nothing = command::blocking::nothing(spec.name);
     let write_timeout = Duration::from_millis(shared.config.write_timeout_ms);
@@ -687,33 +719,94 @@ async fn block(
             return reply;
         }
         first = false;
-        // One wake-up future for the whole wait: the leadership checks must not drop it.
-        let woken = waiter.woken();
-        tokio::pin!(woken);
-        loop {
-            let expired = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = &mut woken => break,
-                // Redis answers a timed-out wait with a null array, whatever the command.
-                _ = expired => return Reply::NilArray,
-                _ = tokio::time::sleep(LEADER_CHECK) => {
-                    if !shared.group.status().is_leader() {
-                        return redirect(&shared, slot, shared.group.status().leader());
-                    }
+        if let Some(end) = wait_woken(&shared, &waiter, deadline, slot, true).await {
+            return end;
+        }
+    }
+}
+
+/// Waits for a blocked client's wake-up; or answers how its wait ended: the timeout, CLIENT
+/// UNBLOCK, or (when `leading` must hold) a redirect once the node stops leading.
+async fn wait_woken(
+    shared: &Shared,
+    waiter: &crate::blocking::Waiter,
+    deadline: Option<tokio::time::Instant>,
+    slot: u16,
+    leading: bool,
+) -> Option<Reply> {
+    use crate::blocking::Unblock;
+    // One wake-up future for the whole wait: the leadership checks must not drop it.
+    let woken = waiter.woken();
+    tokio::pin!(woken);
+    loop {
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut woken => break,
+            // Redis answers a timed-out wait with a null array, whatever the command.
+            _ = expired => return Some(Reply::NilArray),
+            _ = tokio::time::sleep(LEADER_CHECK) => {
+                if leading && !shared.group.status().is_leader() {
+                    return Some(redirect(shared, slot, shared.group.status().leader()));
                 }
             }
         }
-        match waiter.unblocked() {
-            Some(Unblock::Timeout) => return Reply::NilArray,
-            Some(Unblock::Error) => {
-                return Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+    }
+    match waiter.unblocked() {
+        Some(Unblock::Timeout) => Some(Reply::NilArray),
+        Some(Unblock::Error) => Some(Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")),
+        None => None,
+    }
+}
+
+/// How a blocked XREAD reads.
+struct BlockedRead {
+    run: command::ReadFn,
+    slot: u16,
+    timeout: Option<Duration>,
+    /// A READONLY connection's local reads (on a follower too, woken by what it applies).
+    local: bool,
+    resp3: bool,
+}
+
+/// XREAD BLOCK: reads (each made linearizable, unless local) until one finds an entry past
+/// the IDs asked for (`$` is the stream's last ID at the first read), woken when an entry is
+/// added to one of the streams; then the timeout's reply, CLIENT UNBLOCK's, or a redirect.
+async fn block_read(
+    shared: Arc<Shared>,
+    mut argv: Vec<Bytes>,
+    wait: BlockedRead,
+    registration: crate::blocking::Registration,
+) -> Reply {
+    let deadline = wait.timeout.map(|t| tokio::time::Instant::now() + t);
+    let waiter = registration.waiter.clone();
+    let mut first = true;
+    loop {
+        if !wait.local {
+            if !shared.group.status().is_leader() {
+                return redirect(&shared, wait.slot, shared.group.status().leader());
             }
-            None => {}
+            if let Err(e) = shared.group.read_index().await {
+                return store_error(&shared, e, "read", wait.slot);
+            }
+        }
+        let reply = {
+            let ctx = ReadCtx::committed(&shared, command::now_ms(), wait.resp3);
+            if first {
+                argv = command::stream::resolve_last_ids(&ctx, &argv);
+                first = false;
+            }
+            (wait.run)(&ctx, &argv)
+        };
+        if reply != Reply::NilArray {
+            return reply;
+        }
+        if let Some(end) = wait_woken(&shared, &waiter, deadline, wait.slot, !wait.local).await {
+            return end;
         }
     }
 }

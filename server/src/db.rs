@@ -26,6 +26,7 @@ pub const TYPE_HASH: u8 = 1;
 pub const TYPE_LIST: u8 = 2;
 pub const TYPE_SET: u8 = 3;
 pub const TYPE_ZSET: u8 = 4;
+pub const TYPE_STREAM: u8 = 5;
 
 const HEADER_LEN: usize = VALUE_HEADER_LEN;
 
@@ -75,6 +76,7 @@ impl Value {
             TYPE_LIST => "list",
             TYPE_SET => "set",
             TYPE_ZSET => "zset",
+            TYPE_STREAM => "stream",
             _ => "unknown",
         }
     }
@@ -230,6 +232,8 @@ pub struct Txn<'c, 'e> {
     changes: Option<Vec<(Vec<u8>, bool)>>,
     /// The keyspace events of this entry's commands, in order.
     events: Vec<crate::notify::Event>,
+    /// Streams that got an entry (or lost a group): their blocked readers are woken.
+    ready: Vec<Vec<u8>>,
 }
 
 /// Decodes a modification mark.
@@ -251,6 +255,7 @@ impl<'c, 'e> Txn<'c, 'e> {
             notifying: false,
             changes: None,
             events: Vec::new(),
+            ready: Vec::new(),
         }
     }
 
@@ -284,6 +289,24 @@ impl<'c, 'e> Txn<'c, 'e> {
         let events = crate::notify::events(name, argv, &changes, &reply);
         self.events.extend(events);
         reply
+    }
+
+    /// Records a keyspace event a command works out itself (the stream commands), when
+    /// notifications are on.
+    pub fn event(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        if self.notifying {
+            self.events.push((class, event, key.to_vec()));
+        }
+    }
+
+    /// Marks stream `key` as having something new for its blocked readers.
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        self.ready.push(key.to_vec());
+    }
+
+    /// The streams marked by [`Txn::signal_ready`] (taken).
+    pub fn take_ready(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.ready)
     }
 
     /// The keyspace events of the entry so far (taken).

@@ -52,6 +52,8 @@ pub enum Push {
     /// Client-side caching: these keys changed (`None`: every key, after FLUSHALL).
     Invalidate {
         keys: Option<Vec<Bytes>>,
+        /// Sent for another client that redirects here (what a RESP2 connection needs).
+        redirected: bool,
     },
 }
 
@@ -66,7 +68,7 @@ impl Push {
                 channel,
                 payload,
             } => pattern.len() + channel.len() + payload.len() + 48,
-            Push::Invalidate { keys } => {
+            Push::Invalidate { keys, .. } => {
                 32 + keys
                     .as_ref()
                     .map_or(0, |k| k.iter().map(|k| k.len() + 16).sum())
@@ -79,18 +81,20 @@ impl Push {
     /// only as a message of `__redis__:invalidate`, if it subscribed to something.
     pub fn reply(self, resp3: bool, subscribed: bool) -> Option<Reply> {
         let b = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
-        if let Push::Invalidate { keys } = self {
+        if let Push::Invalidate { keys, redirected } = self {
             let keys = keys.map_or(Reply::Nil, |k| {
                 Reply::Array(k.into_iter().map(Reply::Bulk).collect())
             });
             return match (resp3, subscribed) {
                 (true, _) => Some(Reply::Push(vec![b("invalidate"), keys])),
-                (false, true) => Some(Reply::Push(vec![
+                // Redis sends a RESP2 client's own invalidations nowhere (RESP2 has no push
+                // in the same connection); only a redirect reaches a subscribed RESP2 client.
+                (false, true) if redirected => Some(Reply::Push(vec![
                     b("message"),
                     b("__redis__:invalidate"),
                     keys,
                 ])),
-                (false, false) => None,
+                (false, _) => None,
             };
         }
         Some(Reply::Push(match self {

@@ -107,8 +107,10 @@ impl StateMachine for KvStateMachine {
         let mut txn = Txn::with_node(ctx, &self.node).notify(notifying);
         let reply = txn.apply_command(name, apply, &argv);
         self.events.extend(txn.take_events());
+        let ready = txn.take_ready();
         let touched = txn.finish();
         self.blocked.touched(touched.iter().map(Vec::as_slice));
+        self.blocked.ready(ready.iter().map(Vec::as_slice));
         if self.tracker.is_some() {
             self.flushed |= matches!(name, "flushall" | "flushdb");
             self.changed.extend(touched);

@@ -98,7 +98,10 @@ impl Tracker {
             client
         };
         if let Some(outbox) = self.hub.outbox(target) {
-            outbox.push(Push::Invalidate { keys });
+            outbox.push(Push::Invalidate {
+                keys,
+                redirected: mode.redirect != 0,
+            });
         }
     }
 
@@ -138,11 +141,13 @@ impl Tracker {
             .iter()
             .filter(|(_, m)| m.bcast)
             .map(|(id, m)| {
-                let prefixes = if m.prefixes.is_empty() {
+                // Redis walks its prefixes in order, and each prefix's keys in order.
+                let mut prefixes = if m.prefixes.is_empty() {
                     vec![Bytes::new()]
                 } else {
                     m.prefixes.clone()
                 };
+                prefixes.sort();
                 (*id, prefixes)
             })
             .collect();
@@ -159,6 +164,7 @@ impl Tracker {
                     }
                 }
                 if !matched.is_empty() {
+                    matched.sort();
                     self.send(&s, client, Some(matched));
                 }
             }

@@ -145,6 +145,24 @@ fn read_resp(r: &mut BufReader<TcpStream>) -> Resp {
             }
             Resp::Array(Some((0..n).map(|_| read_resp(r)).collect()))
         }
+        // RESP3: a push or a map is an array marked with its kind; a set an array.
+        b'>' | b'%' | b'~' => {
+            let mut n = num();
+            let mut items = Vec::new();
+            match kind {
+                b'>' => items.push(Resp::Simple(b"push".to_vec())),
+                b'%' => {
+                    items.push(Resp::Simple(b"map".to_vec()));
+                    n *= 2;
+                }
+                _ => {}
+            }
+            items.extend((0..n).map(|_| read_resp(r)));
+            Resp::Array(Some(items))
+        }
+        b'_' => Resp::Bulk(None),
+        b'#' => Resp::Simple(rest.to_vec()),
+        b',' => Resp::Bulk(Some(rest.to_vec())),
         other => panic!("unexpected reply type {:?}", *other as char),
     }
 }
@@ -298,9 +316,328 @@ impl Generator {
         }
     }
 
+    /// A key for streams: their own, now and then a shared one (type errors).
+    fn stream_key(&mut self) -> Vec<u8> {
+        if self.rng.random_ratio(1, 8) {
+            return self.key();
+        }
+        b(self.pick(&["s0", "s0", "s0", "{k}s1"]))
+    }
+
+    /// A stream ID argument: small explicit IDs (deterministic), now and then `*` (a clock
+    /// ID, normalised in replies) and malformed ones.
+    fn stream_id(&mut self) -> Vec<u8> {
+        match self.rng.random_range(0..12) {
+            0..=5 => {
+                let ms = self.rng.random_range(0..8);
+                match self.rng.random_range(0..4) {
+                    0 => b(&ms.to_string()),
+                    1 => b(&format!("{ms}-*")),
+                    _ => b(&format!("{ms}-{}", self.rng.random_range(0..4))),
+                }
+            }
+            6 => b("0-0"),
+            7 => b(self.pick(&["*", "*", "18446744073709551615-18446744073709551615"])),
+            8 => b(self.pick(&["-", "+", "$", ">", "(1-1", "(0-0"])),
+            9 => b(self.pick(&["abc", "1-x", "-1", "1-", "01-1", " 2", "+3", "1-2-3", ""])),
+            _ => b(&format!("{}-{}", self.rng.random_range(0..8), u64::MAX)),
+        }
+    }
+
+    fn stream_range_id(&mut self) -> Vec<u8> {
+        if self.rng.random_ratio(1, 3) {
+            return b(self.pick(&["-", "+", "-", "+"]));
+        }
+        let id = self.stream_id();
+        if self.rng.random_ratio(1, 4) {
+            return [b"(".as_slice(), &id].concat();
+        }
+        id
+    }
+
+    fn stream_group(&mut self) -> Vec<u8> {
+        b(self.pick(&["g1", "g1", "g2", "missing"]))
+    }
+
+    fn stream_consumer(&mut self) -> Vec<u8> {
+        b(self.pick(&["c1", "c1", "c2", "c3", ""]))
+    }
+
+    /// Idle-time arguments: 0 or an hour, whose effect does not depend on timing.
+    fn stream_idle(&mut self) -> Vec<u8> {
+        b(self.pick(&["0", "0", "3600000", "-5", "x"]))
+    }
+
+    fn stream_trim(&mut self, c: &mut Cmd) {
+        if self.rng.random_ratio(1, 2) {
+            c.push(b(self.pick(&["MAXLEN", "MINID", "maxlen", "LIMIT"])));
+            if self.rng.random_ratio(1, 3) {
+                c.push(b(self.pick(&["=", "~", "="])));
+            }
+            if c[c.len() - 1].eq_ignore_ascii_case(b"MINID")
+                || c[c.len() - 2].eq_ignore_ascii_case(b"MINID")
+            {
+                c.push(self.stream_id());
+            } else {
+                c.push(b(self.pick(&["0", "1", "2", "3", "5", "-1", "x"])));
+            }
+            if self.rng.random_ratio(1, 6) {
+                c.push(b("LIMIT"));
+                c.push(b(self.pick(&["0", "1", "100", "-1"])));
+            }
+        }
+    }
+
+    fn stream_command(&mut self) -> Cmd {
+        let k = self.stream_key();
+        match self.rng.random_range(0..40) {
+            0..=9 => {
+                let mut c = vec![b("XADD"), k];
+                if self.rng.random_ratio(1, 10) {
+                    c.push(b("NOMKSTREAM"));
+                }
+                self.stream_trim(&mut c);
+                c.push(self.stream_id());
+                for _ in 0..self.rng.random_range(1..4) {
+                    c.push(self.field());
+                    c.push(self.value());
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.pop();
+                }
+                c
+            }
+            10 | 11 => {
+                let mut c = vec![b(self.pick(&["XRANGE", "XREVRANGE"])), k];
+                c.push(self.stream_range_id());
+                c.push(self.stream_range_id());
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["COUNT", "COUNT", "LIMIT"])));
+                    c.push(self.count());
+                }
+                c
+            }
+            12 => vec![b("XLEN"), k],
+            13 => {
+                let mut c = vec![b("XDEL"), k];
+                for _ in 0..self.rng.random_range(1..3) {
+                    c.push(self.stream_id());
+                }
+                c
+            }
+            14 => {
+                let mut c = vec![b("XTRIM"), k];
+                self.stream_trim(&mut c);
+                c
+            }
+            15..=17 => {
+                let mut c = vec![b("XREAD")];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("COUNT"));
+                    c.push(self.count());
+                }
+                if self.rng.random_ratio(1, 6) {
+                    c.push(b("BLOCK"));
+                    c.push(b(self.pick(&["10", "10", "-1", "x"])));
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.push(b(self.pick(&["NOACK", "GROUP"])));
+                }
+                c.push(b("STREAMS"));
+                let keys = self.rng.random_range(1..3);
+                let ks: Vec<Vec<u8>> = (0..keys).map(|_| self.stream_key()).collect();
+                c.extend(ks);
+                for _ in 0..keys {
+                    c.push(self.stream_id());
+                }
+                if self.rng.random_ratio(1, 20) {
+                    c.pop();
+                }
+                c
+            }
+            18..=22 => {
+                let mut c = vec![
+                    b("XREADGROUP"),
+                    b("GROUP"),
+                    self.stream_group(),
+                    self.stream_consumer(),
+                ];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("COUNT"));
+                    c.push(self.count());
+                }
+                if self.rng.random_ratio(1, 4) {
+                    c.push(b("NOACK"));
+                }
+                if self.rng.random_ratio(1, 8) {
+                    c.push(b("BLOCK"));
+                    c.push(b(self.pick(&["10", "-1"])));
+                }
+                c.push(b("STREAMS"));
+                c.push(k);
+                c.push(if self.rng.random_ratio(2, 3) {
+                    b(">")
+                } else {
+                    self.stream_id()
+                });
+                c
+            }
+            23..=25 => {
+                let sub = self.pick(&[
+                    "CREATE",
+                    "CREATE",
+                    "SETID",
+                    "DESTROY",
+                    "CREATECONSUMER",
+                    "DELCONSUMER",
+                    "HELP",
+                    "create",
+                    "NOPE",
+                ]);
+                let mut c = vec![b("XGROUP"), b(sub)];
+                if sub == "HELP" {
+                    return c;
+                }
+                c.push(k);
+                c.push(self.stream_group());
+                match sub {
+                    "CREATE" | "create" | "SETID" => {
+                        c.push(if self.rng.random_ratio(1, 3) {
+                            b("$")
+                        } else {
+                            self.stream_id()
+                        });
+                        if self.rng.random_ratio(1, 2) {
+                            c.push(b(self.pick(&[
+                                "MKSTREAM",
+                                "MKSTREAM",
+                                "ENTRIESREAD",
+                                "FOO",
+                            ])));
+                            if c[c.len() - 1] == b"ENTRIESREAD" {
+                                c.push(b(self.pick(&["0", "2", "-1", "-2", "x"])));
+                            }
+                        }
+                    }
+                    "CREATECONSUMER" | "DELCONSUMER" => c.push(self.stream_consumer()),
+                    _ => {}
+                }
+                c
+            }
+            26 | 27 => {
+                let mut c = vec![b("XACK"), k, self.stream_group()];
+                for _ in 0..self.rng.random_range(1..3) {
+                    c.push(self.stream_id());
+                }
+                c
+            }
+            28..=30 => {
+                let mut c = vec![b("XPENDING"), k, self.stream_group()];
+                if self.rng.random_ratio(2, 3) {
+                    if self.rng.random_ratio(1, 3) {
+                        c.push(b("IDLE"));
+                        c.push(self.stream_idle());
+                    }
+                    c.push(self.stream_range_id());
+                    c.push(self.stream_range_id());
+                    c.push(self.count());
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(self.stream_consumer());
+                    }
+                }
+                c
+            }
+            31 | 32 => {
+                let mut c = vec![
+                    b("XCLAIM"),
+                    k,
+                    self.stream_group(),
+                    self.stream_consumer(),
+                    self.stream_idle(),
+                ];
+                for _ in 0..self.rng.random_range(1..3) {
+                    c.push(self.stream_id());
+                }
+                for _ in 0..self.rng.random_range(0..3) {
+                    let opt = self.pick(&[
+                        "FORCE",
+                        "JUSTID",
+                        "RETRYCOUNT",
+                        "IDLE",
+                        "TIME",
+                        "LASTID",
+                        "BOGUS",
+                    ]);
+                    c.push(b(opt));
+                    match opt {
+                        "RETRYCOUNT" => c.push(b(self.pick(&["0", "5", "x"]))),
+                        "IDLE" => c.push(self.stream_idle()),
+                        "TIME" => c.push(b(self.pick(&["0", "1", "x"]))),
+                        "LASTID" => c.push(self.stream_id()),
+                        _ => {}
+                    }
+                }
+                c
+            }
+            33 => {
+                let mut c = vec![
+                    b("XAUTOCLAIM"),
+                    k,
+                    self.stream_group(),
+                    self.stream_consumer(),
+                    self.stream_idle(),
+                    self.stream_range_id(),
+                ];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b("COUNT"));
+                    c.push(b(self.pick(&["1", "2", "0", "100", "x"])));
+                }
+                if self.rng.random_ratio(1, 3) {
+                    c.push(b("JUSTID"));
+                }
+                c
+            }
+            34..=36 => {
+                let sub = self.pick(&["STREAM", "STREAM", "GROUPS", "CONSUMERS", "HELP", "NOPE"]);
+                let mut c = vec![b("XINFO"), b(sub)];
+                if sub == "HELP" {
+                    return c;
+                }
+                c.push(k);
+                if sub == "CONSUMERS" {
+                    c.push(self.stream_group());
+                }
+                if sub == "STREAM" && self.rng.random_ratio(1, 4) {
+                    c.push(b(self.pick(&["FULL", "FULL", "PARTIAL"])));
+                    if self.rng.random_ratio(1, 2) {
+                        c.push(b("COUNT"));
+                        c.push(b(self.pick(&["0", "1", "-1", "x"])));
+                    }
+                }
+                c
+            }
+            37 => {
+                let mut c = vec![b("XSETID"), k, self.stream_id()];
+                if self.rng.random_ratio(1, 2) {
+                    c.push(b(self.pick(&["ENTRIESADDED", "MAXDELETEDID", "BOGUS"])));
+                    c.push(if self.rng.random_ratio(1, 2) {
+                        self.count()
+                    } else {
+                        self.stream_id()
+                    });
+                }
+                c
+            }
+            38 if self.rng.random_ratio(1, 4) => vec![b("OBJECT"), b("ENCODING"), k],
+            38 => vec![b(self.pick(&["TYPE", "DEL", "EXISTS"])), k],
+            _ => vec![b("RENAME"), k, b(self.pick(&["s0", "{k}s1", "k0"]))],
+        }
+    }
+
     /// One random command.
     pub fn command(&mut self) -> Cmd {
-        match self.rng.random_range(0..31) {
+        match self.rng.random_range(0..34) {
+            31..=33 => self.stream_command(),
             28 | 29 => self.script_command(),
             30 => self.function_command(),
             21..=23 => self.hll_command(),
@@ -1306,6 +1643,11 @@ impl Generator {
                     | "FCALL"
                     | "FCALL_RO"
                     | "GET"
+                    // Idle times and delivery clocks, normalised only at top level.
+                    | "XPENDING"
+                    | "XINFO"
+                    | "XCLAIM"
+                    | "XAUTOCLAIM"
             ) || name.starts_with('B')
                 || name.starts_with("PF")
                 || name.starts_with("GEO");
@@ -1545,12 +1887,13 @@ impl Generator {
     /// commands), so keys grow enough to turn dense or to be found by searches, or on
     /// functions, so libraries are loaded when they are called.
     pub fn sequence(&mut self, len: usize) -> Vec<Cmd> {
-        let focus = self.rng.random_range(0..7);
+        let focus = self.rng.random_range(0..8);
         (0..len)
             .map(|_| match focus {
                 0 if self.rng.random_ratio(1, 2) => self.hll_command(),
                 1 if self.rng.random_ratio(1, 2) => self.geo_command(),
                 2 if self.rng.random_ratio(1, 3) => self.function_command(),
+                3 if self.rng.random_ratio(1, 2) => self.stream_command(),
                 _ => self.command(),
             })
             .collect()
@@ -1762,12 +2105,76 @@ fn run_other(t: &mut Target, cmd: &Cmd) -> Resp {
 /// choices by size (their membership is checked by [`check_random`]).
 pub fn normalize(cmd: &Cmd, reply: Resp) -> Resp {
     let name = name_of(cmd);
+    let reply = clock_ids(reply);
+    if name.starts_with('X') {
+        return normalize_stream(cmd, reply);
+    }
     if name.starts_with('Z') || name.starts_with("BZ") {
         // A score of -0 prints as "0" from Redis's listpack and "-0" from its skiplist (which
         // a sorted set keeps once it grew, or SORT touched it); rockraft prints "0".
         return normalize_plain(cmd, zero_scores(reply));
     }
     normalize_plain(cmd, reply)
+}
+
+/// Whether `b` is a stream ID made from a clock (`*`): a millisecond time, a sequence.
+fn is_clock_id(b: &[u8]) -> bool {
+    let Some(dash) = b.iter().position(|&c| c == b'-') else {
+        return false;
+    };
+    let (ms, seq) = (&b[..dash], &b[dash + 1..]);
+    (13..=20).contains(&ms.len())
+        && ms.iter().all(u8::is_ascii_digit)
+        && !seq.is_empty()
+        && seq.iter().all(u8::is_ascii_digit)
+}
+
+/// Stream IDs from clocks (XADD `*`): each side's clock differs, so they compare as one.
+fn clock_ids(reply: Resp) -> Resp {
+    match reply {
+        Resp::Bulk(Some(v)) if is_clock_id(&v) => Resp::Simple(b("<clock id>")),
+        Resp::Array(Some(items)) => Resp::Array(Some(items.into_iter().map(clock_ids).collect())),
+        other => other,
+    }
+}
+
+/// Streams: idle times (how long since a delivery) and absolute delivery or seen times
+/// depend on timing; Redis's radix-tree sizes on its memory layout (rockraft has none).
+fn normalize_stream(cmd: &Cmd, reply: Resp) -> Resp {
+    fn times(reply: Resp) -> Resp {
+        match reply {
+            Resp::Int(t) if t > 1_000_000_000_000 => Resp::Simple(b("<clock>")),
+            Resp::Array(Some(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut zero_next = false;
+                for it in items {
+                    let it = if zero_next { Resp::Int(0) } else { times(it) };
+                    zero_next = matches!(&it, Resp::Bulk(Some(k))
+                        if k == b"idle" || k == b"radix-tree-keys" || k == b"radix-tree-nodes");
+                    out.push(it);
+                }
+                Resp::Array(Some(out))
+            }
+            other => other,
+        }
+    }
+    let reply = times(reply);
+    match (name_of(cmd).as_str(), reply) {
+        // [id, consumer, idle, deliveries]
+        ("XPENDING", Resp::Array(Some(items))) if cmd.len() > 3 => Resp::Array(Some(
+            items
+                .into_iter()
+                .map(|e| match e {
+                    Resp::Array(Some(mut f)) if f.len() == 4 => {
+                        f[2] = Resp::Int(0);
+                        Resp::Array(Some(f))
+                    }
+                    other => other,
+                })
+                .collect(),
+        )),
+        (_, other) => other,
+    }
 }
 
 fn zero_scores(reply: Resp) -> Resp {

@@ -58,6 +58,18 @@ pub fn parse_timeout(b: &[u8]) -> Result<Option<Duration>, Reply> {
     Ok((ms > 0.0).then(|| Duration::from_millis(ms as u64)))
 }
 
+/// How long a blocking command waits (None: forever), or None when it does not block
+/// (XREADGROUP without BLOCK).
+pub fn wait_timeout(spec: &super::CommandSpec, argv: &[Bytes]) -> Option<Option<Duration>> {
+    if spec.flags & BLOCKING == 0 {
+        return None;
+    }
+    if spec.name == "xreadgroup" {
+        return super::stream::block_timeout(argv);
+    }
+    Some(parse_timeout(timeout_arg(spec.name, argv)).unwrap_or(None))
+}
+
 /// Where the timeout is in a blocking command's arguments.
 pub fn timeout_arg<'a>(name: &str, argv: &'a [Bytes]) -> &'a Bytes {
     match name {

@@ -476,12 +476,18 @@ fn tracking(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                         ));
                     }
                 }
+                // BCAST without a prefix tracks the empty one (every key), as in Redis.
+                if mode.prefixes.is_empty() {
+                    mode.prefixes.push(Bytes::new());
+                }
                 // Turning tracking on again adds prefixes.
                 if let Some(old) = &s.tracking {
                     let mut all = old.prefixes.clone();
                     all.append(&mut mode.prefixes);
                     mode.prefixes = all;
                 }
+                mode.prefixes.sort();
+                mode.prefixes.dedup();
             }
             shared.tracker.enable(s.id, mode.clone());
             s.tracking = Some(mode);

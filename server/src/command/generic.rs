@@ -234,6 +234,7 @@ fn encoding(ctx: &ReadCtx, at: &dyn Reader, key: &[u8], v: &Value) -> &'static s
                 "skiplist"
             }
         }
+        crate::db::TYPE_STREAM => "stream",
         _ => "unknown",
     }
 }

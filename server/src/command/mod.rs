@@ -25,6 +25,7 @@ pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod sort;
+pub mod stream;
 pub mod string;
 pub mod zset;
 
@@ -124,7 +125,12 @@ pub struct CommandSpec {
     /// A container command's subcommands and their arities (negative: at least), checked
     /// before it runs or is queued ([`subcommand_error`]).
     pub subcommands: &'static [(&'static str, i32)],
+    /// For commands whose keys a keyword locates (XREAD's `STREAMS`): their positions.
+    pub key_finder: Option<KeyFinder>,
 }
+
+/// Where a command's keys are (see [`CommandSpec::key_finder`]).
+pub type KeyFinder = fn(&[Bytes]) -> Vec<usize>;
 
 /// See [`CommandSpec::read_form`].
 #[derive(Clone, Copy)]
@@ -137,6 +143,12 @@ impl CommandSpec {
     /// Marks the argument at `at` as the number of keys that follow it.
     pub(crate) fn numkeys(mut self, at: usize) -> Self {
         self.numkeys_at = Some(at);
+        self
+    }
+
+    /// Locates the command's keys with `find` (see [`CommandSpec::key_finder`]).
+    pub(crate) fn keys_by(mut self, find: KeyFinder) -> Self {
+        self.key_finder = Some(find);
         self
     }
 
@@ -171,7 +183,7 @@ impl CommandSpec {
 
     /// The key a command is routed by (its first), if it has one.
     pub fn routing_key<'a>(&self, argv: &'a [Bytes]) -> Option<&'a Bytes> {
-        if self.numkeys_at.is_some() {
+        if self.numkeys_at.is_some() || self.key_finder.is_some() {
             return self.keys(argv).into_iter().next();
         }
         usize::try_from(self.first_key)
@@ -182,6 +194,9 @@ impl CommandSpec {
 
     /// The key arguments of `argv` by the table's positions.
     pub fn keys<'a>(&self, argv: &'a [Bytes]) -> Vec<&'a Bytes> {
+        if let Some(find) = self.key_finder {
+            return find(argv).into_iter().filter_map(|i| argv.get(i)).collect();
+        }
         if let Some(at) = self.numkeys_at {
             let n = argv.get(at).and_then(|n| parse_i64(n)).unwrap_or(0).max(0) as usize;
             let counted = argv.iter().skip(at + 1).take(n);
@@ -397,6 +412,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(scripting::commands());
         t.extend(function::commands());
         t.extend(pubsub::commands());
+        t.extend(stream::commands());
         t
     })
 }
@@ -419,6 +435,25 @@ pub fn check_subcommand(cmd: &str, table: &[(&str, i32)], argv: &[Bytes]) -> Opt
     let n = argv.len() as i32;
     let ok = if arity >= 0 { n == arity } else { n >= -arity };
     (!ok).then(|| wrong_arity(&format!("{cmd}|{}", sub.to_ascii_lowercase())))
+}
+
+/// A command's name as Redis's errors give it: `container|subcommand` for a container
+/// command's subcommand (`client|tracking`), else the name.
+pub fn full_name(spec: &CommandSpec, argv: &[Bytes]) -> String {
+    const CONTAINERS: &[&str] = &[
+        "client", "config", "cluster", "command", "object", "memory", "acl", "latency", "module",
+        "slowlog",
+    ];
+    match argv.get(1) {
+        Some(sub) if !spec.subcommands.is_empty() || CONTAINERS.contains(&spec.name) => {
+            format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        }
+        _ => spec.name.to_string(),
+    }
 }
 
 /// Looks a command up by name, case-insensitively.
@@ -557,6 +592,7 @@ pub(crate) fn spec(
         numkeys_at: None,
         read_form: None,
         subcommands: &[],
+        key_finder: None,
     }
 }
 

@@ -413,7 +413,7 @@ fn reply_to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
             typed("set", Value::Table(set))?
         }
         Reply::Set(items) => array(lua, items, resp3)?,
-        Reply::Map(pairs) if resp3 => {
+        Reply::Map(pairs) | Reply::Pairs(pairs) if resp3 => {
             let map = lua.create_table()?;
             for (k, v) in pairs {
                 map.raw_set(reply_to_lua(lua, k, resp3)?, reply_to_lua(lua, v, resp3)?)?;
@@ -423,6 +423,14 @@ fn reply_to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
         Reply::Map(pairs) => array(
             lua,
             pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            resp3,
+        )?,
+        Reply::Pairs(pairs) => array(
+            lua,
+            pairs
+                .into_iter()
+                .map(|(k, v)| Reply::Array(vec![k, v]))
+                .collect(),
             resp3,
         )?,
         Reply::Double(d) | Reply::HumanDouble(d) if resp3 => typed("double", Value::Number(d))?,
@@ -674,9 +682,21 @@ fn call(lua: &Lua, args: MultiValue, state: &Rc<RefCell<Run>>) -> mlua::Result<(
             true,
         );
     }
+    // A container's unknown subcommand is an unknown command to Redis's lookup.
+    if let Some(Reply::Error(e)) = command::subcommand_error(spec, &argv) {
+        return if e.starts_with("ERR unknown subcommand") {
+            fail("Unknown Redis command called from script", true)
+        } else {
+            fail(
+                "Wrong number of args calling Redis command from script",
+                true,
+            )
+        };
+    }
     let resp3 = state.borrow().resp3;
     let local = matches!(spec.kind, Kind::Local(_));
-    let allowed = spec.flags & (flags::NOSCRIPT | flags::BLOCKING) == 0
+    // A blocking command runs once, as it would in MULTI (BLMPOP answers nil at once).
+    let allowed = spec.flags & flags::NOSCRIPT == 0
         && match spec.kind {
             Kind::Read(_) | Kind::Write { .. } => true,
             Kind::Local(_) => matches!(spec.name, "ping" | "echo" | "time" | "select"),
@@ -684,6 +704,13 @@ fn call(lua: &Lua, args: MultiValue, state: &Rc<RefCell<Run>>) -> mlua::Result<(
         };
     if !allowed {
         return fail("This Redis command is not allowed from script", true);
+    }
+    if matches!(spec.name, "xread" | "xreadgroup") && command::stream::has_block(&argv) {
+        let reply = Reply::err(format!(
+            "ERR {} command is not allowed with BLOCK option from scripts",
+            String::from_utf8_lossy(&argv[0])
+        ));
+        return Ok((reply_to_lua(lua, reply, resp3)?, true));
     }
     let no_writes = state.borrow().no_writes;
     let reply = with_host(|host| {

@@ -13,6 +13,7 @@ pub mod hash;
 pub mod hll;
 pub mod list;
 pub mod set;
+pub mod stream;
 pub mod zset;
 
 use bytes::Bytes;
@@ -185,11 +186,14 @@ pub fn copy_collection(txn: &mut Txn, from: &[u8], source: &Value, to: &[u8]) {
             txn.put_element(cf, to, version, &sub, &v);
         }
     }
-    let copied = Meta { version, ..meta };
+    // Every collection's metadata starts with its version; the rest is copied as it is
+    // (a stream's IDs and counters, say).
+    let mut data = source.data.to_vec();
+    data[..8].copy_from_slice(&version.to_be_bytes());
     let value = Value {
         kind: source.kind,
         expire_at: source.expire_at,
-        data: copied.encode(source.kind),
+        data: Bytes::from(data),
     };
     txn.set(to, &value);
 }
