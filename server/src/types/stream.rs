@@ -391,6 +391,12 @@ pub const NODE_ENTRIES: u64 = 100;
 /// may be shorter), `limit` (0: none) bounds how many entries go. Returns how many went.
 pub fn trim(txn: &mut Txn, key: &[u8], s: &mut Stream, how: Trim, approx: bool, limit: u64) -> u64 {
     let length = s.meta.length;
+    // Nothing can go: no scan (a capped stream's every XADD asks).
+    if let Trim::MaxLen(max) = how {
+        if length <= max || (approx && length - NODE_ENTRIES.min(length) < max) {
+            return 0;
+        }
+    }
     let budget = if limit > 0 { limit } else { u64::MAX };
     // Whether a head of `n` entries ending at `last` may go.
     let goes = |n: u64, last: StreamId| match how {
