@@ -548,8 +548,14 @@ async fn submit(
                         resolve(session, slots, batch).await;
                         *pending_write = false;
                     }
+                    // `$` is the stream's last ID now, then the client registers: an entry
+                    // added after this point is either found by the first read or wakes it.
+                    let argv = {
+                        let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
+                        let ctx = ReadCtx::committed(shared, command::now_ms(), resp3);
+                        command::stream::resolve_last_ids(&ctx, &argv)
+                    };
                     let keys = spec.keys(&argv).into_iter().cloned().collect();
-                    // Registered before the first read: an entry added after it wakes it.
                     let registration = shared.blocked.register_reader(session.id, keys);
                     let wait = BlockedRead {
                         run,
@@ -774,17 +780,16 @@ struct BlockedRead {
 }
 
 /// XREAD BLOCK: reads (each made linearizable, unless local) until one finds an entry past
-/// the IDs asked for (`$` is the stream's last ID at the first read), woken when an entry is
-/// added to one of the streams; then the timeout's reply, CLIENT UNBLOCK's, or a redirect.
+/// the IDs asked for (`$` already replaced), woken when an entry is added to one of the
+/// streams; then the timeout's reply, CLIENT UNBLOCK's, or a redirect.
 async fn block_read(
     shared: Arc<Shared>,
-    mut argv: Vec<Bytes>,
+    argv: Vec<Bytes>,
     wait: BlockedRead,
     registration: crate::blocking::Registration,
 ) -> Reply {
     let deadline = wait.timeout.map(|t| tokio::time::Instant::now() + t);
     let waiter = registration.waiter.clone();
-    let mut first = true;
     loop {
         if !wait.local {
             if !shared.group.status().is_leader() {
@@ -796,10 +801,6 @@ async fn block_read(
         }
         let reply = {
             let ctx = ReadCtx::committed(&shared, command::now_ms(), wait.resp3);
-            if first {
-                argv = command::stream::resolve_last_ids(&ctx, &argv);
-                first = false;
-            }
             (wait.run)(&ctx, &argv)
         };
         if reply != Reply::NilArray {

@@ -59,6 +59,9 @@ pub struct KvStateMachine {
     tracker: Option<std::sync::Arc<crate::tracking::Tracker>>,
     changed: Vec<Vec<u8>>,
     flushed: bool,
+    /// Streams the round added to: their blocked readers are woken once it is written (a
+    /// reader on a READONLY follower reads locally, and must find the entry).
+    ready: Vec<Vec<u8>>,
 }
 
 impl KvStateMachine {
@@ -78,6 +81,7 @@ impl KvStateMachine {
             tracker: Some(tracker),
             changed: Vec::new(),
             flushed: false,
+            ready: Vec::new(),
         }
     }
 }
@@ -107,10 +111,9 @@ impl StateMachine for KvStateMachine {
         let mut txn = Txn::with_node(ctx, &self.node).notify(notifying);
         let reply = txn.apply_command(name, apply, &argv);
         self.events.extend(txn.take_events());
-        let ready = txn.take_ready();
+        self.ready.extend(txn.take_ready());
         let touched = txn.finish();
         self.blocked.touched(touched.iter().map(Vec::as_slice));
-        self.blocked.ready(ready.iter().map(Vec::as_slice));
         if self.tracker.is_some() {
             self.flushed |= matches!(name, "flushall" | "flushdb");
             self.changed.extend(touched);
@@ -119,6 +122,10 @@ impl StateMachine for KvStateMachine {
     }
 
     fn round_written(&mut self) {
+        if !self.ready.is_empty() {
+            self.blocked.ready(self.ready.iter().map(Vec::as_slice));
+            self.ready.clear();
+        }
         if let (Some(n), false) = (&self.notifier, self.events.is_empty()) {
             n.publish(&self.events);
             self.events.clear();
