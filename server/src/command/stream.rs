@@ -372,7 +372,8 @@ fn apply_xadd(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         Some((id, true)) => id,
         Some((id, false)) if id.ms == last.ms => match last.seq.checked_add(1) {
             Some(seq) => StreamId::new(id.ms, seq),
-            None => return smaller(),
+            // Redis fails here without setting errno, and so answers with the size error.
+            None => return Reply::err("ERR Elements are too large to be stored"),
         },
         Some((id, false)) => id,
         // The entry's clock: the same ID on every node.
@@ -432,11 +433,7 @@ fn apply_xdel(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Int(0),
         Ok(Some(s)) => s,
     };
-    let ids = match argv[2..]
-        .iter()
-        .map(|a| strict_id(a))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let ids = match strict_ids(&argv[2..]) {
         Ok(ids) => ids,
         Err(e) => return e,
     };
@@ -596,21 +593,23 @@ pub fn block_timeout(argv: &[Bytes]) -> Option<Option<Duration>> {
     parse_read(argv).ok()?.block
 }
 
-/// Whether XREAD/XREADGROUP has a BLOCK option (refused in scripts), by the options' syntax.
+/// Whether XREAD/XREADGROUP reaches a BLOCK option with the options before it valid: where
+/// Redis refuses it in a script (an error earlier in the options is that error).
 pub fn has_block(argv: &[Bytes]) -> bool {
+    let xreadgroup = argv[0].len() == 10;
     let mut i = 1;
     while i + 1 < argv.len() {
         let o = &argv[i];
         if is(o, "BLOCK") {
             return true;
-        } else if is(o, "STREAMS") {
-            return false;
-        } else if is(o, "GROUP") {
-            i += 3;
-        } else if is(o, "COUNT") {
+        } else if is(o, "COUNT") && parse_i64(&argv[i + 1]).is_some() {
             i += 2;
-        } else {
+        } else if is(o, "GROUP") && xreadgroup && i + 2 < argv.len() {
+            i += 3;
+        } else if is(o, "NOACK") && xreadgroup {
             i += 1;
+        } else {
+            return false;
         }
     }
     false
@@ -652,32 +651,27 @@ fn xread(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
                 Ok(s) => s,
                 Err(e) => return e,
             };
-            if arg.as_ref() == b"$" {
-                after.push(s.map_or(StreamId::MIN, |s| s.meta.last_id));
-                continue;
-            }
-            if arg.as_ref() == b">" {
-                return Reply::err("ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.");
-            }
-            match strict_id(arg) {
-                Ok(id) => after.push(id),
-                Err(e) => return e,
-            }
+            let gt = match arg.as_ref() {
+                b"$" => s.as_ref().map_or(StreamId::MIN, |s| s.meta.last_id),
+                b">" => return Reply::err("ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option."),
+                _ => match strict_id(arg) {
+                    Ok(id) => id,
+                    Err(e) => return e,
+                },
+            };
+            after.push((s, gt));
         }
         let mut served = Vec::new();
-        for (i, gt) in after.into_iter().enumerate() {
+        for (i, (s, gt)) in after.into_iter().enumerate() {
             let key = &argv[a.streams + i];
-            let Ok(Some(s)) = load(r, key) else {
+            let (Some(s), Some(start)) = (s, gt.incr()) else {
                 continue;
             };
-            if s.meta.length == 0 || st::last_entry_id(r, key, &s.meta) <= gt {
-                continue;
-            }
-            let Some(start) = gt.incr() else {
-                continue;
-            };
+            // Served when an entry lies past the ID.
             let entries = st::entries(r, key, &s.meta, start, StreamId::MAX, false, a.count as usize);
-            served.push((Reply::Bulk(key.clone()), entries_reply(entries)));
+            if !entries.is_empty() {
+                served.push((Reply::Bulk(key.clone()), entries_reply(entries)));
+            }
         }
         if served.is_empty() {
             Reply::NilArray
@@ -792,6 +786,19 @@ impl GroupState {
     }
 }
 
+/// Stream `key` and its group `group`, if both exist (the type checked).
+fn load_group(txn: &Txn, key: &[u8], group: &[u8]) -> Result<Option<(Stream, GroupState)>, Reply> {
+    Ok(load(txn, key)?.and_then(|s| {
+        let g = GroupState::load(txn, key, &s, group)?;
+        Some((s, g))
+    }))
+}
+
+/// Strict ID arguments, all or the error of the first bad one.
+fn strict_ids(args: &[Bytes]) -> Result<Vec<StreamId>, Reply> {
+    args.iter().map(|a| strict_id(a)).collect()
+}
+
 fn apply_xreadgroup(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let a = match parse_read(argv) {
         Ok(a) => a,
@@ -841,18 +848,32 @@ fn apply_xreadgroup(txn: &mut Txn, argv: &[Bytes]) -> Reply {
         let Some(mut g) = GroupState::load(&*txn, key, &s, &group_name) else {
             continue;
         };
-        let history = gt != StreamId::MAX;
-        let from = if history {
-            gt
-        } else {
-            if s.meta.length == 0 || st::last_entry_id(&*txn, key, &s.meta) <= g.group.last_id {
+        // `>`: served when entries lie past the group's last delivered ID.
+        let fresh = if gt == StreamId::MAX {
+            let Some(after_last) = g.group.last_id.incr() else {
+                continue;
+            };
+            let count = a.count as usize;
+            let entries = st::entries(&*txn, key, &s.meta, after_last, StreamId::MAX, false, count);
+            if entries.is_empty() {
                 continue;
             }
-            g.group.last_id
+            Some(entries)
+        } else {
+            None
         };
-        let start = from.incr().unwrap_or(StreamId::MAX);
+        let start = gt.incr().unwrap_or(StreamId::MAX);
         g.seen(txn, key, &s, &consumer);
-        let reply = if history {
+        let reply = if let Some(entries) = fresh {
+            for (id, _) in &entries {
+                st::note_delivered(&s.meta, &mut g.group, *id);
+                if !a.noack {
+                    let old = st::nack(&*txn, key, &s.meta, &group_name, *id);
+                    g.assign(txn, key, &s, *id, old.as_ref(), &consumer, now, 1);
+                }
+            }
+            entries_reply(entries)
+        } else {
             // The consumer's own pending entries from `start`.
             let mut mine = Vec::new();
             st::pending(
@@ -882,24 +903,6 @@ fn apply_xreadgroup(txn: &mut Txn, argv: &[Bytes]) -> Reply {
                 }
             }
             Reply::Array(out)
-        } else {
-            let entries = st::entries(
-                &*txn,
-                key,
-                &s.meta,
-                start,
-                StreamId::MAX,
-                false,
-                a.count as usize,
-            );
-            for (id, _) in &entries {
-                st::note_delivered(&s.meta, &mut g.group, *id);
-                if !a.noack {
-                    let old = st::nack(&*txn, key, &s.meta, &group_name, *id);
-                    g.assign(txn, key, &s, *id, old.as_ref(), &consumer, now, 1);
-                }
-            }
-            entries_reply(entries)
         };
         g.store(txn, key, &s);
         served.push((Reply::Bulk(key.clone()), reply));
@@ -1144,21 +1147,12 @@ fn xsetid(txn: &mut Txn, argv: &[Bytes]) -> Result<Reply, Reply> {
 
 fn apply_xack(txn: &mut Txn, argv: &[Bytes]) -> Reply {
     let key = &argv[1];
-    let s = match load(&*txn, key) {
+    let (s, mut g) = match load_group(txn, key, &argv[2]) {
         Err(e) => return e,
-        Ok(s) => s,
+        Ok(None) => return Reply::Int(0),
+        Ok(Some(sg)) => sg,
     };
-    let Some((s, mut g)) = s.and_then(|s| {
-        let g = GroupState::load(&*txn, key, &s, &argv[2])?;
-        Some((s, g))
-    }) else {
-        return Reply::Int(0);
-    };
-    let ids = match argv[3..]
-        .iter()
-        .map(|a| strict_id(a))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let ids = match strict_ids(&argv[3..]) {
         Ok(ids) => ids,
         Err(e) => return e,
     };
@@ -1292,13 +1286,8 @@ fn apply_xclaim(txn: &mut Txn, argv: &[Bytes]) -> Reply {
 
 fn xclaim(txn: &mut Txn, argv: &[Bytes]) -> Result<Reply, Reply> {
     let key = &argv[1];
-    let s = load(&*txn, key)?;
-    let (s, mut g) = match s.and_then(|s| {
-        let g = GroupState::load(&*txn, key, &s, &argv[2])?;
-        Some((s, g))
-    }) {
-        Some(sg) => sg,
-        None => return Err(nogroup(key, &argv[2])),
+    let Some((s, mut g)) = load_group(txn, key, &argv[2])? else {
+        return Err(nogroup(key, &argv[2]));
     };
     let min_idle = ll_or(&argv[4], "Invalid min-idle-time argument for XCLAIM")?.max(0);
     let mut ids = Vec::new();
@@ -1433,13 +1422,8 @@ fn xautoclaim(txn: &mut Txn, argv: &[Bytes]) -> Result<Reply, Reply> {
         j += 1;
     }
     let key = &argv[1];
-    let s = load(&*txn, key)?;
-    let (s, mut g) = match s.and_then(|s| {
-        let g = GroupState::load(&*txn, key, &s, &argv[2])?;
-        Some((s, g))
-    }) {
-        Some(sg) => sg,
-        None => return Err(nogroup(key, &argv[2])),
+    let Some((s, mut g)) = load_group(txn, key, &argv[2])? else {
+        return Err(nogroup(key, &argv[2]));
     };
     let mut attempts = count.saturating_mul(10);
     // The pending entries this call can examine, and the one after them.

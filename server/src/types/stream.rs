@@ -549,6 +549,20 @@ pub struct Consumer {
     pub pending: u64,
 }
 
+impl Consumer {
+    fn encode(&self) -> Vec<u8> {
+        [self.seen_time.to_be_bytes(), self.pending.to_be_bytes()].concat()
+    }
+
+    fn decode(b: &[u8]) -> Consumer {
+        assert!(b.len() >= 16, "corrupt consumer");
+        Consumer {
+            seen_time: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            pending: u64::from_be_bytes(b[8..16].try_into().expect("8 bytes")),
+        }
+    }
+}
+
 fn consumer_sub(group: &[u8], name: &[u8]) -> Vec<u8> {
     [group_prefix(CONSUMER, group).as_slice(), name].concat()
 }
@@ -561,10 +575,7 @@ pub fn consumer(
     name: &[u8],
 ) -> Option<Consumer> {
     r.element_in(ELEMENTS, key, meta.version, &consumer_sub(group, name))
-        .map(|v| Consumer {
-            seen_time: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-            pending: u64::from_be_bytes(v[8..16].try_into().expect("8 bytes")),
-        })
+        .map(|v| Consumer::decode(&v))
 }
 
 pub fn put_consumer(
@@ -575,10 +586,13 @@ pub fn put_consumer(
     name: &[u8],
     c: &Consumer,
 ) {
-    let mut v = Vec::with_capacity(16);
-    v.extend_from_slice(&c.seen_time.to_be_bytes());
-    v.extend_from_slice(&c.pending.to_be_bytes());
-    txn.put_element(ELEMENTS, key, meta.version, &consumer_sub(group, name), &v);
+    txn.put_element(
+        ELEMENTS,
+        key,
+        meta.version,
+        &consumer_sub(group, name),
+        &c.encode(),
+    );
 }
 
 pub fn del_consumer(txn: &mut Txn, key: &[u8], meta: &StreamMeta, group: &[u8], name: &[u8]) {
@@ -598,10 +612,7 @@ pub fn consumers(
     r.scan_between_in(ELEMENTS, key, meta.version, &prefix, &end, &mut |sub, v| {
         out.push((
             Bytes::copy_from_slice(&sub[prefix.len()..]),
-            Consumer {
-                seen_time: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                pending: u64::from_be_bytes(v[8..16].try_into().expect("8 bytes")),
-            },
+            Consumer::decode(v),
         ));
         true
     });
