@@ -69,14 +69,50 @@ def leader_port(ports):
     sys.exit("no leader in the 3-node cluster")
 
 
-def bench(port, args, requests):
-    cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-d", "64", "-r", "100000", "--csv", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800).stdout
+def cpu_seconds(pids):
+    """User + system CPU time of the processes, from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def rss_bytes(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def disk_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def bench(port, args, requests, pids=(), keyspace=100000, value_bytes=64):
+    """(ops/s, p50 ms, p99 ms, server CPU µs per op) of one redis-benchmark run."""
+    cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-d", str(value_bytes), "-r", str(keyspace),
+           "--csv", *args]
+    before = cpu_seconds(pids)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600).stdout
+    cpu = cpu_seconds(pids) - before
     rows = list(csv.DictReader(out.splitlines()))
     if not rows:
         sys.exit(f"redis-benchmark printed no result: {' '.join(cmd)}")
     r = rows[-1]
-    return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])
+    return float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"]), cpu * 1e6 / requests
 
 
 def bench_all(port, requests):
@@ -87,6 +123,59 @@ def bench_all(port, requests):
     if not rows:
         sys.exit(f"redis-benchmark printed no result: {' '.join(cmd)}")
     return {r["test"]: (float(r["rps"]), float(r["p50_latency_ms"]), float(r["p99_latency_ms"])) for r in rows}
+
+
+GROWTH_WORKLOADS = [
+    # (name, redis-benchmark args, value bytes)
+    ("SET -c 1000", ["-t", "set", "-c", "1000"], 64),
+    ("SET -c 50 -d 4096", ["-t", "set", "-c", "50"], 4096),
+    ("GET -c 50 -d 4096", ["-t", "get", "-c", "50"], 4096),
+    ("HSET -c 50", ["-t", "hset", "-c", "50"], 64),
+    ("LPUSH -c 50", ["-t", "lpush", "-c", "50"], 64),
+    ("ZADD -c 50", ["-t", "zadd", "-c", "50"], 64),
+]
+
+
+def print_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for r in [header] + rows:
+        print("  ".join(str(c).rjust(widths[i]) for i, c in enumerate(r)))
+
+
+def growth(opts, ports, pids, dirs):
+    """SET/GET as connections, values and key counts grow, and the new types' writes; then the
+    memory (RSS) and disk each system uses per million keys."""
+    header = ["workload"] + [f"{s} {col}" for s in SYSTEMS for col in ("ops/s", "p99 ms", "CPU us/op")]
+    header += ["rockraft-1/redis", "rockraft-3/redis"]
+    rows = []
+    for w, (name, args, value) in enumerate(GROWTH_WORKLOADS):
+        res = {}
+        for system in SYSTEMS[w % 3:] + SYSTEMS[:w % 3]:
+            res[system] = bench(ports[system], args, opts.requests, pids[system], value_bytes=value)
+        rows.append([name] + [x for s in SYSTEMS for x in (f"{res[s][0]:.0f}", f"{res[s][2]:.3f}", f"{res[s][3]:.1f}")]
+                    + [f"{res['rockraft-1'][0] / res['redis'][0]:.2f}", f"{res['rockraft-3'][0] / res['redis'][0]:.2f}"])
+    keys = opts.growth_keys
+    loaded = {}
+    for system in SYSTEMS:
+        cli(ports[system], "FLUSHALL")
+        start = time.time()
+        bench(ports[system], ["-t", "set", "-c", "50", "-P", "16"], 2 * keys, pids[system], keyspace=keys)
+        loaded[system] = (int(cli(ports[system], "DBSIZE")), time.time() - start)
+    for name, args in [(f"SET -c 50 ({keys:,} keys)", ["-t", "set", "-c", "50"]),
+                       (f"GET -c 50 ({keys:,} keys)", ["-t", "get", "-c", "50"])]:
+        res = {s: bench(ports[s], args, opts.requests, pids[s], keyspace=keys) for s in SYSTEMS}
+        rows.append([name] + [x for s in SYSTEMS for x in (f"{res[s][0]:.0f}", f"{res[s][2]:.3f}", f"{res[s][3]:.1f}")]
+                    + [f"{res['rockraft-1'][0] / res['redis'][0]:.2f}", f"{res['rockraft-3'][0] / res['redis'][0]:.2f}"])
+    print_table(header, rows)
+    print(f"after loading with SET -P 16 -r {keys:,} (64-byte values), sums over a system's processes and data dirs:")
+    size_header = ["system", "keys", "load s", "RSS MB", "disk MB", "RSS MB / M keys", "disk MB / M keys"]
+    size_rows = []
+    for s in SYSTEMS:
+        n, took = loaded[s]
+        rss, disk = rss_bytes(pids[s]) / 1e6, disk_bytes(dirs[s]) / 1e6
+        per = max(n, 1) / 1e6
+        size_rows.append([s, f"{n:,}", f"{took:.0f}", f"{rss:.0f}", f"{disk:.0f}", f"{rss / per:.0f}", f"{disk / per:.0f}"])
+    print_table(size_header, size_rows)
 
 
 def main():
@@ -104,6 +193,11 @@ def main():
     ap.add_argument("--streams", action="store_true",
                     help="XADD throughput (redis-benchmark, one stream), then XREADGROUP COUNT 10 + XACK of a "
                          "50,000-entry stream by 8 consumers of one group (benches/streams.rs) instead")
+    ap.add_argument("--growth", action="store_true",
+                    help="how cost grows instead: SET with 1,000 connections, 4 KB values, HSET/LPUSH/ZADD, then "
+                         "SET/GET over --growth-keys loaded keys with RSS and disk per million keys")
+    ap.add_argument("--growth-keys", type=int, default=10_000_000,
+                    help="keys loaded for --growth (redis-benchmark -r: random, so about 86%% of them distinct)")
     ap.add_argument("--default-list", action="store_true",
                     help="run redis-benchmark's whole default list (no -t, -n REQUESTS -r 100000) instead")
     opts = ap.parse_args()
@@ -124,6 +218,11 @@ def main():
         wait_writable(17380)
         wait_writable(17379)
         ports = {"redis": 17380, "rockraft-1": 17379, "rockraft-3": leader_port([17401, 17402, 17403])}
+        with open(os.path.join(work, "cluster", "pids")) as f:
+            cluster_pids = [int(l) for l in f.read().split()]
+        # Whose CPU time a system's operations cost: every node of the 3-node cluster.
+        pids = {"redis": [procs[0].pid], "rockraft-1": [procs[1].pid], "rockraft-3": cluster_pids}
+        dirs = {"redis": os.path.join(work, "appendonlydir"), "rockraft-1": os.path.join(work, "single"), "rockraft-3": os.path.join(work, "cluster")}
         redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
         print(f"machine: {os.cpu_count()} cores; redis {redis_version} (appendonly yes, appendfsync always); "
               f"rockraft 1 node and 3 nodes (leader), all on this machine; -d 64 -r 100000")
@@ -158,6 +257,10 @@ def main():
                     sys.exit(f"pubsubload on {system} failed: {out.stderr}")
                 pubs, dels, p50, p99 = out.stdout.split()
                 print(f"{system:>11}  {float(pubs):>12.0f}  {float(dels):>12.0f}  {float(p50):>7.3f}  {float(p99):>7.3f}")
+            return
+
+        if opts.growth:
+            growth(opts, ports, pids, dirs)
             return
 
         if opts.default_list:
@@ -209,18 +312,18 @@ def main():
                 requests = opts.requests
             order = SYSTEMS[w % 3:] + SYSTEMS[:w % 3]
             for system in order:
-                results[(name, system)] = bench(ports[system], args, requests)
+                results[(name, system)] = bench(ports[system], args, requests, pids[system])
 
         header = ["workload"]
         for s in SYSTEMS:
-            header += [f"{s} ops/s", f"{s} p50 ms", f"{s} p99 ms"]
+            header += [f"{s} ops/s", f"{s} p50 ms", f"{s} p99 ms", f"{s} CPU us/op"]
         header += ["rockraft-1/redis", "rockraft-3/redis", "p99 rockraft-1/redis", "p99 rockraft-3/redis"]
         rows = []
         for name, _ in workloads:
             row = [name]
             for s in SYSTEMS:
-                rps, p50, p99 = results[(name, s)]
-                row += [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}"]
+                rps, p50, p99, cpu = results[(name, s)]
+                row += [f"{rps:.0f}", f"{p50:.3f}", f"{p99:.3f}", f"{cpu:.1f}"]
             base = results[(name, "redis")][0]
             row += [f"{results[(name, 'rockraft-1')][0] / base:.2f}", f"{results[(name, 'rockraft-3')][0] / base:.2f}"]
             base_p99 = max(results[(name, "redis")][2], 0.001)

@@ -9,8 +9,6 @@
 //! Run with `cargo bench -p rockraft-benches` (add `-- --quick` for a short run). Keys and values
 //! are shaped like `redis-benchmark -d 64 -r 100000`'s.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raft::eraftpb::Entry;
@@ -135,7 +133,7 @@ fn apply(c: &mut Criterion) {
 
 fn raft_log(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Arc::new(Engine::open(dir.path()).expect("engine"));
+    let engine = Engine::open(dir.path()).expect("engine");
     let mut store = PeerStorage::open(engine.clone(), 1, &[1]).expect("storage");
     let header = encode_msg(&EntryHeader {
         now_ms: 1_700_000_000_000,
@@ -167,9 +165,9 @@ fn raft_log(c: &mut Criterion) {
             b.iter_batched(
                 || entries(64),
                 |batch| {
-                    let mut wb = rocksdb::WriteBatch::default();
-                    store.append(&batch, &mut wb);
-                    engine.write(wb, sync).expect("write");
+                    let mut log = rockraft_raftstore::LogBatch::default();
+                    store.append(&batch, &mut log).expect("stage");
+                    engine.write_log(&mut log, sync).expect("write");
                 },
                 BatchSize::SmallInput,
             )

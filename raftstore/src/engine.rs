@@ -1,36 +1,82 @@
-//! The RocksDB instance shared by the raft log and the data: one WAL, so a synced write of the
-//! raft log also makes every earlier (unsynced) apply write durable.
+//! A node's two stores: RocksDB for the applied data, raft-engine for the raft logs.
+//!
+//! - **raft-engine** (`<data dir>/raft`) holds every group's log entries and hard state. The
+//!   store writer (`store_writer.rs`) writes them synced, in one batch for all groups.
+//! - **RocksDB** (`<data dir>/db`) holds the data, and next to it each group's apply state,
+//!   conf state and member addresses. It is written without a WAL: an apply round's writes and
+//!   its apply index go in one batch, and all column families are flushed together
+//!   (`atomic_flush`), so what is on disk after a crash is exactly the state at some apply
+//!   index `k`; the group re-applies its log from `k + 1`. Every value thus crosses one log
+//!   (raft-engine's), not two. A write that must be durable at once (identity, a snapshot
+//!   install, joining a cluster) is followed by a flush ([`Engine::write`] with `durable`).
+//!   The raft log is compacted only up to an apply index known to be flushed
+//!   ([`Engine::request_flush`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use protobuf::Message as PbMessage;
+use raft::eraftpb::Entry;
+use raft_engine::{LogBatch, ReadableSize};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, FlushOptions,
+    Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
 use crate::keys::{self, ALL_CFS, CF_DATA, CF_MARK, ELEMENT_CFS, MARK_HORIZON};
 use crate::snap::SnapManager;
+use crate::store_writer::{GroupWriter, StoreWriter};
 
 /// Memtable size of the data and expiry column families.
 const DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// raft-engine's log files: small, so that compacted logs free their disk soon on a small
+/// machine (raft-engine's default is 128 MiB files and a 10 GiB purge threshold).
+const RAFT_LOG_FILE_BYTES: u64 = 16 << 20;
+const RAFT_LOG_PURGE_THRESHOLD_BYTES: u64 = 256 << 20;
+/// How often the flusher thread lets raft-engine delete log files nothing refers to.
+const PURGE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The node's RocksDB.
+/// raft-engine's view of raft-rs's log entries.
+#[derive(Clone, Copy)]
+pub struct EntryExt;
+
+impl raft_engine::MessageExt for EntryExt {
+    type Entry = Entry;
+
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// The raft log engine.
+pub type RaftLog = raft_engine::Engine;
+
+/// Called once a flush requested with [`Engine::request_flush`] is done.
+type FlushCallback = Box<dyn FnOnce() + Send>;
+
+/// The node's stores.
 pub struct Engine {
     db: Arc<DB>,
+    raft: Arc<RaftLog>,
     path: PathBuf,
     snapshots: SnapManager,
     /// The highest apply index written (a hint for the mark filter; 0 until the first apply).
     applied: Arc<AtomicU64>,
+    /// The flusher thread's queue (flushes requested to make apply writes durable).
+    flusher: Mutex<Option<Sender<FlushCallback>>>,
+    /// The one writer of every group's raft log.
+    writer: OnceLock<StoreWriter>,
 }
 
 impl Engine {
-    /// Opens (creating if needed) the database under `dir`.
-    pub fn open(dir: &Path) -> Result<Engine> {
+    /// Opens (creating if needed) both stores under `dir`, upgrading a directory written by a
+    /// release that kept the raft log in RocksDB (see `upgrade.rs`).
+    pub fn open(dir: &Path) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Storage(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
@@ -40,18 +86,18 @@ impl Engine {
         opts.create_missing_column_families(true);
         opts.set_paranoid_checks(true);
         opts.increase_parallelism(2);
+        // Writes carry no WAL: every family flushes together, so the files on disk always
+        // hold one apply index's state (the apply state is in the `raft` family).
+        opts.set_atomic_flush(true);
         // The element filters look up their collection's metadata in the same database.
         let handle: Arc<OnceLock<Weak<DB>>> = Arc::default();
         let applied: Arc<AtomicU64> = Arc::default();
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
-            if *name != crate::keys::CF_RAFT {
-                // Data keys arrive in random order: every put searches the memtable's skiplist,
-                // and a 64 MiB one (the default) is mostly cache misses. 8 MiB memtables made
-                // applying SETs ~30% cheaper (`cargo bench -p rockraft-benches -- apply`); the
-                // log's keys are sequential and keep the default.
-                cf.set_write_buffer_size(DATA_WRITE_BUFFER_BYTES);
-            }
+            // Data keys arrive in random order: every put searches the memtable's skiplist,
+            // and a 64 MiB one (the default) is mostly cache misses. 8 MiB memtables made
+            // applying SETs ~30% cheaper (`cargo bench -p rockraft-benches -- apply`).
+            cf.set_write_buffer_size(DATA_WRITE_BUFFER_BYTES);
             cf.set_compression_type(DBCompressionType::Lz4);
             let mut table = BlockBasedOptions::default();
             table.set_bloom_filter(10.0, false);
@@ -74,13 +120,22 @@ impl Engine {
             Error::Storage(format!("cannot open RocksDB at {}: {e}", path.display()))
         })?);
         let _ = handle.set(Arc::downgrade(&db));
+        let raft = Arc::new(open_raft_log(&dir.join("raft"))?);
         let snapshots = SnapManager::open(dir.join("snap"))?;
-        Ok(Engine {
+        let engine = Arc::new(Engine {
             db,
+            raft,
             path,
             snapshots,
             applied,
-        })
+            flusher: Mutex::new(None),
+            writer: OnceLock::new(),
+        });
+        crate::upgrade::upgrade(&engine)?;
+        engine.start_flusher()?;
+        let writer = StoreWriter::start(Arc::downgrade(&engine))?;
+        let _ = engine.writer.set(writer);
+        Ok(engine)
     }
 
     /// The node's snapshots (in `<data dir>/snap`).
@@ -95,6 +150,23 @@ impl Engine {
     /// The underlying RocksDB, for reads.
     pub fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// A handle on the node's raft log writer for group `group_id` (see `store_writer.rs`).
+    pub fn group_writer(
+        self: &Arc<Self>,
+        group_id: u64,
+        notify: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<GroupWriter> {
+        self.writer
+            .get()
+            .ok_or(Error::Stopped)?
+            .group(self.clone(), group_id, notify)
+    }
+
+    /// The raft log engine.
+    pub fn raft_log(&self) -> &RaftLog {
+        &self.raft
     }
 
     /// A column family by name; the set of families is fixed at open.
@@ -119,6 +191,13 @@ impl Engine {
         }
     }
 
+    /// A message of group `group_id` in raft-engine.
+    pub fn get_log_msg<M: PbMessage>(&self, group_id: u64, key: &[u8]) -> Result<Option<M>> {
+        self.raft
+            .get_message(group_id, key)
+            .map_err(|e| Error::Corrupted(format!("raft log of group {group_id}: {e}")))
+    }
+
     /// Bytes of SST files of column family `cf` on disk (RocksDB's estimate).
     pub fn cf_sst_bytes(&self, cf: &str) -> u64 {
         self.db
@@ -128,17 +207,9 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// Bytes of the write-ahead log files (shared by every column family).
-    pub fn wal_bytes(&self) -> u64 {
-        std::fs::read_dir(&self.path)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+    /// Bytes of raft-engine's log files (every group's log, until purged).
+    pub fn raft_log_bytes(&self) -> u64 {
+        self.raft.get_used_size() as u64
     }
 
     /// Records that entries up to `index` are applied (written): marks more than twice
@@ -147,22 +218,137 @@ impl Engine {
         self.applied.fetch_max(index, Ordering::AcqRel);
     }
 
-    /// Writes a batch; `sync` makes it durable (fsync of the WAL) before returning.
-    pub fn write(&self, wb: WriteBatch, sync: bool) -> Result<()> {
+    /// Writes a batch to RocksDB (without a WAL). Unless `durable`, it reaches the disk with
+    /// a later flush (the raft log can redo it); `durable` flushes every family before
+    /// returning.
+    pub fn write(&self, wb: WriteBatch, durable: bool) -> Result<()> {
         // A disk that fails writes (crash tests: `engine_write=return(...)`).
         fail::fail_point!("engine_write", |msg: Option<String>| Err(Error::Storage(
             format!("write: {}", msg.unwrap_or_else(|| "IO error".into()))
         )));
         let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
+        opts.disable_wal(true);
         self.db
             .write_opt(wb, &opts)
-            .map_err(|e| Error::Storage(format!("write: {e}")))
+            .map_err(|e| Error::Storage(format!("write: {e}")))?;
+        if durable {
+            self.flush()?;
+        }
+        Ok(())
     }
+
+    /// Flushes every column family, atomically: everything written before is on disk after.
+    pub fn flush(&self) -> Result<()> {
+        fail::fail_point!("flush_before");
+        let cfs: Vec<&ColumnFamily> = ALL_CFS.iter().map(|name| self.cf(name)).collect();
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        self.db
+            .flush_cfs_opt(&cfs, &opts)
+            .map_err(|e| Error::Storage(format!("flush: {e}")))?;
+        fail::fail_point!("flush_after");
+        Ok(())
+    }
+
+    /// Writes a raft-engine batch; `sync` makes it durable (fdatasync) before returning.
+    /// (raft-engine's own `sync()` does nothing: the sync must go with a write.)
+    pub fn write_log(&self, batch: &mut LogBatch, sync: bool) -> Result<()> {
+        fail::fail_point!("engine_write", |msg: Option<String>| Err(Error::Storage(
+            format!("write: {}", msg.unwrap_or_else(|| "IO error".into()))
+        )));
+        self.raft
+            .write(batch, sync)
+            .map(|_| ())
+            .map_err(|e| Error::Storage(format!("raft log write: {e}")))
+    }
+
+    /// Asks the flusher thread for a flush of every family; `done` is called once it is done
+    /// (so everything written before this call is then on disk). Requests that wait together
+    /// share one flush.
+    pub fn request_flush(&self, done: impl FnOnce() + Send + 'static) {
+        let sent = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.send(Box::new(done)).is_ok());
+        if !sent {
+            tracing::warn!("flusher stopped; a flush request is dropped");
+        }
+    }
+
+    fn start_flusher(self: &Arc<Self>) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<FlushCallback>();
+        let engine = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || {
+                let mut last_purge = Instant::now();
+                loop {
+                    let first = match rx.recv_timeout(PURGE_INTERVAL) {
+                        Ok(cb) => Some(cb),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    let Some(engine) = engine.upgrade() else {
+                        return;
+                    };
+                    if let Some(first) = first {
+                        let mut done = vec![first];
+                        done.extend(rx.try_iter());
+                        let started = Instant::now();
+                        if let Err(e) = engine.flush() {
+                            panic!("flush of the applied data failed: {e}");
+                        }
+                        metrics::histogram!("rockraft_flush_seconds")
+                            .record(started.elapsed().as_secs_f64());
+                        for cb in done {
+                            cb();
+                        }
+                    }
+                    if last_purge.elapsed() >= PURGE_INTERVAL {
+                        last_purge = Instant::now();
+                        match engine.raft.purge_expired_files() {
+                            Ok(behind) if !behind.is_empty() => tracing::debug!(
+                                ?behind,
+                                "raft log files held by groups that have not compacted"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!("raft log purge: {e}"),
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Storage(format!("spawn the flusher: {e}")))?;
+        *self.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        Ok(())
+    }
+}
+
+fn open_raft_log(dir: &Path) -> Result<RaftLog> {
+    let cfg = raft_engine::Config {
+        dir: dir.to_string_lossy().into_owned(),
+        target_file_size: ReadableSize(RAFT_LOG_FILE_BYTES),
+        purge_threshold: ReadableSize(RAFT_LOG_PURGE_THRESHOLD_BYTES),
+        ..Default::default()
+    };
+    raft_engine::Engine::open(cfg).map_err(|e| {
+        Error::Storage(format!(
+            "cannot open the raft log at {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(w) = self.writer.get() {
+            w.stop();
+        }
         // A compaction filter may hold the database for the length of one call; wait for
         // background work to end so the last reference is always this one.
         self.db.cancel_all_background_work(true);

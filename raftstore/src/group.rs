@@ -5,11 +5,12 @@
 //! in the order raft-rs documents:
 //!
 //! 1. send `messages()` (a leader replicates before its own fsync);
-//! 2. apply the committed entries, with the apply index in the same `WriteBatch` as the data
-//!    (unsynced: the entries are in the synced log already);
-//! 3. hand the new entries and the hard state, as one `WriteBatch`, to the group's
-//!    [`LogWriter`] thread and `advance_append_async`: the raft thread goes on with the next
-//!    turn while the batch is fsynced (one fsync covers every batch waiting for it);
+//! 2. apply the committed entries, with the apply index in the same RocksDB `WriteBatch` as
+//!    the data (without a WAL: the entries are in the synced raft log already, and a crash
+//!    re-applies what RocksDB had not flushed, see `engine.rs`);
+//! 3. hand the new entries and the hard state, as one raft-engine `LogBatch`, to the node's
+//!    store writer and `advance_append_async`: the raft thread goes on with the next turn
+//!    while the batch is fsynced (one fsync covers every batch of every group waiting);
 //! 4. when the writer reports the batch written, send its `persisted_messages()` (votes and
 //!    append acks are never sent from memory) and tell raft (`on_persist_ready`), which is
 //!    what lets a lone leader commit its own entries.
@@ -20,11 +21,15 @@
 //! pending: its outcome is unknown, and the caller's timeout says so.
 //!
 //! Linearizable reads use ReadIndex: all reads queued in one turn share one `read_index` call;
-//! each is answered once the applied index reaches the index a quorum confirmed.
+//! each is answered once the applied index reaches the index a quorum confirmed. A leader that
+//! is the group's only voter needs no quorum: once it has applied the first entry of its term,
+//! every acknowledged write is applied, and reads are answered at once, without a trip to the
+//! raft thread ([`GroupStatus::sole_voter_reads`]). It stops before it proposes any membership
+//! change.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,6 +38,7 @@ use std::time::{Duration, Instant};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
+use raft_engine::LogBatch;
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
 
@@ -40,12 +46,12 @@ use crate::apply::{ApplyContext, StateMachine};
 use crate::engine::{encode_msg, Engine};
 use crate::error::{Error, Result};
 use crate::keys::{self, CF_RAFT};
-use crate::log_writer::LogWriter;
 use crate::logger::raft_logger;
 use crate::membership::AddressBook;
 use crate::proto::{EntryHeader, NodeInfo, SnapshotData, StoreIdent};
 use crate::snap;
 use crate::storage::PeerStorage;
+use crate::store_writer::GroupWriter;
 
 mod conf_change;
 
@@ -134,6 +140,9 @@ pub struct GroupStatus {
     pub log_bytes: AtomicU64,
     /// Snapshots this node installed since it started.
     pub snapshots_installed: AtomicU64,
+    /// Set while this node leads as the group's only voter and has applied every entry
+    /// before its term: local reads are then linearizable without a read index.
+    sole_voter_reads: AtomicBool,
     role: AtomicU8,
     members: Mutex<Members>,
 }
@@ -159,6 +168,12 @@ impl GroupStatus {
 
     pub fn is_leader(&self) -> bool {
         self.role() == StateRole::Leader
+    }
+
+    /// Whether a linearizable read may be served locally without a read index (see the
+    /// module's documentation).
+    pub fn sole_voter_reads(&self) -> bool {
+        self.sole_voter_reads.load(Ordering::Acquire)
     }
 
     /// The known leader, if any.
@@ -194,6 +209,8 @@ enum Request<O> {
         writer: u64,
         number: u64,
     },
+    /// From the flusher: the flush this group asked for is done (the log may be compacted).
+    Flushed,
     Reset {
         ident: StoreIdent,
         voters: Vec<u64>,
@@ -253,7 +270,14 @@ impl<O: Send + 'static> GroupHandle<O> {
     /// Queues a read; the future resolves when local reads are linearizable: the applied index
     /// has reached a read index that a quorum confirmed after this call.
     pub fn read_index(&self) -> impl Future<Output = Result<()>> + Send + 'static {
-        self.request(move |reply| Request::Read { reply })
+        let local = self.status.sole_voter_reads();
+        let queued = (!local).then(|| self.request(move |reply| Request::Read { reply }));
+        async move {
+            match queued {
+                Some(q) => q.await,
+                None => Ok(()),
+            }
+        }
     }
 
     /// Hands a message from a peer (whose address is `from`, if known) to the group.
@@ -346,7 +370,7 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     conf_queue: VecDeque<QueuedConfChange>,
     /// When an address update was last proposed for each node (they are rate limited).
     address_proposed: HashMap<u64, Instant>,
-    writer: LogWriter,
+    writer: GroupWriter,
     /// Which writer `writer` is (a reset starts a new one, with new ready numbers).
     writer_id: u64,
     /// The highest ready number known written, and messages waiting for their ready's write.
@@ -359,6 +383,12 @@ struct RaftGroup<SM: StateMachine, T: Transport> {
     progress_moved: bool,
     /// To start a new writer with (its reports come back as requests).
     requests: Sender<Request<SM::Output>>,
+    /// The highest apply index known flushed to RocksDB (the log may be compacted up to it),
+    /// and whether a flush is under way.
+    flushed_applied: Arc<AtomicU64>,
+    flush_pending: Arc<AtomicBool>,
+    /// The index of this leader's first entry of its term (0 when not leading).
+    term_start: u64,
 }
 
 /// How long a generated snapshot is kept for more followers once no transfer uses it.
@@ -388,6 +418,8 @@ pub fn start_group<SM: StateMachine, T: Transport>(
     book: AddressBook,
 ) -> Result<(GroupHandle<SM::Output>, JoinHandle<()>)> {
     let storage = PeerStorage::open(engine.clone(), cfg.group_id, voters)?;
+    // What RocksDB holds at open is on disk.
+    let applied = storage.apply_state().applied_index;
     book.load(&engine, cfg.group_id)?;
     let raft_cfg = raft_config(&cfg, storage.apply_state().applied_index);
     raft_cfg
@@ -432,6 +464,9 @@ pub fn start_group<SM: StateMachine, T: Transport>(
         record_own_address: false,
         progress_moved: false,
         requests: tx,
+        flushed_applied: Arc::new(AtomicU64::new(applied)),
+        flush_pending: Arc::default(),
+        term_start: 0,
     };
     group.publish_status();
     group.publish_members();
@@ -443,15 +478,16 @@ pub fn start_group<SM: StateMachine, T: Transport>(
     Ok((handle, thread))
 }
 
-/// Starts a log writer whose reports come back to the group as [`Request::Persisted`].
+/// A handle on the node's store writer whose reports come back to the group as
+/// [`Request::Persisted`].
 fn start_writer<O: Send + 'static>(
     engine: &Arc<Engine>,
     group_id: u64,
     writer: u64,
     requests: &Sender<Request<O>>,
-) -> Result<LogWriter> {
+) -> Result<GroupWriter> {
     let requests = requests.clone();
-    LogWriter::start(engine.clone(), group_id, move |number| {
+    engine.group_writer(group_id, move |number| {
         let _ = requests.send(Request::Persisted { writer, number });
     })
 }
@@ -504,6 +540,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 self.on_ready();
             }
         }
+        self.status.sole_voter_reads.store(false, Ordering::Release);
         self.fail_all(Error::Stopped);
         tracing::info!(group = self.cfg.group_id, "raft group stopped");
     }
@@ -580,6 +617,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                     self.on_persisted(number);
                 }
             }
+            Request::Flushed => {
+                self.maybe_compact();
+                self.publish_status();
+            }
             Request::Reset {
                 ident,
                 voters,
@@ -644,10 +685,23 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let index = snap.get_metadata().index;
         fail::fail_point!("snapshot_install_before");
         let mut wb = WriteBatch::default();
-        self.raw.mut_store().apply_snapshot(snap, &data, &mut wb);
-        if let Err(e) = self.engine.write(wb, true) {
+        let mut batch = LogBatch::default();
+        let staged = self
+            .raw
+            .mut_store()
+            .apply_snapshot(snap, &data, &mut wb, &mut batch);
+        // RocksDB first: once the marker is on disk a restart finishes the install, the raft
+        // log's part included.
+        let written = staged
+            .and_then(|()| self.engine.write(wb, true))
+            .and_then(|()| {
+                fail::fail_point!("snapshot_install_log");
+                self.engine.write_log(&mut batch, true)
+            });
+        if let Err(e) = written {
             panic!("group {g}: snapshot install write failed: {e}");
         }
+        self.flushed_applied.fetch_max(index, Ordering::AcqRel);
         fail::fail_point!("snapshot_install_ingest");
         if let Err(e) = snap::ingest(&self.engine, &dir) {
             panic!("group {g}: snapshot ingest failed: {e}");
@@ -690,24 +744,45 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         );
     }
 
-    /// Compacts the log once it passes the configured limits.
+    /// Compacts the log once it passes the configured limits, but only up to an apply index
+    /// known to be flushed: RocksDB is written without a WAL, and after a crash its data must
+    /// still be within the log. A flush is requested (from the flusher thread) when the
+    /// target is past the flushed index; the compaction waits for it.
     fn maybe_compact(&mut self) {
         let applied = self.raw.store().apply_state().applied_index;
         let (max_entries, max_bytes) = (self.cfg.log_max_entries, self.cfg.log_max_bytes);
-        let store = self.raw.mut_store();
-        let Some(target) = store.compact_target(applied, max_entries, max_bytes) else {
+        let Some(wanted) = self
+            .raw
+            .store()
+            .compact_target(applied, max_entries, max_bytes)
+        else {
             return;
         };
-        let mut wb = WriteBatch::default();
-        if let Err(e) = store.compact_to(target, &mut wb) {
-            panic!("group {}: log compaction: {e}", self.cfg.group_id);
+        let flushed = self.flushed_applied.load(Ordering::Acquire);
+        if wanted > flushed && !self.flush_pending.swap(true, Ordering::AcqRel) {
+            // Every apply up to `applied` is written: a flush that starts now covers them.
+            let (done, pending) = (self.flushed_applied.clone(), self.flush_pending.clone());
+            let wake = self.requests.clone();
+            self.engine.request_flush(move || {
+                done.fetch_max(applied, Ordering::AcqRel);
+                pending.store(false, Ordering::Release);
+                let _ = wake.send(Request::Flushed);
+            });
         }
-        if let Err(e) = self.engine.write(wb, false) {
-            panic!(
-                "group {}: log compaction write failed: {e}",
-                self.cfg.group_id
-            );
+        let target = wanted.min(flushed);
+        if target <= self.raw.store().truncated_index() {
+            return;
         }
+        let store = self.raw.mut_store();
+        let mut batch = LogBatch::default();
+        fail::fail_point!("compact_before");
+        let written = store
+            .compact_to(target, &mut batch)
+            .and_then(|()| self.engine.write_log(&mut batch, false));
+        if let Err(e) = written {
+            panic!("group {}: log compaction failed: {e}", self.cfg.group_id);
+        }
+        fail::fail_point!("compact_after");
         let (entries, bytes) = self.raw.store().log_size();
         tracing::debug!(
             group = self.cfg.group_id,
@@ -801,8 +876,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
     }
 
     /// Leaves the current group and data behind, and restarts as a non-member of a group that
-    /// started from `voters` (in cluster `ident.cluster_id`). All in one synced batch, so a
-    /// crash leaves either the old node or the new one.
+    /// started from `voters` (in cluster `ident.cluster_id`). One flushed RocksDB batch holds
+    /// the new state and a "resetting" marker; then the old raft log is dropped; then the
+    /// marker. A crash leaves either the old node, or the new one (whose restart drops the log
+    /// if the marker is still there).
     fn reset(&mut self, ident: StoreIdent, voters: Vec<u64>) -> Result<()> {
         let g = self.cfg.group_id;
         let engine = self.engine.clone();
@@ -821,8 +898,18 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         cs.set_voters(voters.clone());
         wb.put_cf(raft_cf, keys::initial_conf_key(g), encode_msg(&cs));
         wb.put_cf(raft_cf, keys::conf_state_key(g), encode_msg(&cs));
+        wb.put_cf(raft_cf, keys::resetting_key(g), []);
         keys::stage_clear_data(&engine, &mut wb);
+        self.status.sole_voter_reads.store(false, Ordering::Release);
         engine.write(wb, true)?;
+        fail::fail_point!("reset_after_data");
+        let mut batch = LogBatch::default();
+        batch.add_command(g, raft_engine::Command::Clean);
+        engine.write_log(&mut batch, true)?;
+        let mut wb = WriteBatch::default();
+        wb.delete_cf(raft_cf, keys::resetting_key(g));
+        engine.write(wb, true)?;
+        self.flushed_applied.store(0, Ordering::Release);
         engine.snapshots().clean_received(g, None)?;
         let storage = PeerStorage::open(engine.clone(), g, &voters)?;
         let raw = RawNode::new(&raft_config(&self.cfg, 0), storage, &raft_logger(g))
@@ -915,11 +1002,16 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let committed = rd.take_committed_entries();
         self.apply(committed);
 
-        let mut wb = WriteBatch::default();
+        let mut batch = LogBatch::default();
         let store = self.raw.mut_store();
-        store.append(rd.entries(), &mut wb);
-        if let Some(hs) = rd.hs() {
-            store.set_hard_state(hs.clone(), &mut wb);
+        let staged = store
+            .append(rd.entries(), &mut batch)
+            .and_then(|()| match rd.hs() {
+                Some(hs) => store.set_hard_state(hs.clone(), &mut batch),
+                None => Ok(()),
+            });
+        if let Err(e) = staged {
+            panic!("group {}: raft log batch: {e}", self.cfg.group_id);
         }
         for rs in rd.take_read_states() {
             self.on_read_state(&rs.request_ctx, rs.index);
@@ -934,14 +1026,14 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             // A ready with a snapshot is written here, in full: raft must know the snapshot
             // persisted before anything is applied past it.
             self.on_persisted(written);
-            if let Err(e) = self.engine.write(wb, true) {
+            if let Err(e) = self.engine.write_log(&mut batch, true) {
                 panic!("group {}: raft log write failed: {e}", self.cfg.group_id);
             }
             if !messages.is_empty() {
                 self.transport.send(messages);
             }
             self.on_persisted(number);
-        } else if wb.is_empty() && !self.writer.busy() {
+        } else if batch.is_empty() && !self.writer.busy() {
             // Nothing of this ready, nor before it, waits for the disk.
             if !messages.is_empty() {
                 self.transport.send(messages);
@@ -952,7 +1044,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 self.waiting_messages.push_back((number, messages));
             }
             // An empty batch still goes through the writer, to be reported in order.
-            self.writer.submit(number, wb, must_sync);
+            self.writer.submit(number, batch, must_sync);
         }
         self.raw.advance_apply();
         self.maybe_compact();
@@ -999,8 +1091,12 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             // member that restarts on a new address (or joins) finds the leader only through
             // the log, and the first tick may come after a whole cluster has formed.
             self.record_own_address = true;
+            // The empty entry raft appends on election: once it is applied, so is every
+            // entry of earlier terms.
+            self.term_start = self.raw.raft.raft_log.last_index();
             return;
         }
+        self.term_start = 0;
         // Unconfirmed reads can no longer be confirmed by this node. Confirmed ones stay:
         // their read index is still a valid linearization point.
         let err = self.not_leader();
@@ -1025,6 +1121,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         let mut replies = Vec::new();
         let mut conf_reply = None;
         let mut applied = None;
+        let mut applied_term = 0;
         for entry in entries {
             let mut conf_result = None;
             let output = match entry.get_entry_type() {
@@ -1075,11 +1172,14 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                 }
             }
             applied = Some(entry.index);
+            applied_term = entry.term;
         }
         if let Some(applied) = applied {
             // The stored commit index may lag this (the log writer stores it): a restart
             // takes the apply index as committed (see `PeerStorage::open`).
-            self.raw.mut_store().set_applied(applied, ctx.batch());
+            self.raw
+                .mut_store()
+                .set_applied(applied, applied_term, ctx.batch());
         }
         fail::fail_point!("apply_before");
         if let Err(e) = engine.write(ctx.into_batch(), false) {
@@ -1165,7 +1265,19 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         self.engine.note_applied(applied);
         let (entries, bytes) = store.log_size();
         s.first_index
-            .store(store.apply_state().truncated_index + 1, Ordering::Release);
+            .store(store.truncated_index() + 1, Ordering::Release);
+        // Reads need no read index while this node leads alone (see the module's
+        // documentation); never while a membership change waits or is under way.
+        let cs = store.conf_state();
+        let alone = raft.state == StateRole::Leader
+            && cs.voters == [self.cfg.node_id]
+            && cs.voters_outgoing.is_empty()
+            && self.conf_proposal.is_none()
+            && self.conf_queue.is_empty()
+            && !raft.has_pending_conf()
+            && self.term_start > 0
+            && applied >= self.term_start;
+        s.sole_voter_reads.store(alone, Ordering::Release);
         s.log_entries.store(entries, Ordering::Release);
         s.log_bytes.store(bytes, Ordering::Release);
         metrics::gauge!("rockraft_raft_log_entries").set(entries as f64);

@@ -1,10 +1,21 @@
-//! Every key rockraft writes to RocksDB, in one place.
+//! Every key rockraft writes, in one place: RocksDB's, and raft-engine's.
 //!
-//! All integers are big-endian so that RocksDB's byte order is numeric order: the entries of a
-//! group's log are contiguous and sorted by index, and one range delete removes a suffix.
+//! All integers are big-endian so that RocksDB's byte order is numeric order.
+//!
+//! ## raft-engine (`<data dir>/raft`)
+//! Per raft group (raft-engine's region id is the group id): its log entries, its hard state
+//! ([`RAFT_HARD_STATE_KEY`]) and where its log starts ([`RAFT_LOG_STATE_KEY`]). Everything
+//! there is written synced before raft is told it is persisted.
+//!
+//! ## RocksDB (`<data dir>/db`), written without a WAL
+//! Only apply writes here (and the rare node-level changes: identity, joining a cluster,
+//! installing a snapshot, which flush at once). All column families flush together
+//! (`atomic_flush`), so after a crash RocksDB holds exactly the state at some apply index,
+//! and the group re-applies the log from there.
 //!
 //! Column families:
-//! - `raft`: per-node identity and, per raft group, its log, hard state and apply state.
+//! - `raft`: per-node identity and format; per raft group, its apply state, conf state and
+//!   member addresses (all written with the data they go with).
 //! - `default`: user data (one key per user key; the value carries type and expiry).
 //! - `expire`: an index of keys with a time to live, ordered by expiry time.
 //! - `element`: one entry per element of a collection (hash field, set member, list element,
@@ -94,6 +105,23 @@ const CONF_STATE_SUFFIX: u8 = 0x04;
 const NODE_ADDR_SUFFIX: u8 = 0x05;
 const INITIAL_CONF_SUFFIX: u8 = 0x06;
 const SNAPSHOT_APPLYING_SUFFIX: u8 = 0x07;
+const RESETTING_SUFFIX: u8 = 0x08;
+
+const FORMAT_SUFFIX: u8 = 0x02;
+
+/// The data directory's format ([`STORE_FORMAT`], a u64): absent in directories written before
+/// the raft log moved to raft-engine, whose log is in the `raft` family (see `upgrade.rs`).
+pub fn store_format_key() -> [u8; 2] {
+    [STORE_PREFIX, FORMAT_SUFFIX]
+}
+
+/// The format this release writes: the raft log and hard state in raft-engine.
+pub const STORE_FORMAT: u64 = 2;
+
+/// raft-engine key of a group's hard state.
+pub const RAFT_HARD_STATE_KEY: &[u8] = b"hard_state";
+/// raft-engine key of a group's [`crate::proto::RaftLogState`].
+pub const RAFT_LOG_STATE_KEY: &[u8] = b"log_state";
 
 /// The node's identity (node id, cluster id), written once at first start.
 pub fn store_ident_key() -> [u8; 2] {
@@ -108,7 +136,8 @@ fn group_key(group_id: u64, suffix: u8) -> [u8; 10] {
     k
 }
 
-/// The log entry at `index` of group `group_id`.
+/// The log entry at `index` of group `group_id`, in the `raft` family of a directory written
+/// before the raft log moved to raft-engine (read only by the upgrade).
 pub fn log_key(group_id: u64, index: u64) -> [u8; 18] {
     let mut k = [0u8; 18];
     k[..10].copy_from_slice(&group_key(group_id, LOG_SUFFIX));
@@ -122,6 +151,7 @@ pub fn log_index(key: &[u8]) -> Option<u64> {
     (key.len() == 18 && key[9] == LOG_SUFFIX).then(|| u64::from_be_bytes(tail))
 }
 
+/// A group's hard state in a directory written before the raft log moved to raft-engine.
 pub fn hard_state_key(group_id: u64) -> [u8; 10] {
     group_key(group_id, HARD_STATE_SUFFIX)
 }
@@ -147,12 +177,28 @@ pub fn snapshot_applying_key(group_id: u64) -> [u8; 10] {
     group_key(group_id, SNAPSHOT_APPLYING_SUFFIX)
 }
 
+/// Present while a node leaves its group to join another (see `group.rs`, `reset`): RocksDB
+/// already holds the new, empty state, and the group's raft log must still be discarded.
+pub fn resetting_key(group_id: u64) -> [u8; 10] {
+    group_key(group_id, RESETTING_SUFFIX)
+}
+
 /// Address of member `node_id` of group `group_id`, as recorded by the log.
 pub fn node_addr_key(group_id: u64, node_id: u64) -> [u8; 18] {
     let mut k = [0u8; 18];
     k[..10].copy_from_slice(&group_key(group_id, NODE_ADDR_SUFFIX));
     k[10..].copy_from_slice(&node_id.to_be_bytes());
     k
+}
+
+/// The group whose raft log or raft state (log entries, hard state, apply state) key `k` of
+/// the `raft` family is, if it is one: what a directory of the old format must migrate.
+pub fn legacy_raft_state_group(k: &[u8]) -> Option<u64> {
+    if k.len() < 10 || k[0] != GROUP_PREFIX {
+        return None;
+    }
+    let group = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    matches!(k[9], LOG_SUFFIX | HARD_STATE_SUFFIX | APPLY_STATE_SUFFIX).then_some(group)
 }
 
 /// Every key of group `group_id` lies in `[group_start, group_end)`.

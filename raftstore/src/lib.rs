@@ -7,14 +7,15 @@ pub mod error;
 pub mod filters;
 pub mod group;
 pub mod keys;
-mod log_writer;
 mod logger;
 pub mod membership;
 pub mod node;
 pub mod slot;
 pub mod snap;
 pub mod storage;
+mod store_writer;
 pub mod transport;
+mod upgrade;
 
 #[allow(warnings, clippy::all)]
 pub mod proto {
@@ -32,4 +33,5 @@ pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, Members, NoP
 pub use membership::AddressBook;
 pub use raft::eraftpb;
 pub use raft::StateRole;
+pub use raft_engine::LogBatch;
 pub use transport::{PeerNetwork, SendFilter};

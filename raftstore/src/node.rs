@@ -47,10 +47,11 @@ pub fn redis_node_id(node_id: u64) -> String {
 /// was, and the raft state of group `group_id` reset so that the log starts right after the
 /// backup's applied index. Nodes that join later get the data as a snapshot.
 pub fn seed_new_cluster(engine: &Engine, group_id: u64) -> Result<(StoreIdent, u64)> {
-    use raft::eraftpb::{ConfState, Entry, HardState};
+    use raft::eraftpb::{ConfState, HardState};
+    use raft_engine::{Command, LogBatch};
 
     use crate::error::Error;
-    use crate::proto::ApplyState;
+    use crate::proto::{ApplyState, RaftLogState};
 
     let apply: ApplyState = engine
         .get_msg(CF_RAFT, &keys::apply_state_key(group_id))?
@@ -63,37 +64,45 @@ pub fn seed_new_cluster(engine: &Engine, group_id: u64) -> Result<(StoreIdent, u
             "the backup was taken during a snapshot install; take another".into(),
         ));
     }
-    let index = apply.applied_index;
-    let term = if index == apply.truncated_index {
-        apply.truncated_term
-    } else {
-        engine
-            .get_msg::<Entry>(CF_RAFT, &keys::log_key(group_id, index))?
-            .ok_or_else(|| Error::Corrupted(format!("backup lacks log entry {index}")))?
-            .term
-    };
+    let (index, term) = (apply.applied_index, apply.applied_term);
+    if term == 0 {
+        return Err(Error::Corrupted(format!(
+            "the backup records no term for its applied index {index}"
+        )));
+    }
     let ident = StoreIdent {
         node_id: nonzero_random(),
         cluster_id: nonzero_random(),
         ..Default::default()
     };
+    // The log starts right after the backup's index, committed up to it.
+    let mut batch = LogBatch::default();
+    batch.add_command(group_id, Command::Clean);
+    let truncated = RaftLogState {
+        truncated_index: index,
+        truncated_term: term,
+        ..Default::default()
+    };
+    let hs = HardState {
+        term,
+        commit: index,
+        ..Default::default()
+    };
+    batch
+        .put_message(group_id, keys::RAFT_LOG_STATE_KEY.to_vec(), &truncated)
+        .and_then(|()| batch.put_message(group_id, keys::RAFT_HARD_STATE_KEY.to_vec(), &hs))
+        .map_err(|e| Error::Storage(format!("raft log batch: {e}")))?;
+    engine.write_log(&mut batch, true)?;
     let cf = engine.cf(CF_RAFT);
     let mut wb = WriteBatch::default();
     wb.delete_range_cf(cf, keys::group_start(group_id), keys::group_end(group_id));
     wb.put_cf(cf, keys::store_ident_key(), encode_msg(&ident));
     let apply = ApplyState {
         applied_index: index,
-        truncated_index: index,
-        truncated_term: term,
+        applied_term: term,
         ..Default::default()
     };
     wb.put_cf(cf, keys::apply_state_key(group_id), encode_msg(&apply));
-    let hs = HardState {
-        term,
-        commit: index,
-        ..Default::default()
-    };
-    wb.put_cf(cf, keys::hard_state_key(group_id), encode_msg(&hs));
     let mut cs = ConfState::default();
     cs.set_voters(vec![ident.node_id]);
     wb.put_cf(cf, keys::conf_state_key(group_id), encode_msg(&cs));

@@ -2,8 +2,8 @@
 //!
 //! - **Generate** (leader, background thread): a RocksDB checkpoint of the whole store (hard
 //!   links; memtables flushed first). The checkpoint is self-describing: its own apply state
-//!   says which index its data is at, and its conf state, log and member addresses are those
-//!   of that same index, because apply writes them all in one batch. The raft thread never
+//!   says which index (and term) its data is at, and its conf state and member addresses are
+//!   those of that same index, because apply writes them all in one batch. The raft thread never
 //!   waits for it: raft is told "temporarily unavailable" and asks again.
 //! - **Send** (leader, a task per follower): the raft message goes first on a connection of its
 //!   own, then the data and expiry column families as [`SnapshotChunk`]s of about 1 MiB, read
@@ -14,10 +14,12 @@
 //!   (`SstFileWriter`, again through a bounded queue) in `snap/recv-…`. Only when the last
 //!   chunk has arrived and the totals match is the raft message handed to the group, its data
 //!   now naming the directory.
-//! - **Install** (follower raft thread, see `group.rs`): one synced batch clears the old data
-//!   and the log, moves the raft state to the snapshot and records an "applying" marker; then
-//!   the files are ingested; then the marker is removed. A restart that finds the marker redoes
-//!   the clear and the ingest from the same files, so old and new data are never mixed.
+//! - **Install** (follower raft thread, see `group.rs`): one flushed RocksDB batch clears the
+//!   old data, moves the apply and conf states to the snapshot and records an "applying"
+//!   marker; then the raft log is restarted after the snapshot (synced); then the files are
+//!   ingested; then the marker is removed. A restart that finds the marker redoes the log
+//!   restart, the clear and the ingest from the same files, so old and new data are never
+//!   mixed.
 //!   A half-received directory (no marker names it) is deleted at start.
 
 use std::collections::HashMap;
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfState, Entry, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{ConfState, Snapshot, SnapshotMetadata};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
     DBCompressionType, IngestExternalFileOptions, IteratorMode, Options, SstFileWriter, DB,
@@ -252,6 +254,9 @@ pub fn checkpoint(
     group_id: u64,
     dir: &Path,
 ) -> Result<(DB, SnapshotMetadata, Vec<NodeInfo>)> {
+    // The data is written without a WAL: what is not flushed would not be in the copy (the
+    // checkpoint flushes too, but the copy must not depend on its settings).
+    engine.flush()?;
     Checkpoint::new(engine.db())
         .and_then(|cp| cp.create_checkpoint(dir))
         .map_err(storage_err("checkpoint"))?;
@@ -268,14 +273,12 @@ pub fn checkpoint(
     if index == 0 {
         return Err(Error::Storage("nothing applied yet to snapshot".into()));
     }
-    let term = if index == apply.truncated_index {
-        apply.truncated_term
-    } else {
-        let v = get(&keys::log_key(group_id, index))?.ok_or_else(|| {
-            Error::Corrupted(format!("checkpoint lacks log entry {index} it applied"))
-        })?;
-        Entry::parse_from_bytes(&v).map_err(parse_err)?.term
-    };
+    let term = apply.applied_term;
+    if term == 0 {
+        return Err(Error::Corrupted(format!(
+            "checkpoint: no term recorded for applied index {index}"
+        )));
+    }
     let conf_state: ConfState = match get(&keys::conf_state_key(group_id))? {
         Some(v) => ConfState::parse_from_bytes(&v).map_err(parse_err)?,
         None => return Err(Error::Corrupted("checkpoint lacks a conf state".into())),

@@ -1,23 +1,28 @@
-//! `PeerStorage`: the raft log, hard state, conf state and apply state of one raft group,
-//! kept in the `raft` column family and read by raft-rs through [`raft::Storage`].
+//! `PeerStorage`: the raft log, hard state, conf state and apply state of one raft group, read
+//! by raft-rs through [`raft::Storage`].
 //!
-//! Writes are staged into a `WriteBatch` by the ready loop, and the group's log writer writes it
-//! (synced); raft is told what is persisted only after that. The in-memory copies here are
-//! updated as the writes are staged, so staged entries are served from the entry cache until
-//! they reach the disk; a failed write panics the node, so memory never outlives a lost write.
+//! The log entries, the hard state and where the log starts are in raft-engine; the apply
+//! state, the conf state and the member addresses are in RocksDB, written with the data they
+//! go with (see `engine.rs`). Log writes are staged into a raft-engine `LogBatch` by the ready
+//! loop and written (synced) by the store writer; raft is told what is persisted only after
+//! that. The in-memory copies here are updated as the writes are staged, so staged entries are
+//! served from the entry cache until they reach the disk; a failed write panics the node, so
+//! memory never outlives a lost write.
+//!
+//! [`PeerStorage::open`] is the whole of a group's recovery, in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use raft_engine::{Command, LogBatch};
+use rocksdb::WriteBatch;
 
-use crate::engine::{encode_msg, Engine};
+use crate::engine::{encode_msg, Engine, EntryExt};
 use crate::error::{Error, Result};
-use crate::keys::{self, CF_RAFT};
-use crate::proto::{ApplyState, SnapshotData};
+use crate::keys::{self, CF_RAFT, RAFT_HARD_STATE_KEY, RAFT_LOG_STATE_KEY};
+use crate::proto::{ApplyState, RaftLogState, SnapshotData};
 use crate::snap;
 
 pub struct PeerStorage {
@@ -26,10 +31,12 @@ pub struct PeerStorage {
     hard_state: HardState,
     conf_state: ConfState,
     apply_state: ApplyState,
+    /// Where the log starts: entries up to `truncated.truncated_index` are gone.
+    truncated: RaftLogState,
     last_index: u64,
     last_term: u64,
     /// Terms of the most recent entries (consecutive, ending at `last_index`): raft asks for
-    /// them on every append response, and they would otherwise be a RocksDB read each.
+    /// them on every append response, and they would otherwise be a log read each.
     recent_terms: VecDeque<u64>,
     /// Encoded size of every entry in `[first_index, last_index]`, and their sum: what log
     /// compaction is judged by.
@@ -37,9 +44,10 @@ pub struct PeerStorage {
     log_bytes: u64,
     /// The newest entries (consecutive, ending at `last_index`) and their encoded sizes, up to
     /// [`ENTRY_CACHE_BYTES`]: they are applied and sent to followers right after they are
-    /// written, and would otherwise be read back from RocksDB and decoded.
-    /// Entries past `persisted` are not written yet (the log writer has them): they are never
-    /// evicted, since raft reads them through [`raft::Storage`] before they reach the disk.
+    /// written, and would otherwise be read back from the log files and decoded.
+    /// Entries past `persisted` are not written yet (the store writer has them): they are
+    /// never evicted, since raft reads them through [`raft::Storage`] before they reach the
+    /// disk.
     cache: VecDeque<(Entry, u32)>,
     cache_bytes: u64,
     persisted: u64,
@@ -47,39 +55,62 @@ pub struct PeerStorage {
 
 const RECENT_TERMS: usize = 8192;
 const ENTRY_CACHE_BYTES: u64 = 8 << 20;
+/// Entries read per raft-engine call when loading their sizes at start.
+const LOAD_CHUNK: u64 = 1024;
+
+fn log_batch_err(e: raft_engine::Error) -> Error {
+    Error::Storage(format!("raft log batch: {e}"))
+}
 
 impl PeerStorage {
-    /// Loads the state of `group_id`. A group never seen before is created with `voters`
-    /// as its configuration (a one-voter group for a fresh node).
+    /// Recovers group `group_id` after a start or a crash, in order:
+    ///
+    /// 1. finish a reset (leaving the group to join another) that a crash interrupted;
+    /// 2. load the raft state: the conf and apply states from RocksDB (a group never seen
+    ///    before is created with `voters` as its configuration), the hard state and where the
+    ///    log starts from raft-engine;
+    /// 3. finish a snapshot install that a crash interrupted, or discard half-received files;
+    /// 4. reconcile the apply index with the log: RocksDB holds the state at the apply index
+    ///    it records (its last flush), which must lie within the log, and raft re-applies
+    ///    every committed entry after it;
+    /// 5. load what the group keeps in memory (last entry, entry sizes).
     pub fn open(engine: Arc<Engine>, group_id: u64, voters: &[u64]) -> Result<PeerStorage> {
-        let hard_state: HardState = engine
-            .get_msg(CF_RAFT, &keys::hard_state_key(group_id))?
-            .unwrap_or_default();
-        let apply_state: ApplyState = engine
-            .get_msg(CF_RAFT, &keys::apply_state_key(group_id))?
-            .unwrap_or_default();
-        let conf_state = match engine.get_msg(CF_RAFT, &keys::conf_state_key(group_id))? {
+        let g = group_id;
+        // 1.
+        finish_interrupted_reset(&engine, g)?;
+        // 2.
+        let conf_state = match engine.get_msg(CF_RAFT, &keys::conf_state_key(g))? {
             Some(cs) => cs,
             None => {
                 let mut cs = ConfState::default();
                 cs.set_voters(voters.to_vec());
                 let mut wb = WriteBatch::default();
                 let cf = engine.cf(CF_RAFT);
-                wb.put_cf(cf, keys::conf_state_key(group_id), encode_msg(&cs));
+                wb.put_cf(cf, keys::conf_state_key(g), encode_msg(&cs));
                 // Every member of the group starts from this configuration.
-                wb.put_cf(cf, keys::initial_conf_key(group_id), encode_msg(&cs));
+                wb.put_cf(cf, keys::initial_conf_key(g), encode_msg(&cs));
                 engine.write(wb, true)?;
                 cs
             }
         };
+        let apply_state: ApplyState = engine
+            .get_msg(CF_RAFT, &keys::apply_state_key(g))?
+            .unwrap_or_default();
+        let hard_state: HardState = engine
+            .get_log_msg(g, RAFT_HARD_STATE_KEY)?
+            .unwrap_or_default();
+        let truncated: RaftLogState = engine
+            .get_log_msg(g, RAFT_LOG_STATE_KEY)?
+            .unwrap_or_default();
         let mut s = PeerStorage {
             engine,
             group_id,
             hard_state,
             conf_state,
-            last_index: apply_state.truncated_index,
-            last_term: apply_state.truncated_term,
+            last_index: truncated.truncated_index,
+            last_term: truncated.truncated_term,
             apply_state,
+            truncated,
             recent_terms: VecDeque::new(),
             entry_sizes: VecDeque::new(),
             log_bytes: 0,
@@ -87,28 +118,22 @@ impl PeerStorage {
             cache_bytes: 0,
             persisted: 0,
         };
-        if let Some(last) = s.read_last_entry()? {
-            s.last_index = last.index;
-            s.last_term = last.term;
-        }
-        s.persisted = s.last_index;
-        // Only committed entries are applied, but the apply state and the hard state are
-        // written by different threads (apply, log writer), so the stored commit index may
-        // lag the stored apply index: what was applied was committed.
-        if s.hard_state.commit < s.apply_state.applied_index {
-            s.hard_state.commit = s.apply_state.applied_index;
-        }
+        // 3.
         s.finish_interrupted_snapshot()?;
-        s.check_consistency()?;
+        // 4.
+        s.reconcile()?;
+        // 5.
         s.load_entry_sizes()?;
         Ok(s)
     }
 
-    /// Completes a snapshot install that a crash interrupted (see [`crate::snap`]): the raft
-    /// state already describes the snapshot, so the data must be made to match it.
-    fn finish_interrupted_snapshot(&self) -> Result<()> {
+    /// Completes a snapshot install that a crash interrupted (see [`crate::snap`]): RocksDB's
+    /// raft state already describes the snapshot, so the data must be made to match it, and
+    /// the raft log must start after it.
+    fn finish_interrupted_snapshot(&mut self) -> Result<()> {
         let g = self.group_id;
-        let snaps = self.engine.snapshots();
+        let engine = self.engine.clone();
+        let snaps = engine.snapshots();
         let marker: Option<SnapshotData> = self
             .engine
             .get_msg(CF_RAFT, &keys::snapshot_applying_key(g))?;
@@ -116,9 +141,13 @@ impl PeerStorage {
             return snaps.clean_received(g, None);
         };
         let dir = std::path::PathBuf::from(&data.received_dir);
+        let (index, term) = (
+            self.apply_state.applied_index,
+            self.apply_state.applied_term,
+        );
         tracing::warn!(
             group = g,
-            index = self.apply_state.applied_index,
+            index,
             dir = %dir.display(),
             "finishing a snapshot install interrupted by a crash"
         );
@@ -128,6 +157,9 @@ impl PeerStorage {
                 dir.display()
             )));
         }
+        let mut batch = LogBatch::default();
+        self.stage_log_restart(index, term, &mut batch)?;
+        self.engine.write_log(&mut batch, true)?;
         let mut wb = WriteBatch::default();
         keys::stage_clear_data(&self.engine, &mut wb);
         self.engine.write(wb, true)?;
@@ -136,7 +168,35 @@ impl PeerStorage {
         snaps.clean_received(g, None)
     }
 
-    /// Removes the "applying" marker once a snapshot's files are ingested (synced, so a
+    /// Stages a log that starts right after (`index`, `term`): the old entries are dropped and
+    /// the hard state covers the point.
+    fn stage_log_restart(&mut self, index: u64, term: u64, batch: &mut LogBatch) -> Result<()> {
+        let g = self.group_id;
+        batch.add_command(g, Command::Clean);
+        self.truncated = RaftLogState {
+            truncated_index: index,
+            truncated_term: term,
+            ..Default::default()
+        };
+        batch
+            .put_message(g, RAFT_LOG_STATE_KEY.to_vec(), &self.truncated)
+            .map_err(log_batch_err)?;
+        let mut hs = self.hard_state.clone();
+        hs.term = hs.term.max(term);
+        hs.commit = hs.commit.max(index);
+        self.set_hard_state(hs, batch)?;
+        self.last_index = index;
+        self.last_term = term;
+        self.recent_terms.clear();
+        self.entry_sizes.clear();
+        self.log_bytes = 0;
+        self.cache.clear();
+        self.cache_bytes = 0;
+        self.persisted = index;
+        Ok(())
+    }
+
+    /// Removes the "applying" marker once a snapshot's files are ingested (flushed, so a
     /// restart never redoes an install that later writes were applied on top of).
     pub fn finish_snapshot(&self) -> Result<()> {
         let mut wb = WriteBatch::default();
@@ -147,68 +207,92 @@ impl PeerStorage {
         self.engine.write(wb, true)
     }
 
-    fn load_entry_sizes(&mut self) -> Result<()> {
-        let first = self.first_index();
-        let start = keys::log_key(self.group_id, first);
-        let it = self.engine.db().iterator_cf(
-            self.engine.cf(CF_RAFT),
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in it {
-            let (k, v) = item.map_err(|e| Error::Storage(e.to_string()))?;
-            if k[..10] != start[..10] || keys::log_index(&k).is_none() {
-                break;
+    /// Step 4 of [`PeerStorage::open`]; refuses to start on state that cannot have been
+    /// written by a correct node.
+    fn reconcile(&mut self) -> Result<()> {
+        let g = self.group_id;
+        let log = self.engine.raft_log();
+        let truncated = self.truncated.truncated_index;
+        if let (Some(first), Some(last)) = (log.first_index(g), log.last_index(g)) {
+            if first != truncated + 1 {
+                return Err(Error::Corrupted(format!(
+                    "group {g}: the raft log starts at {first}, but was truncated at {truncated}"
+                )));
             }
-            self.entry_sizes.push_back(v.len() as u32);
-            self.log_bytes += v.len() as u64;
+            let entry = self.read_entry(last)?.ok_or_else(|| {
+                Error::Corrupted(format!("group {g}: log entry {last} is unreadable"))
+            })?;
+            self.last_index = last;
+            self.last_term = entry.term;
         }
-        Ok(())
-    }
-
-    /// Refuses to start on state that cannot have been written by a correct node.
-    fn check_consistency(&self) -> Result<()> {
+        self.persisted = self.last_index;
+        let applied = self.apply_state.applied_index;
+        if applied < truncated {
+            return Err(Error::Corrupted(format!(
+                "group {g}: the data is at index {applied}, before the start of the raft log \
+                 ({}): the log was compacted past what was flushed",
+                truncated + 1
+            )));
+        }
+        if applied > self.last_index {
+            return Err(Error::Corrupted(format!(
+                "group {g}: the data is at index {applied}, past the last raft log entry {} \
+                 (raft log lost?)",
+                self.last_index
+            )));
+        }
+        // What was applied was committed; the stored commit index may lag it (the hard state
+        // with a new commit index alone is not synced).
+        if self.hard_state.commit < applied {
+            self.hard_state.commit = applied;
+        }
         let commit = self.hard_state.commit;
         if commit > self.last_index {
             return Err(Error::Corrupted(format!(
-                "group {}: commit index {commit} is past the last log entry {} (raft log truncated?)",
-                self.group_id, self.last_index
+                "group {g}: commit index {commit} is past the last log entry {} (raft log truncated?)",
+                self.last_index
             )));
         }
-        if self.last_index > self.apply_state.truncated_index {
-            let first = self.first_index();
-            if self.read_entry(first)?.is_none() {
-                return Err(Error::Corrupted(format!(
-                    "group {}: log entry {first} is missing",
-                    self.group_id
-                )));
-            }
+        if applied < commit {
+            tracing::info!(
+                group = g,
+                from = applied + 1,
+                to = commit,
+                "re-applying committed entries the data on disk does not hold yet"
+            );
         }
         Ok(())
     }
 
-    fn read_last_entry(&self) -> Result<Option<Entry>> {
-        let end = keys::log_key(self.group_id, u64::MAX);
-        let mut it = self.engine.db().iterator_cf(
-            self.engine.cf(CF_RAFT),
-            IteratorMode::From(&end, Direction::Reverse),
-        );
-        match it.next() {
-            Some(Ok((k, v))) if keys::log_index(&k).is_some() && k[..10] == end[..10] => {
-                Ok(Some(decode_entry(&v)?))
+    fn load_entry_sizes(&mut self) -> Result<()> {
+        let mut low = self.first_index();
+        while low <= self.last_index {
+            let high = (low + LOAD_CHUNK).min(self.last_index + 1);
+            let mut ents = Vec::with_capacity((high - low) as usize);
+            self.engine
+                .raft_log()
+                .fetch_entries_to::<EntryExt>(self.group_id, low, high, None, &mut ents)
+                .map_err(|e| {
+                    Error::Corrupted(format!(
+                        "group {}: log entries [{low}, {high}): {e}",
+                        self.group_id
+                    ))
+                })?;
+            for e in &ents {
+                let size = protobuf::Message::compute_size(e);
+                self.entry_sizes.push_back(size);
+                self.log_bytes += u64::from(size);
             }
-            Some(Err(e)) => Err(Error::Storage(e.to_string())),
-            _ => Ok(None),
+            low = high;
         }
+        Ok(())
     }
 
     fn read_entry(&self, index: u64) -> Result<Option<Entry>> {
-        match self
-            .engine
-            .get(CF_RAFT, &keys::log_key(self.group_id, index))?
-        {
-            Some(v) => Ok(Some(decode_entry(&v)?)),
-            None => Ok(None),
-        }
+        self.engine
+            .raft_log()
+            .get_entry::<EntryExt>(self.group_id, index)
+            .map_err(|e| Error::Corrupted(format!("raft log entry {index}: {e}")))
     }
 
     pub fn group_id(&self) -> u64 {
@@ -235,14 +319,19 @@ impl PeerStorage {
         self.last_index
     }
 
+    /// Where the log was truncated: entries up to this index are gone.
+    pub fn truncated_index(&self) -> u64 {
+        self.truncated.truncated_index
+    }
+
     fn first_index(&self) -> u64 {
-        self.apply_state.truncated_index + 1
+        self.truncated.truncated_index + 1
     }
 
     /// Entries in the log (past the compacted prefix) and their encoded size.
     pub fn log_size(&self) -> (u64, u64) {
         (
-            self.last_index - self.apply_state.truncated_index,
+            self.last_index - self.truncated.truncated_index,
             self.log_bytes,
         )
     }
@@ -257,7 +346,7 @@ impl PeerStorage {
         }
         let by_count = self.last_index.saturating_sub(max_entries / 2);
         let mut kept = 0u64;
-        let mut by_bytes = self.apply_state.truncated_index;
+        let mut by_bytes = self.truncated.truncated_index;
         for (i, size) in self.entry_sizes.iter().enumerate().rev() {
             kept += u64::from(*size);
             if kept > max_bytes / 2 {
@@ -266,11 +355,12 @@ impl PeerStorage {
             }
         }
         let target = by_count.max(by_bytes).min(applied);
-        (target > self.apply_state.truncated_index).then_some(target)
+        (target > self.truncated.truncated_index).then_some(target)
     }
 
-    /// Stages the removal of the log up to and including `index` (which must be applied).
-    pub fn compact_to(&mut self, index: u64, wb: &mut WriteBatch) -> Result<()> {
+    /// Stages the removal of the log up to and including `index`, which must be applied and
+    /// flushed: the data on disk must never be older than the log's start.
+    pub fn compact_to(&mut self, index: u64, batch: &mut LogBatch) -> Result<()> {
         let first = self.first_index();
         assert!(
             index >= first && index <= self.apply_state.applied_index,
@@ -279,11 +369,15 @@ impl PeerStorage {
         );
         let term = raft::Storage::term(self, index)
             .map_err(|e| Error::Storage(format!("term of {index}: {e}")))?;
-        wb.delete_range_cf(
-            self.engine.cf(CF_RAFT),
-            keys::log_key(self.group_id, first),
-            keys::log_key(self.group_id, index + 1),
-        );
+        self.truncated = RaftLogState {
+            truncated_index: index,
+            truncated_term: term,
+            ..Default::default()
+        };
+        batch
+            .put_message(self.group_id, RAFT_LOG_STATE_KEY.to_vec(), &self.truncated)
+            .map_err(log_batch_err)?;
+        batch.add_command(self.group_id, Command::Compact { index: index + 1 });
         for _ in first..=index {
             if let Some(size) = self.entry_sizes.pop_front() {
                 self.log_bytes -= u64::from(size);
@@ -293,24 +387,26 @@ impl PeerStorage {
             let (_, size) = self.cache.pop_front().expect("non-empty");
             self.cache_bytes -= u64::from(size);
         }
-        self.apply_state.truncated_index = index;
-        self.apply_state.truncated_term = term;
-        let applied = self.apply_state.applied_index;
-        self.set_applied(applied, wb);
         Ok(())
     }
 
-    /// Stages the raft side of installing `snap`: the log is dropped, the apply and conf
-    /// states move to the snapshot, the old data is cleared and the "applying" marker (naming
-    /// the received files in `data`) is set. The caller writes the batch (synced), ingests the
-    /// files, then calls [`PeerStorage::finish_snapshot`].
-    pub fn apply_snapshot(&mut self, snap: &Snapshot, data: &SnapshotData, wb: &mut WriteBatch) {
+    /// Stages installing `snap`, in two batches written in this order: `wb` (RocksDB: the
+    /// old data cleared, the apply and conf states moved to the snapshot, its member
+    /// addresses, and the "applying" marker naming the received files in `data`), then
+    /// `batch` (raft-engine: the log dropped, restarting after the snapshot). The caller
+    /// writes both (durably), ingests the files, then calls [`PeerStorage::finish_snapshot`].
+    /// A crash after `wb` is on disk finishes the install at the next start.
+    pub fn apply_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        data: &SnapshotData,
+        wb: &mut WriteBatch,
+        batch: &mut LogBatch,
+    ) -> Result<()> {
         let meta = snap.get_metadata();
         let (index, term) = (meta.index, meta.term);
         let g = self.group_id;
         let cf = self.engine.cf(CF_RAFT);
-        let (log_start, log_end) = keys::log_range(g);
-        wb.delete_range_cf(cf, log_start, log_end);
         let (addr_start, addr_end) = keys::node_addr_range(g);
         wb.delete_range_cf(cf, addr_start, addr_end);
         for n in data.nodes.iter() {
@@ -318,45 +414,36 @@ impl PeerStorage {
         }
         keys::stage_clear_data(&self.engine, wb);
         wb.put_cf(cf, keys::snapshot_applying_key(g), encode_msg(data));
-        self.apply_state.truncated_index = index;
-        self.apply_state.truncated_term = term;
-        self.set_applied(index, wb);
+        self.set_applied(index, term, wb);
         self.set_conf_state(meta.get_conf_state().clone(), wb);
-        let mut hs = self.hard_state.clone();
-        hs.term = hs.term.max(term);
-        hs.commit = hs.commit.max(index);
-        self.set_hard_state(hs, wb);
-        self.last_index = index;
-        self.last_term = term;
-        self.recent_terms.clear();
-        self.entry_sizes.clear();
-        self.log_bytes = 0;
-        self.cache.clear();
-        self.cache_bytes = 0;
-        self.persisted = index;
+        self.stage_log_restart(index, term, batch)
     }
 
-    /// Stages `entries` (which may overwrite a conflicting suffix of the log).
-    pub fn append(&mut self, entries: &[Entry], wb: &mut WriteBatch) {
+    /// Stages `entries` (which may overwrite a conflicting suffix of the log: raft-engine
+    /// drops the old suffix from the first new index on).
+    pub fn append(&mut self, entries: &[Entry], batch: &mut LogBatch) -> Result<()> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return;
+            return Ok(());
         };
         assert!(
-            first.index > self.apply_state.truncated_index,
+            first.index > self.truncated.truncated_index,
             "append at {} overwrites the compacted log (truncated at {})",
             first.index,
-            self.apply_state.truncated_index
+            self.truncated.truncated_index
         );
-        let mut sizes = Vec::with_capacity(entries.len());
-        for e in entries {
-            let encoded = encode_msg(e);
-            sizes.push(encoded.len() as u32);
-            wb.put_cf(
-                self.engine.cf(CF_RAFT),
-                keys::log_key(self.group_id, e.index),
-                encoded,
-            );
-        }
+        assert!(
+            first.index <= self.last_index + 1,
+            "append at {} leaves a hole after {}",
+            first.index,
+            self.last_index
+        );
+        batch
+            .add_entries::<EntryExt>(self.group_id, entries)
+            .map_err(log_batch_err)?;
+        let sizes: Vec<u32> = entries
+            .iter()
+            .map(protobuf::Message::compute_size)
+            .collect();
         // `recent_terms` covers [window_start, last_index]; keep the part before the new
         // entries, then add theirs, so it stays consecutive and ends at the new last index.
         let window_start = self.last_index + 1 - self.recent_terms.len() as u64;
@@ -395,17 +482,10 @@ impl PeerStorage {
         while self.recent_terms.len() > RECENT_TERMS {
             self.recent_terms.pop_front();
         }
-        if last.index < self.last_index {
-            // The tail of the old log conflicts with the new entries: remove it.
-            wb.delete_range_cf(
-                self.engine.cf(CF_RAFT),
-                keys::log_key(self.group_id, last.index + 1),
-                keys::log_key(self.group_id, self.last_index + 1),
-            );
-        }
         self.last_index = last.index;
         self.last_term = last.term;
         self.evict();
+        Ok(())
     }
 
     /// Records that the log is written up to `index` (by the log writer).
@@ -429,13 +509,12 @@ impl PeerStorage {
         }
     }
 
-    pub fn set_hard_state(&mut self, hs: HardState, wb: &mut WriteBatch) {
-        wb.put_cf(
-            self.engine.cf(CF_RAFT),
-            keys::hard_state_key(self.group_id),
-            encode_msg(&hs),
-        );
+    pub fn set_hard_state(&mut self, hs: HardState, batch: &mut LogBatch) -> Result<()> {
+        batch
+            .put_message(self.group_id, RAFT_HARD_STATE_KEY.to_vec(), &hs)
+            .map_err(log_batch_err)?;
         self.hard_state = hs;
+        Ok(())
     }
 
     pub fn set_conf_state(&mut self, cs: ConfState, wb: &mut WriteBatch) {
@@ -447,9 +526,11 @@ impl PeerStorage {
         self.conf_state = cs;
     }
 
-    /// Stages the apply state; it must go in the same batch as the data it covers.
-    pub fn set_applied(&mut self, applied: u64, wb: &mut WriteBatch) {
+    /// Stages the apply state (the index and term of the last entry applied); it must go in
+    /// the same batch as the data it covers.
+    pub fn set_applied(&mut self, applied: u64, term: u64, wb: &mut WriteBatch) {
         self.apply_state.applied_index = applied;
+        self.apply_state.applied_term = term;
         wb.put_cf(
             self.engine.cf(CF_RAFT),
             keys::apply_state_key(self.group_id),
@@ -464,8 +545,19 @@ pub fn initial_conf_state(engine: &Engine, group_id: u64) -> Result<Option<ConfS
     engine.get_msg(CF_RAFT, &keys::initial_conf_key(group_id))
 }
 
-fn decode_entry(v: &[u8]) -> Result<Entry> {
-    Entry::parse_from_bytes(v).map_err(|e| Error::Corrupted(format!("raft log entry: {e}")))
+/// Finishes a reset that a crash interrupted (see `group.rs`): RocksDB already holds the new
+/// state, and the old group's raft log is dropped now.
+fn finish_interrupted_reset(engine: &Engine, g: u64) -> Result<()> {
+    if engine.get(CF_RAFT, &keys::resetting_key(g))?.is_none() {
+        return Ok(());
+    }
+    tracing::warn!(group = g, "finishing a reset interrupted by a crash");
+    let mut batch = LogBatch::default();
+    batch.add_command(g, Command::Clean);
+    engine.write_log(&mut batch, true)?;
+    let mut wb = WriteBatch::default();
+    wb.delete_cf(engine.cf(CF_RAFT), keys::resetting_key(g));
+    engine.write(wb, true)
 }
 
 fn store_err(e: Error) -> raft::Error {
@@ -498,36 +590,30 @@ impl raft::Storage for PeerStorage {
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity((high - low) as usize);
         let mut size = 0u64;
-        // Entries before the cache come from RocksDB, the rest from the cache (which holds
+        // Entries before the cache come from raft-engine, the rest from the cache (which holds
         // every entry not written yet).
         let cache_start = self.last_index + 1 - self.cache.len() as u64;
         let disk_end = high.min(cache_start);
         if low < disk_end {
-            let start = keys::log_key(self.group_id, low);
-            let it = self.engine.db().iterator_cf(
-                self.engine.cf(CF_RAFT),
-                IteratorMode::From(&start, Direction::Forward),
-            );
-            for (expect, item) in (low..disk_end).zip(it) {
-                let (k, v) = item.map_err(|e| store_err(Error::Storage(e.to_string())))?;
-                if keys::log_index(&k) != Some(expect) || k[..10] != start[..10] {
-                    return Err(store_err(Error::Corrupted(format!(
-                        "group {}: log entry {expect} is missing",
+            let max = usize::try_from(max_size).unwrap_or(usize::MAX);
+            let fetched = self
+                .engine
+                .raft_log()
+                .fetch_entries_to::<EntryExt>(self.group_id, low, disk_end, Some(max), &mut out)
+                .map_err(|e| {
+                    store_err(Error::Corrupted(format!(
+                        "group {}: log entries [{low}, {disk_end}): {e}",
                         self.group_id
-                    ))));
-                }
-                size += v.len() as u64;
-                if !out.is_empty() && size > max_size {
-                    return Ok(out);
-                }
-                out.push(decode_entry(&v).map_err(store_err)?);
+                    )))
+                })?;
+            if (fetched as u64) < disk_end - low {
+                // The size limit was reached.
+                return Ok(out);
             }
-            if out.len() as u64 != disk_end - low {
-                return Err(store_err(Error::Corrupted(format!(
-                    "group {}: log entries [{low}, {disk_end}) are missing",
-                    self.group_id
-                ))));
-            }
+            size = out
+                .iter()
+                .map(|e| u64::from(protobuf::Message::compute_size(e)))
+                .sum();
         }
         if high > cache_start {
             let skip = low.saturating_sub(cache_start) as usize;
@@ -546,8 +632,8 @@ impl raft::Storage for PeerStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.apply_state.truncated_index {
-            return Ok(self.apply_state.truncated_term);
+        if idx == self.truncated.truncated_index {
+            return Ok(self.truncated.truncated_term);
         }
         if idx < self.first_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -580,7 +666,7 @@ impl raft::Storage for PeerStorage {
     /// point, or the follower would need entries that are gone; generation runs in the
     /// background and raft asks again until it is ready.
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
-        let min_index = request_index.max(self.apply_state.truncated_index);
+        let min_index = request_index.max(self.truncated.truncated_index);
         match self
             .engine
             .snapshots()
@@ -626,9 +712,20 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> (Arc<Engine>, PeerStorage) {
-        let engine = Arc::new(Engine::open(dir).unwrap());
+        let engine = Engine::open(dir).unwrap();
         let s = PeerStorage::open(engine.clone(), 3, &[1]).unwrap();
         (engine, s)
+    }
+
+    /// Stages with `stage` into one raft-engine batch and writes it synced.
+    fn log_write(engine: &Engine, stage: impl FnOnce(&mut LogBatch)) {
+        let mut b = LogBatch::default();
+        stage(&mut b);
+        engine.write_log(&mut b, true).unwrap();
+    }
+
+    fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
+        range.map(|i| entry(i, term)).collect()
     }
 
     #[test]
@@ -637,14 +734,14 @@ mod tests {
         {
             let (engine, mut s) = open(dir.path());
             assert_eq!(s.initial_state().unwrap().conf_state.voters, vec![1]);
-            let mut wb = WriteBatch::default();
-            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
-            s.set_hard_state(hard_state(1, 5), &mut wb);
-            engine.write(wb, true).unwrap();
+            log_write(&engine, |b| {
+                s.append(&entries(1..=10, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 5), b).unwrap();
+            });
             // A new leader overwrites the tail from index 7 with two entries of term 2.
-            let mut wb = WriteBatch::default();
-            s.append(&[entry(7, 2), entry(8, 2)], &mut wb);
-            engine.write(wb, true).unwrap();
+            log_write(&engine, |b| {
+                s.append(&[entry(7, 2), entry(8, 2)], b).unwrap()
+            });
             assert_eq!(s.last_index, 8);
         }
         let (_engine, s) = open(dir.path());
@@ -691,19 +788,18 @@ mod tests {
             ..entry(index, term)
         };
         // 2,000 entries of 10 kB: more than the cache holds, so it starts past the log's start.
-        let mut wb = WriteBatch::default();
-        s.append(&(1..=2000).map(|i| big(i, 1)).collect::<Vec<_>>(), &mut wb);
+        let mut b = LogBatch::default();
+        s.append(&(1..=2000).map(|i| big(i, 1)).collect::<Vec<_>>(), &mut b)
+            .unwrap();
         assert_eq!(s.cache.len(), 2000, "entries not written yet stay cached");
-        engine.write(wb, false).unwrap();
+        engine.write_log(&mut b, false).unwrap();
         s.set_persisted(2000);
-        let mut wb = WriteBatch::default();
-        s.append(&[big(1990, 2), big(1991, 2)], &mut wb);
-        engine.write(wb, false).unwrap();
+        log_write(&engine, |b| {
+            s.append(&[big(1990, 2), big(1991, 2)], b).unwrap()
+        });
         s.set_persisted(1991);
         s.apply_state.applied_index = 1991;
-        let mut wb = WriteBatch::default();
-        s.compact_to(1500, &mut wb).unwrap();
-        engine.write(wb, false).unwrap();
+        log_write(&engine, |b| s.compact_to(1500, b).unwrap());
         assert!(s.cache_bytes <= ENTRY_CACHE_BYTES);
         assert!(s.cache.len() > 100 && s.cache.len() < 990);
         assert_eq!(s.cache.back().unwrap().0.index, 1991);
@@ -738,10 +834,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=10, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 4), b).unwrap();
+            });
             let mut wb = WriteBatch::default();
-            s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
-            s.set_hard_state(hard_state(1, 4), &mut wb);
-            s.set_applied(7, &mut wb);
+            s.set_applied(7, 1, &mut wb);
             engine.write(wb, true).unwrap();
         }
         let (_engine, s) = open(dir.path());
@@ -750,14 +848,61 @@ mod tests {
     }
 
     #[test]
+    fn unflushed_applies_are_lost_in_a_crash_and_the_log_still_covers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=10, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 10), b).unwrap();
+            });
+            let mut wb = WriteBatch::default();
+            s.set_applied(4, 1, &mut wb);
+            engine.write(wb, true).unwrap();
+            // Applied to 10, but not flushed: the crash (RocksDB closed without its
+            // shutdown flush) loses it.
+            let mut wb = WriteBatch::default();
+            s.set_applied(10, 1, &mut wb);
+            engine.write(wb, false).unwrap();
+            assert_eq!(s.apply_state.applied_index, 10);
+            std::mem::forget(s);
+            std::mem::forget(engine);
+        }
+        // The forgotten engine still holds the directory's locks: copy what is on disk.
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let (_engine, s) = open(copy.path());
+        assert_eq!(s.apply_state().applied_index, 4, "only the flushed apply");
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 10);
+        assert_eq!(
+            Storage::last_index(&s).unwrap(),
+            10,
+            "entries 5..=10 to re-apply"
+        );
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dest = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&dest).unwrap();
+                copy_dir(&e.path(), &dest);
+            } else if e.file_name() != "LOCK" {
+                std::fs::copy(e.path(), dest).unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn cached_terms_follow_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let (engine, mut s) = open(dir.path());
-        let mut wb = WriteBatch::default();
-        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
-        s.append(&[entry(6, 2), entry(7, 2)], &mut wb);
-        s.append(&[entry(8, 3)], &mut wb);
-        engine.write(wb, true).unwrap();
+        log_write(&engine, |b| {
+            s.append(&entries(1..=10, 1), b).unwrap();
+            s.append(&[entry(6, 2), entry(7, 2)], b).unwrap();
+            s.append(&[entry(8, 3)], b).unwrap();
+        });
         let expect = [1, 1, 1, 1, 1, 2, 2, 3];
         for (i, t) in expect.iter().enumerate() {
             assert_eq!(s.term(i as u64 + 1).unwrap(), *t, "index {}", i + 1);
@@ -765,6 +910,7 @@ mod tests {
         // The same answers from disk alone.
         drop(s);
         let s = PeerStorage::open(engine, 3, &[1]).unwrap();
+        assert_eq!(Storage::last_index(&s).unwrap(), 8);
         for (i, t) in expect.iter().enumerate() {
             assert_eq!(
                 s.term(i as u64 + 1).unwrap(),
@@ -780,10 +926,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=100, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 100), b).unwrap();
+            });
             let mut wb = WriteBatch::default();
-            s.append(&(1..=100).map(|i| entry(i, 1)).collect::<Vec<_>>(), &mut wb);
-            s.set_hard_state(hard_state(1, 100), &mut wb);
-            s.set_applied(60, &mut wb);
+            s.set_applied(60, 1, &mut wb);
             engine.write(wb, true).unwrap();
             assert_eq!(s.compact_target(60, 100, u64::MAX), None, "within limits");
             // Over 40 entries: keep the newest 20, but nothing past applied (60).
@@ -792,9 +940,7 @@ mod tests {
             // By bytes: each entry is a little over 10 bytes; 200 bytes keeps ~9 of them.
             let by_bytes = s.compact_target(100, 1000, 200).unwrap();
             assert!((88..=95).contains(&by_bytes), "{by_bytes}");
-            let mut wb = WriteBatch::default();
-            s.compact_to(50, &mut wb).unwrap();
-            engine.write(wb, false).unwrap();
+            log_write(&engine, |b| s.compact_to(50, b).unwrap());
             assert_eq!(s.log_size().0, 50);
             assert!(matches!(
                 s.entries(40, 60, None, GetEntriesContext::empty(false)),
@@ -818,12 +964,12 @@ mod tests {
     #[test]
     fn groups_do_not_see_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let engine = Engine::open(dir.path()).unwrap();
         let mut a = PeerStorage::open(engine.clone(), 1, &[1]).unwrap();
-        let mut wb = WriteBatch::default();
-        a.append(&[entry(1, 1), entry(2, 1)], &mut wb);
-        a.set_hard_state(hard_state(1, 2), &mut wb);
-        engine.write(wb, true).unwrap();
+        log_write(&engine, |b| {
+            a.append(&[entry(1, 1), entry(2, 1)], b).unwrap();
+            a.set_hard_state(hard_state(1, 2), b).unwrap();
+        });
         let b = PeerStorage::open(engine.clone(), 2, &[1]).unwrap();
         assert_eq!(Storage::last_index(&b).unwrap(), 0);
         let a = PeerStorage::open(engine, 1, &[1]).unwrap();
@@ -831,25 +977,68 @@ mod tests {
     }
 
     #[test]
-    fn a_log_missing_committed_entries_is_refused() {
+    fn data_outside_the_log_is_refused() {
+        // The data ahead of the log (the raft log lost).
         let dir = tempfile::tempdir().unwrap();
         {
             let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=3, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 3), b).unwrap();
+            });
             let mut wb = WriteBatch::default();
-            s.append(&[entry(1, 1), entry(2, 1), entry(3, 1)], &mut wb);
-            s.set_hard_state(hard_state(1, 3), &mut wb);
-            engine.write(wb, true).unwrap();
-            let mut wb = WriteBatch::default();
-            wb.delete_cf(engine.cf(CF_RAFT), keys::log_key(3, 3));
-            wb.delete_cf(engine.cf(CF_RAFT), keys::log_key(3, 2));
+            s.set_applied(5, 1, &mut wb);
             engine.write(wb, true).unwrap();
         }
-        let engine = Arc::new(Engine::open(dir.path()).unwrap());
+        let engine = Engine::open(dir.path()).unwrap();
         let err = PeerStorage::open(engine, 3, &[1]).err().unwrap();
         assert!(
             err.to_string()
-                .contains("commit index 3 is past the last log entry 1"),
+                .contains("the data is at index 5, past the last raft log entry 3"),
             "{err}"
         );
+        // The data behind the log's start (compacted past what was flushed).
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=20, 1), b).unwrap();
+                s.set_hard_state(hard_state(1, 20), b).unwrap();
+            });
+            s.apply_state.applied_index = 15;
+            log_write(&engine, |b| s.compact_to(12, b).unwrap());
+            let mut wb = WriteBatch::default();
+            s.set_applied(8, 1, &mut wb);
+            engine.write(wb, true).unwrap();
+        }
+        let engine = Engine::open(dir.path()).unwrap();
+        let err = PeerStorage::open(engine, 3, &[1]).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("the data is at index 8, before the start of the raft log (13)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_reset_drops_the_old_log_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut s) = open(dir.path());
+            log_write(&engine, |b| {
+                s.append(&entries(1..=5, 2), b).unwrap();
+                s.set_hard_state(hard_state(2, 5), b).unwrap();
+            });
+            // The reset's first step: RocksDB holds the new, empty state and the marker.
+            let mut wb = WriteBatch::default();
+            let cf = engine.cf(CF_RAFT);
+            wb.delete_range_cf(cf, keys::group_start(3), keys::group_end(3));
+            wb.put_cf(cf, keys::resetting_key(3), []);
+            engine.write(wb, true).unwrap();
+        }
+        let (engine, s) = open(dir.path());
+        assert_eq!(Storage::last_index(&s).unwrap(), 0);
+        assert_eq!(s.initial_state().unwrap().hard_state.term, 0);
+        assert_eq!(engine.get(CF_RAFT, &keys::resetting_key(3)).unwrap(), None);
     }
 }

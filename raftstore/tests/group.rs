@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rockraft_raftstore::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use rockraft_raftstore::keys::CF_DATA;
 use rockraft_raftstore::{
     start_group, ApplyContext, Engine, GroupConfig, GroupHandle, NoPeers, StateMachine,
@@ -36,7 +37,7 @@ fn start(
     std::thread::JoinHandle<()>,
     Arc<Engine>,
 ) {
-    let engine = Arc::new(Engine::open(dir).unwrap());
+    let engine = Engine::open(dir).unwrap();
     let (h, t) = start_group(
         engine.clone(),
         GroupConfig::new(7, 1),
@@ -147,4 +148,58 @@ fn reads_wait_for_the_leader_and_are_answered() {
     // A stopped group fails new requests instead of hanging them.
     let err = rt().block_on(h.read_index()).unwrap_err();
     assert_eq!(err, rockraft_raftstore::Error::Stopped);
+}
+
+fn conf_change(change_type: ConfChangeType, node: u64) -> ConfChangeV2 {
+    let mut change = ConfChangeSingle::default();
+    change.set_change_type(change_type);
+    change.node_id = node;
+    let mut cc = ConfChangeV2::default();
+    cc.mut_changes().push(change);
+    cc
+}
+
+/// A lone voter answers linearizable reads without a read index once it has applied its
+/// term's first entry; a learner changes nothing, a second voter ends it (and reads then need
+/// a quorum the group no longer has).
+#[test]
+fn a_lone_voter_reads_locally_until_a_second_voter_is_proposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let applies = Arc::new(AtomicU64::new(0));
+    let (h, t, _e) = start(dir.path(), &applies);
+    let local = |h: &GroupHandle<(u64, u64)>| h.status().sole_voter_reads();
+    rt().block_on(async {
+        propose_until_leader(&h, b"k", 1).await;
+        assert!(
+            local(&h),
+            "a lone leader that applied its term reads locally"
+        );
+        h.read_index().await.unwrap();
+        h.conf_change(conf_change(ConfChangeType::AddLearnerNode, 8))
+            .await
+            .unwrap();
+        assert!(
+            eventually(|| local(&h)).await,
+            "a learner has no vote: reads are local again once it is applied"
+        );
+        // Node 8 never answers: the promotion commits on the old configuration's quorum.
+        let promote = h.conf_change(conf_change(ConfChangeType::AddNode, 8));
+        promote.await.unwrap();
+        assert!(!local(&h), "two voters: reads need a read index again");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!local(&h), "and stay so");
+    });
+    h.stop();
+    t.join().unwrap();
+}
+
+/// Whether `f` holds within two seconds.
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
 }

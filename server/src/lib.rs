@@ -300,7 +300,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             source,
         })?;
 
-    let engine = Arc::new(Engine::open(&config.data_dir)?);
+    let engine = Engine::open(&config.data_dir)?;
     let ident = load_or_create_ident(&engine)?;
     let me = NodeInfo {
         node_id: ident.node_id,

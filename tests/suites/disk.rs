@@ -40,7 +40,8 @@ fn a_full_disk_stops_the_node_and_loses_no_acknowledged_write() {
     let data = disk.0.join("n");
     let mut node = Process::start(&data, free_port());
     let mut c = node.client();
-    let value = vec![b'x'; 64 * 1024];
+    // Random bytes: the raft log and RocksDB compress, and must not fit them in 24 MB.
+    let value: Vec<u8> = (0..64 * 1024).map(|_| rand::random::<u8>()).collect();
     let mut acked = Vec::new();
     for i in 0..2000 {
         let r: redis::RedisResult<()> = cmd("SET").arg(format!("k{i}")).arg(&value).query(&mut c);

@@ -178,3 +178,96 @@ fn a_corrupted_data_directory_is_refused_with_a_clear_error() {
         "the error names the problem: {log}"
     );
 }
+
+/// A data directory written by release 0.1 (raft log in RocksDB), unpacked into a new
+/// temporary directory: 250 strings `str:1`..`str:250` ("value-N"), a hash, a list, a set, a
+/// sorted set, a stream, `counter` = 2 and `withttl` (a 100,000 s TTL). It was killed with
+/// `kill -9`, so part of it is only in RocksDB's WAL, and its log was compacted (the first
+/// index is 205, the last 260).
+fn old_release_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    std::fs::create_dir_all(&data).unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data-dir-v0.1.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(status.success(), "unpacking {}", fixture.display());
+    (dir, data)
+}
+
+/// Everything the old release's directory holds (see [`old_release_data_dir`]).
+fn check_old_release_data(c: &mut redis::Connection) {
+    for i in 1..=250 {
+        let v: String = cmd("GET").arg(format!("str:{i}")).query(c).unwrap();
+        assert_eq!(v, format!("value-{i}"));
+    }
+    let h: Vec<String> = cmd("HGETALL").arg("h").query(c).unwrap();
+    assert_eq!(h, ["f1", "v1", "f2", "v2"]);
+    let l: Vec<String> = cmd("LRANGE").arg("l").arg(0).arg(-1).query(c).unwrap();
+    assert_eq!(l, ["a", "b", "c"]);
+    let s: u64 = cmd("SCARD").arg("s").query(c).unwrap();
+    assert_eq!(s, 3);
+    let z: Vec<String> = cmd("ZRANGE").arg("z").arg(0).arg(-1).query(c).unwrap();
+    assert_eq!(z, ["one", "two"]);
+    let x: u64 = cmd("XLEN").arg("st").query(c).unwrap();
+    assert_eq!(x, 1);
+    let ttl: i64 = cmd("TTL").arg("withttl").query(c).unwrap();
+    assert!(ttl > 0, "TTL {ttl}");
+}
+
+fn raft_info(c: &mut redis::Connection, field: &str) -> u64 {
+    rockraft_tests::info_field(c, "raft", field)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("INFO raft lacks {field}"))
+}
+
+#[test]
+fn a_data_directory_of_the_previous_release_is_upgraded_at_start() {
+    let (_dir, data) = old_release_data_dir();
+    let port = free_port();
+    let node = Process::start(&data, port);
+    let c = &mut node.client();
+    assert_eq!(cmd("DBSIZE").query::<u64>(c).unwrap(), 257);
+    assert_eq!(cmd("GET").arg("counter").query::<u64>(c).unwrap(), 2);
+    check_old_release_data(c);
+    // The old log moved: same start, and the entries it held are still served.
+    assert_eq!(raft_info(c, "raft_first_index"), 205);
+    assert!(raft_info(c, "raft_last_index") > 260);
+    assert!(node.log().contains("raft log moved to raft-engine"));
+    assert_eq!(cmd("INCR").arg("counter").query::<u64>(c).unwrap(), 3);
+    node.kill9();
+    // The second start finds the new format: no second upgrade, nothing lost. (Another port:
+    // a node's log file is named by it.)
+    let node = Process::start(&data, free_port());
+    let c = &mut node.client();
+    check_old_release_data(c);
+    assert_eq!(cmd("GET").arg("counter").query::<u64>(c).unwrap(), 3);
+    assert!(!node.log().contains("upgrading the data directory"));
+    assert!(data.join("raft").is_dir());
+}
+
+#[test]
+fn an_upgrade_interrupted_by_a_crash_is_done_again() {
+    let (_dir, data) = old_release_data_dir();
+    let port = free_port();
+    // The crash comes after the log is copied into raft-engine, before the old one is removed.
+    let launch = rockraft_tests::Launch::failpoints("upgrade_before_format=panic");
+    let mut crashed = Process::spawn_full(&launch, &data, port, free_port(), None, &[]);
+    assert_eq!(
+        crashed.wait_exit(Duration::from_secs(30)),
+        Some(Some(101)),
+        "no crash during the upgrade"
+    );
+    let node = Process::start(&data, free_port());
+    assert!(node.log().contains("raft log moved to raft-engine"));
+    let c = &mut node.client();
+    check_old_release_data(c);
+    assert_eq!(cmd("INCR").arg("counter").query::<u64>(c).unwrap(), 3);
+    assert_eq!(raft_info(c, "raft_first_index"), 205);
+}

@@ -48,7 +48,8 @@ fn the_log_is_compacted_past_its_limit() {
     let mut c = cluster.client(0);
     write_keys(&mut c, "k", 1000);
     // The three figures are published at different moments (the log writer, the raft
-    // thread, the compaction): once the writes are done they agree.
+    // thread, the compaction): once the writes are done they agree. The compaction waits for
+    // the applied data to be flushed (it is written without a WAL), so it trails the writes.
     let mut figures = (0, 0, 0);
     let settled = rockraft_tests::wait_until(std::time::Duration::from_secs(10), || {
         figures = (
@@ -56,7 +57,7 @@ fn the_log_is_compacted_past_its_limit() {
             raft_u64(&mut c, "raft_log_entries"),
             raft_u64(&mut c, "raft_last_index"),
         );
-        figures.0 + figures.1 - 1 == figures.2
+        figures.0 + figures.1 - 1 == figures.2 && figures.1 <= 200
     });
     let (first, entries, last) = figures;
     assert!(

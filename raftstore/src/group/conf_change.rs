@@ -179,6 +179,10 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
 
     /// Appends a membership change to the log; its (index, term).
     fn propose_conf_change(&mut self, cc: ConfChangeV2) -> Result<(u64, u64)> {
+        // A second voter ends the leader's local reads: stop them before the change exists.
+        self.status
+            .sole_voter_reads
+            .store(false, std::sync::atomic::Ordering::Release);
         let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose_conf_change(vec![], cc)

@@ -451,11 +451,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             );
             kv("raft_snapshots_sent", &shared.network.snapshots_sent());
             let engine = shared.db.engine();
-            kv(
-                "raft_log_sst_bytes",
-                &engine.cf_sst_bytes(rockraft_raftstore::keys::CF_RAFT),
-            );
-            kv("rocksdb_wal_bytes", &engine.wal_bytes());
+            kv("raft_log_file_bytes", &engine.raft_log_bytes());
             kv(
                 "rocksdb_data_sst_bytes",
                 &engine.cf_sst_bytes(rockraft_raftstore::keys::CF_DATA),
