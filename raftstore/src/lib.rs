@@ -1,5 +1,6 @@
-//! The replicated store under rockraft: raft-rs groups whose log, hard state and applied data
-//! live in one RocksDB. Knows nothing of RESP; the server supplies a [`StateMachine`].
+//! The replicated store under rockraft: raft-rs groups whose logs and hard states live in
+//! raft-engine and whose applied data lives in RocksDB (see `engine.rs`). Knows nothing of
+//! RESP; the server supplies a [`StateMachine`].
 
 pub mod apply;
 pub mod engine;
