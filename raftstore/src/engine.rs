@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use protobuf::Message as PbMessage;
@@ -67,8 +68,8 @@ pub struct Engine {
     snapshots: SnapManager,
     /// The highest apply index written (a hint for the mark filter; 0 until the first apply).
     applied: Arc<AtomicU64>,
-    /// The flusher thread's queue (flushes requested to make apply writes durable).
-    flusher: Mutex<Option<Sender<FlushCallback>>>,
+    /// The flusher thread and its queue (flushes requested to make apply writes durable).
+    flusher: Mutex<Option<(Sender<FlushCallback>, JoinHandle<()>)>>,
     /// The one writer of every group's raft log.
     writer: OnceLock<StoreWriter>,
 }
@@ -239,15 +240,7 @@ impl Engine {
 
     /// Flushes every column family, atomically: everything written before is on disk after.
     pub fn flush(&self) -> Result<()> {
-        fail::fail_point!("flush_before");
-        let cfs: Vec<&ColumnFamily> = ALL_CFS.iter().map(|name| self.cf(name)).collect();
-        let mut opts = FlushOptions::default();
-        opts.set_wait(true);
-        self.db
-            .flush_cfs_opt(&cfs, &opts)
-            .map_err(|e| Error::Storage(format!("flush: {e}")))?;
-        fail::fail_point!("flush_after");
-        Ok(())
+        flush_all(&self.db)
     }
 
     /// Writes a raft-engine batch; `sync` makes it durable (fdatasync) before returning.
@@ -271,16 +264,18 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|tx| tx.send(Box::new(done)).is_ok());
+            .is_some_and(|(tx, _)| tx.send(Box::new(done)).is_ok());
         if !sent {
             tracing::warn!("flusher stopped; a flush request is dropped");
         }
     }
 
-    fn start_flusher(self: &Arc<Self>) -> Result<()> {
+    /// Starts the flusher thread. It holds the stores only while it works on them, and the
+    /// engine's drop joins it, so the directory is released when the engine is gone.
+    fn start_flusher(&self) -> Result<()> {
         let (tx, rx) = mpsc::channel::<FlushCallback>();
-        let engine = Arc::downgrade(self);
-        std::thread::Builder::new()
+        let (db, raft) = (Arc::downgrade(&self.db), Arc::downgrade(&self.raft));
+        let thread = std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
                 let mut last_purge = Instant::now();
@@ -290,16 +285,17 @@ impl Engine {
                         Err(RecvTimeoutError::Timeout) => None,
                         Err(RecvTimeoutError::Disconnected) => return,
                     };
-                    let Some(engine) = engine.upgrade() else {
-                        return;
-                    };
                     if let Some(first) = first {
                         let mut done = vec![first];
                         done.extend(rx.try_iter());
                         let started = Instant::now();
-                        if let Err(e) = engine.flush() {
+                        let Some(db) = db.upgrade() else {
+                            return;
+                        };
+                        if let Err(e) = flush_all(&db) {
                             panic!("flush of the applied data failed: {e}");
                         }
+                        drop(db);
                         metrics::histogram!("rockraft_flush_seconds")
                             .record(started.elapsed().as_secs_f64());
                         for cb in done {
@@ -308,7 +304,10 @@ impl Engine {
                     }
                     if last_purge.elapsed() >= PURGE_INTERVAL {
                         last_purge = Instant::now();
-                        match engine.raft.purge_expired_files() {
+                        let Some(raft) = raft.upgrade() else {
+                            return;
+                        };
+                        match raft.purge_expired_files() {
                             Ok(behind) if !behind.is_empty() => tracing::debug!(
                                 ?behind,
                                 "raft log files held by groups that have not compacted"
@@ -320,9 +319,27 @@ impl Engine {
                 }
             })
             .map_err(|e| Error::Storage(format!("spawn the flusher: {e}")))?;
-        *self.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        *self.flusher.lock().unwrap_or_else(|e| e.into_inner()) = Some((tx, thread));
         Ok(())
     }
+}
+
+/// Flushes every column family of `db`, atomically.
+fn flush_all(db: &DB) -> Result<()> {
+    fail::fail_point!("flush_before");
+    let cfs: Vec<&ColumnFamily> = ALL_CFS
+        .iter()
+        .map(|name| {
+            db.cf_handle(name)
+                .unwrap_or_else(|| panic!("column family {name} was created at open"))
+        })
+        .collect();
+    let mut opts = FlushOptions::default();
+    opts.set_wait(true);
+    db.flush_cfs_opt(&cfs, &opts)
+        .map_err(|e| Error::Storage(format!("flush: {e}")))?;
+    fail::fail_point!("flush_after");
+    Ok(())
 }
 
 fn open_raft_log(dir: &Path) -> Result<RaftLog> {
@@ -342,10 +359,16 @@ fn open_raft_log(dir: &Path) -> Result<RaftLog> {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.flusher
+        let flusher = self
+            .flusher
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        if let Some((tx, thread)) = flusher {
+            // Its queue closed, it ends after the flush under way, if any.
+            drop(tx);
+            let _ = thread.join();
+        }
         if let Some(w) = self.writer.get() {
             w.stop();
         }

@@ -464,16 +464,25 @@ fn pubsub_run(name: &str, addr: std::net::SocketAddr, resp3: bool, seq: &[Step])
         let _ = sub.call(&args(&[b"HELLO", b"3"]));
     }
     let ids = |r: Resp| -> String {
-        fn hide(r: Resp, id: i64) -> Resp {
+        // An id is a whole reply (CLIENT ID, CLIENT GETREDIR) or the value after "redirect"
+        // (CLIENT TRACKINGINFO); an integer in a push is a count, even when it equals the id.
+        fn hide(r: Resp, id: i64, top: bool) -> Resp {
             match r {
-                Resp::Int(i) if i == id => Resp::Simple(b"<id>".to_vec()),
+                Resp::Int(i) if top && i == id => Resp::Simple(b"<id>".to_vec()),
                 Resp::Array(Some(items)) => {
-                    Resp::Array(Some(items.into_iter().map(|r| hide(r, id)).collect()))
+                    let mut out = Vec::with_capacity(items.len());
+                    let mut after_redirect = false;
+                    for item in items {
+                        let is_key = matches!(&item, Resp::Bulk(Some(b)) if b == b"redirect");
+                        out.push(hide(item, id, after_redirect));
+                        after_redirect = is_key;
+                    }
+                    Resp::Array(Some(out))
                 }
                 other => other,
             }
         }
-        hide(r, id).to_string()
+        hide(r, id, true).to_string()
     };
     let mut out = Vec::new();
     for (i, (who, cmd)) in seq.iter().enumerate() {
