@@ -626,3 +626,43 @@ fn pubsub_and_tracking_match_redis() {
     }
     println!("{sequences} pub/sub and tracking sequences, {frames} steps the same as Redis's");
 }
+
+/// Every command's ACL categories in `COMMAND INFO` are Redis's, in Redis's order (what ACL
+/// rules like `+@read` select, and what clients reading `COMMAND` see).
+#[test]
+fn command_categories_match_redis() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    let names = match ours.call(&args(&[b"COMMAND", b"LIST"])) {
+        Resp::Array(Some(names)) => names,
+        r => panic!("COMMAND LIST answered {r}"),
+    };
+    let categories = |t: &mut Target, name: &[u8]| match t.call(&args(&[b"COMMAND", b"INFO", name]))
+    {
+        Resp::Array(Some(mut infos)) => match infos.pop() {
+            Some(Resp::Array(Some(fields))) => Some(fields[6].to_string()),
+            _ => None,
+        },
+        r => panic!("COMMAND INFO answered {r}"),
+    };
+    let mut compared = 0;
+    for name in names {
+        let name = bulk(name);
+        if name == b"rrbackup" {
+            continue;
+        }
+        let want = categories(&mut oracle, &name).expect("a Redis command");
+        let got = categories(&mut ours, &name);
+        assert_eq!(
+            got.as_ref(),
+            Some(&want),
+            "categories of {}",
+            String::from_utf8_lossy(&name)
+        );
+        compared += 1;
+    }
+    assert!(compared > 200, "only {compared} commands compared");
+}

@@ -10,6 +10,7 @@
 
 pub mod bitmap;
 pub mod blocking;
+pub mod categories;
 pub mod cluster;
 pub mod connection;
 pub mod function;
@@ -127,6 +128,8 @@ pub struct CommandSpec {
     pub subcommands: &'static [(&'static str, i32)],
     /// For commands whose keys a keyword locates (XREAD's `STREAMS`): their positions.
     pub key_finder: Option<KeyFinder>,
+    /// Redis's ACL categories of the command (`@read`, `@write`, `@dangerous`…).
+    pub categories: &'static [&'static str],
 }
 
 /// Where a command's keys are (see [`CommandSpec::key_finder`]).
@@ -593,6 +596,7 @@ pub(crate) fn spec(
         read_form: None,
         subcommands: &[],
         key_finder: None,
+        categories: categories::of(name).unwrap_or(&["@slow"]),
     }
 }
 

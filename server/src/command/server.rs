@@ -610,33 +610,6 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     }
 }
 
-fn acl_category(c: &CommandSpec) -> Vec<Reply> {
-    let mut cats = vec![];
-    if c.is_write() {
-        cats.push("@write");
-    }
-    if c.flags & flags::READONLY != 0 {
-        cats.push("@read");
-    }
-    if c.flags & FAST != 0 {
-        cats.push("@fast");
-    } else {
-        cats.push("@slow");
-    }
-    if c.flags & ADMIN != 0 {
-        cats.push("@admin");
-        cats.push("@dangerous");
-    }
-    cats.push(match c.group {
-        "string" => "@string",
-        "generic" => "@keyspace",
-        "connection" | "cluster" => "@connection",
-        _ => "@slow",
-    });
-    cats.dedup();
-    cats.into_iter().map(|c| Reply::Simple(c.into())).collect()
-}
-
 /// A `COMMAND INFO` entry in Redis 7's ten-field form.
 fn command_info(c: &CommandSpec) -> Reply {
     let flag_names = flags::NAMES
@@ -651,7 +624,12 @@ fn command_info(c: &CommandSpec) -> Reply {
         Reply::Int(c.first_key as i64),
         Reply::Int(c.last_key as i64),
         Reply::Int(c.step as i64),
-        Reply::Set(acl_category(c)),
+        Reply::Set(
+            c.categories
+                .iter()
+                .map(|cat| Reply::Simple((*cat).into()))
+                .collect(),
+        ),
         Reply::Array(vec![]),
         Reply::Array(vec![]),
         Reply::Array(vec![]),
