@@ -91,7 +91,7 @@ pub fn seed_new_cluster(engine: &Engine, group_id: u64) -> Result<(StoreIdent, u
     batch
         .put_message(group_id, keys::RAFT_LOG_STATE_KEY.to_vec(), &truncated)
         .and_then(|()| batch.put_message(group_id, keys::RAFT_HARD_STATE_KEY.to_vec(), &hs))
-        .map_err(|e| Error::Storage(format!("raft log batch: {e}")))?;
+        .map_err(crate::storage::log_batch_err)?;
     engine.write_log(&mut batch, true)?;
     let cf = engine.cf(CF_RAFT);
     let mut wb = WriteBatch::default();

@@ -161,7 +161,7 @@ fn copy_group(engine: &Engine, g: u64) -> Result<(u64, Option<ApplyState>)> {
 fn put<M: PbMessage>(batch: &mut LogBatch, g: u64, key: &[u8], m: &M) -> Result<()> {
     batch
         .put_message(g, key.to_vec(), m)
-        .map_err(|e| Error::Storage(format!("raft log batch: {e}")))
+        .map_err(crate::storage::log_batch_err)
 }
 
 fn add_entries(batch: &mut LogBatch, g: u64, entries: &[Entry]) -> Result<()> {
@@ -170,5 +170,5 @@ fn add_entries(batch: &mut LogBatch, g: u64, entries: &[Entry]) -> Result<()> {
     }
     batch
         .add_entries::<EntryExt>(g, entries)
-        .map_err(|e| Error::Storage(format!("raft log batch: {e}")))
+        .map_err(crate::storage::log_batch_err)
 }
