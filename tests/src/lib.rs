@@ -300,6 +300,31 @@ impl Process {
             .status();
     }
 
+    /// SIGSTOP, then waits (up to 10 s) until every thread of the process is stopped, so that
+    /// nothing it had in flight still runs once this returns; false if they did not all stop.
+    pub fn pause(&self) -> bool {
+        self.signal("STOP");
+        wait_until(Duration::from_secs(10), || {
+            self.thread_states().iter().all(|s| *s == 'T' || *s == 't')
+        })
+    }
+
+    /// The scheduler state (`R`, `S`, `D`, `T`…) of each thread of the process.
+    pub fn thread_states(&self) -> Vec<char> {
+        let dir = format!("/proc/{}/task", self.child.id());
+        let Ok(tasks) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // `pid (comm) S …`: the state follows the last ')'.
+                stat.rsplit_once(')')?.1.trim_start().chars().next()
+            })
+            .collect()
+    }
+
     /// `kill -9`: no shutdown code runs.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -187,10 +187,31 @@ fn a_write_that_cannot_commit_is_reported_unknown_not_failed() {
     let mut c = rockraft_tests::connect(cluster.addr(l)).unwrap();
     let _: () = cmd("SET").arg("k").arg("before").query(&mut c).unwrap();
     for &f in &followers {
-        cluster.nodes[f].as_ref().unwrap().signal("STOP");
+        let node = cluster.nodes[f].as_ref().unwrap();
+        assert!(
+            node.pause(),
+            "node {f} did not stop: {:?}",
+            node.thread_states()
+        );
     }
     let r: redis::RedisResult<()> = cmd("SET").arg("k").arg("pending").query(&mut c);
-    let err = r.expect_err("no quorum: the write cannot be acknowledged");
+    let Err(err) = r else {
+        let raft: Vec<Option<String>> = (0..3)
+            .map(|i| {
+                let node = cluster.nodes[i].as_ref().unwrap();
+                let states: String = node.thread_states().into_iter().collect();
+                let info = if followers.contains(&i) {
+                    String::new()
+                } else {
+                    rockraft_tests::connect(cluster.addr(i))
+                        .and_then(|mut c| cmd("INFO").arg("raft").query::<String>(&mut c).ok())
+                        .unwrap_or_default()
+                };
+                Some(format!("node {i} threads {states}\n{info}"))
+            })
+            .collect();
+        panic!("no quorum, yet the write was acknowledged:\n{raft:#?}")
+    };
     assert_eq!(err.code(), Some("TIMEOUT"), "{err}");
     assert!(err.to_string().contains("outcome unknown"), "{err}");
     for &f in &followers {
