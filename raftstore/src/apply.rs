@@ -29,6 +29,10 @@ pub trait StateMachine: Send + 'static {
 
     /// Called once the round's writes are durable (before its proposers are answered).
     fn round_written(&mut self) {}
+
+    /// Called after the state was replaced wholesale (a snapshot was installed, or the node
+    /// left its group's data behind): whatever the state machine keeps of it is stale.
+    fn restored(&mut self) {}
 }
 
 /// Reads and writes of one apply round.

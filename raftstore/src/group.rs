@@ -714,6 +714,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         if let Err(e) = self.book.load(&self.engine, g) {
             panic!("group {g}: member addresses after snapshot: {e}");
         }
+        self.sm.restored();
         // Proposals this node made as leader and that the snapshot covers may or may not be
         // in it: their outcome is unknown (never "failed").
         while self.proposals.front().is_some_and(|p| p.index <= index) {
@@ -917,6 +918,7 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
         self.raw = raw;
         self.fail_all(Error::NotLeader { leader: None });
         self.book.load(&engine, g)?;
+        self.sm.restored();
         self.address_proposed.clear();
         self.publish_status();
         self.publish_members();

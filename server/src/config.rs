@@ -66,6 +66,31 @@ pub struct Config {
     /// Compact the raft log once its entries take more bytes than this.
     #[arg(long, env = "ROCKRAFT_RAFT_LOG_MAX_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
     pub raft_log_max_bytes: u64,
+
+    /// The default user's password (Redis's requirepass). The cluster's users are replicated
+    /// state: this password is enforced by this node until the cluster has a default user of
+    /// its own, and proposed as the cluster's when this node leads one that has none.
+    /// `CONFIG SET requirepass` changes it for every node.
+    #[arg(long, env = "ROCKRAFT_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// With no password for the default user, refuse clients that do not connect from
+    /// 127.0.0.1 or ::1 (Redis's protected-mode).
+    #[arg(long, env = "ROCKRAFT_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no)]
+    pub protected_mode: bool,
+
+    /// An ACL file in Redis's format (`user <name> rule…` per line): `ACL LOAD` proposes its
+    /// users as the cluster's, `ACL SAVE` writes the cluster's users to it.
+    #[arg(long, env = "ROCKRAFT_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("expected yes or no".into()),
+    }
 }
 
 /// Where metrics are served, if anywhere.
@@ -126,6 +151,9 @@ impl Config {
             write_timeout_ms: 10_000,
             raft_log_max_entries: 20_000,
             raft_log_max_bytes: 64 << 20,
+            requirepass: None,
+            protected_mode: true,
+            aclfile: None,
         }
     }
 }

@@ -92,6 +92,7 @@ pub async fn serve(
     let (outbox, pushes) = shared.pubsub.register(session.id);
     session.outbox = Some(outbox);
     session.pushes = Some(pushes);
+    command::acl::start_session(&mut session, &shared);
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut batch = Batch {
         received: Instant::now(),
@@ -429,6 +430,12 @@ async fn submit(
         slots.push(ready(spec.name, err));
         return Some(spec.name);
     }
+    // Authentication, then the user's permissions (Redis's order).
+    if let Some(refused) = command::acl::refuse(session, shared, spec, &argv) {
+        flag_transaction(session);
+        slots.push(ready(spec.name, refused));
+        return Some(spec.name);
+    }
     // CLIENT CACHING YES/NO applies to the command after it.
     let caching_command = spec.name == "client"
         && argv
@@ -467,6 +474,21 @@ async fn submit(
     {
         queue(session, shared, spec, argv, slots);
         return Some(spec.name);
+    }
+    // ACL SETUSER, DELUSER, LOAD and CONFIG SET requirepass change replicated users.
+    if matches!(spec.name, "acl" | "config") {
+        match command::acl::as_write(shared, &argv) {
+            Err(reply) => {
+                slots.push(ready(spec.name, reply));
+                return Some(spec.name);
+            }
+            Ok(Some(internal)) => {
+                slots.push(propose_internal(shared, spec.name, internal));
+                *pending_write = true;
+                return Some(spec.name);
+            }
+            Ok(None) => {}
+        }
     }
     match spec.kind {
         Kind::Transaction => {
@@ -681,6 +703,34 @@ async fn submit(
         }
     }
     Some(spec.name)
+}
+
+/// Proposes an internal write (`rockraft.acl …`) on behalf of `name`: its reply once
+/// applied, a redirect from a follower, or "outcome unknown" after the write timeout.
+fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>) -> Slot {
+    if !shared.group.status().is_leader() {
+        let leader = shared.group.status().leader();
+        return ready(name, redirect(shared, 0, leader));
+    }
+    let proposal = shared.group.propose(
+        command::now_ms(),
+        crate::state_machine::encode_command(&argv),
+    );
+    let timeout = Duration::from_millis(shared.config.write_timeout_ms);
+    let shared = shared.clone();
+    Slot {
+        name,
+        reply: Box::pin(async move {
+            match tokio::time::timeout(timeout, proposal).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => store_error(&shared, e, "write", 0),
+                Err(_) => Reply::err(format!(
+                    "TIMEOUT write outcome unknown: not applied within {} ms; it may still be applied",
+                    timeout.as_millis()
+                )),
+            }
+        }),
+    }
 }
 
 /// How often a blocked client's node checks that it still leads.

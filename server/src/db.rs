@@ -114,6 +114,17 @@ impl Db {
         &self.engine
     }
 
+    /// The stored ACL users: (name, rules), by name.
+    pub fn users(&self) -> Vec<(String, Vec<u8>)> {
+        let (start, end) = crate::acl::user_range();
+        let mut out = Vec::new();
+        self.view().script_entries(&start, &end, &mut |k, v| {
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
+            true
+        });
+        out
+    }
+
     /// The live value of `key` at `now_ms`; expired keys are absent.
     pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Value> {
         let raw = self

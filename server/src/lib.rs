@@ -2,6 +2,7 @@
 //! returns a handle, so tests can start, stop and restart nodes in one process; the binary is
 //! a thin `main` over it.
 
+pub mod acl;
 pub mod blocking;
 pub mod command;
 pub mod config;
@@ -51,6 +52,8 @@ pub use rockraft_raftstore::DATA_GROUP_ID;
 /// Settings CONFIG SET may change at run time.
 pub struct RuntimeConfig {
     pub maxclients: AtomicU64,
+    /// `protected-mode` (CONFIG SET may change it).
+    pub protected_mode: std::sync::atomic::AtomicBool,
     pub proto_max_bulk_len: AtomicU64,
     /// The sizes up to which Redis keeps a collection compact: what OBJECT ENCODING reports
     /// (and whether HSCAN & co return a collection whole). Node-local: nothing stored depends
@@ -173,6 +176,8 @@ pub struct Shared {
     pub notifier: Arc<notify::Notifier>,
     /// Client-side caching: what this node's tracking clients read.
     pub tracker: Arc<tracking::Tracker>,
+    /// The cluster's ACL users as applied on this node, and this node's ACL LOG.
+    pub acl: acl::Acl,
 }
 
 /// Why a node could not start.
@@ -367,9 +372,15 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         let _ = raft_thread.join();
         return Err(StartError::Metrics(e));
     }
+    let requirepass = config
+        .requirepass
+        .as_ref()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.as_bytes().to_vec());
     let shared = Arc::new(Shared {
         runtime: RuntimeConfig {
             maxclients: AtomicU64::new(config.maxclients),
+            protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
             proto_max_bulk_len: AtomicU64::new(config.proto_max_bulk_len),
             encodings: Encodings::default(),
         },
@@ -390,13 +401,26 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         pubsub: hub,
         notifier,
         tracker,
+        acl: acl::Acl::new(requirepass),
     });
     let _ = node.set(Arc::downgrade(&shared));
+    shared.acl.reload(&shared.db);
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
     tasks.spawn(network.serve(bus_listener, shutdown.subscribe()));
     tasks.spawn(expire::run(shared.clone(), shutdown.subscribe()));
+    if shared
+        .config
+        .requirepass
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        tasks.spawn(command::acl::seed_requirepass(
+            shared.clone(),
+            shutdown.subscribe(),
+        ));
+    }
     tracing::info!(
         %addr,
         bus = %bus_addr,
@@ -447,6 +471,27 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: broad
                     .await;
             });
             continue;
+        }
+        // Protected mode: with no password, only clients on this host (Redis's test is the
+        // address 127.0.0.1 or ::1).
+        if shared.runtime.protected_mode.load(Ordering::Relaxed) && shared.acl.default_nopass() {
+            let local = stream.peer_addr().is_ok_and(|a| {
+                a.ip() == std::net::IpAddr::from([127, 0, 0, 1])
+                    || a.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            });
+            if !local {
+                shared
+                    .stats
+                    .rejected_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                connections.spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream
+                        .write_all(command::acl::PROTECTED_MODE_ERR.as_bytes())
+                        .await;
+                });
+                continue;
+            }
         }
         connections.spawn(connection::serve(
             stream,

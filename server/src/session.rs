@@ -21,6 +21,7 @@ pub struct ClientInfo {
     pub last_active: Instant,
     pub last_cmd: String,
     pub resp: u8,
+    pub user: String,
 }
 
 /// One connection's state.
@@ -45,6 +46,12 @@ pub struct Session {
     pub tracking: Option<crate::tracking::Mode>,
     pub caching_next: Option<bool>,
     pub caching_now: Option<bool>,
+    /// The ACL user the connection runs as (its definition as of `user_generation`), and
+    /// whether it has authenticated (a connection made while the default user needed no
+    /// password is, as in Redis).
+    pub user: Option<Arc<crate::acl::User>>,
+    pub user_generation: u64,
+    pub authenticated: bool,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -59,6 +66,14 @@ pub struct Multi {
 impl Session {
     pub fn info(&self) -> std::sync::MutexGuard<'_, ClientInfo> {
         self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the connection as `user` from now on (AUTH, HELLO AUTH).
+    pub fn set_user(&mut self, user: Arc<crate::acl::User>, generation: u64) {
+        self.info().user = user.name.clone();
+        self.user = Some(user);
+        self.user_generation = generation;
+        self.authenticated = true;
     }
 
     pub fn set_proto(&mut self, proto: Protocol) {
@@ -94,6 +109,7 @@ impl Clients {
             last_active: now,
             last_cmd: "NULL".into(),
             resp: 2,
+            user: "default".into(),
         }));
         self.lock().insert(id, info.clone());
         metrics::gauge!("rockraft_connected_clients").increment(1.0);
@@ -110,6 +126,9 @@ impl Clients {
             tracking: None,
             caching_next: None,
             caching_now: None,
+            user: None,
+            user_generation: 0,
+            authenticated: false,
             info,
         };
         (

@@ -62,6 +62,8 @@ pub struct KvStateMachine {
     /// Streams the round added to: their blocked readers are woken once it is written (a
     /// reader on a READONLY follower reads locally, and must find the entry).
     ready: Vec<Vec<u8>>,
+    /// The round changed the ACL users: the node reloads them once it is written.
+    acl_changed: bool,
 }
 
 impl KvStateMachine {
@@ -82,11 +84,25 @@ impl KvStateMachine {
             changed: Vec::new(),
             flushed: false,
             ready: Vec::new(),
+            acl_changed: false,
+        }
+    }
+}
+
+impl KvStateMachine {
+    /// The node re-reads its users from the committed state.
+    fn reload_acl(&self) {
+        if let Some(node) = self.node.get().and_then(std::sync::Weak::upgrade) {
+            node.acl.reload(&node.db);
         }
     }
 }
 
 impl StateMachine for KvStateMachine {
+    fn restored(&mut self) {
+        self.reload_acl();
+    }
+
     type Output = Reply;
 
     fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &Bytes) -> Reply {
@@ -107,6 +123,7 @@ impl StateMachine for KvStateMachine {
                 None => return Reply::err("ERR unknown write command in log"),
             },
         };
+        self.acl_changed |= name.is_empty() && argv[0].eq_ignore_ascii_case(b"rockraft.acl");
         let notifying = self.notifier.as_ref().is_some_and(|n| n.enabled());
         let mut txn = Txn::with_node(ctx, &self.node).notify(notifying);
         let reply = txn.apply_command(name, apply, &argv);
@@ -122,6 +139,9 @@ impl StateMachine for KvStateMachine {
     }
 
     fn round_written(&mut self) {
+        if std::mem::take(&mut self.acl_changed) {
+            self.reload_acl();
+        }
         if !self.ready.is_empty() {
             self.blocked.ready(self.ready.iter().map(Vec::as_slice));
             self.ready.clear();

@@ -666,3 +666,339 @@ fn command_categories_match_redis() {
     }
     assert!(compared > 200, "only {compared} commands compared");
 }
+
+/// The ACL rules the ACL sequences draw from: valid ones of every kind, and each error.
+const ACL_RULES: &[&str] = &[
+    "on",
+    "off",
+    "nopass",
+    "resetpass",
+    ">p1",
+    ">p2",
+    "<p1",
+    "<nope",
+    "!0000",
+    "#bad",
+    "reset",
+    "~app:*",
+    "%R~r:*",
+    "%W~w:*",
+    "%RW~rw:*",
+    "%X~x",
+    "~*",
+    "allkeys",
+    "resetkeys",
+    "~k",
+    "&ch*",
+    "&*",
+    "allchannels",
+    "resetchannels",
+    "&news",
+    "+@read",
+    "-@write",
+    "+@all",
+    "-@all",
+    "allcommands",
+    "nocommands",
+    "+@hash",
+    "-@dangerous",
+    "+@string",
+    "+get",
+    "-get",
+    "+set",
+    "+config|get",
+    "-config|set",
+    "+client",
+    "-client|kill",
+    "+nosuch",
+    "+@nosuch",
+    "bogus",
+    "",
+    "+del",
+    "+publish",
+    "+subscribe",
+    "+config|get|x",
+    "-@slow",
+    "+@fast",
+    "sanitize-payload",
+    "skip-sanitize-payload",
+    "+debug|object",
+];
+
+/// The calls ACL DRYRUN probes each user with.
+const ACL_PROBES: &[&[&str]] = &[
+    &["get", "app:1"],
+    &["get", "r:1"],
+    &["set", "w:1", "v"],
+    &["set", "r:1", "v"],
+    &["set", "rw:1", "v", "get"],
+    &["incr", "w:1"],
+    &["del", "app:1"],
+    &["mget", "app:1", "r:2"],
+    &["hset", "app:h", "f", "v"],
+    &["publish", "news", "m"],
+    &["publish", "chat", "m"],
+    &["subscribe", "ch1"],
+    &["psubscribe", "ch*"],
+    &["config", "get", "maxmemory"],
+    &["config", "set", "maxmemory", "1"],
+    &["client", "id"],
+    &["client", "kill", "id", "1"],
+    &["flushall"],
+    &["copy", "r:1", "w:1"],
+    &["lmove", "rw:1", "w:2", "left", "right"],
+];
+
+fn acl_sequence(seed: u64, len: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let users = ["u1", "u2", "default"];
+    let mut seq = Vec::new();
+    for _ in 0..len {
+        let user = users[rng.random_range(0..users.len())];
+        let cmd: Vec<String> = match rng.random_range(0..10) {
+            0..=4 => {
+                let mut c = vec!["ACL".into(), "SETUSER".into(), user.into()];
+                for _ in 0..rng.random_range(0..5) {
+                    c.push(ACL_RULES[rng.random_range(0..ACL_RULES.len())].into());
+                }
+                c
+            }
+            5 => vec!["ACL".into(), "DELUSER".into(), user.into()],
+            6 => vec!["ACL".into(), "GETUSER".into(), user.into()],
+            7 => vec!["ACL".into(), "USERS".into()],
+            8 => {
+                let p = ACL_PROBES[rng.random_range(0..ACL_PROBES.len())];
+                let mut c = vec!["ACL".into(), "DRYRUN".into(), user.into()];
+                c.extend(p.iter().map(|s| s.to_string()));
+                c
+            }
+            _ => vec![
+                "ACL".into(),
+                "CAT".into(),
+                ["read", "nosuch", "admin"][rng.random_range(0..3)].into(),
+            ],
+        };
+        seq.push(cmd.into_iter().map(String::into_bytes).collect());
+    }
+    seq
+}
+
+/// What a reply must equal Redis's in: everything but the `commands` field of ACL GETUSER
+/// (Redis describes a user's commands with the categories that fit best over its own command
+/// table, which has commands rockraft lacks; `acl_users_match_redis` compares what the
+/// commands allow instead) and ACL CAT's lists (compared as sets of rockraft's commands).
+fn acl_comparable(
+    cmd: &[Vec<u8>],
+    reply: Resp,
+    ours: &std::collections::BTreeSet<Vec<u8>>,
+) -> Resp {
+    let sub = String::from_utf8_lossy(&cmd[1]).to_ascii_uppercase();
+    match (sub.as_str(), reply) {
+        ("GETUSER", Resp::Array(Some(mut fields))) => {
+            if let Some(i) = fields
+                .iter()
+                .position(|f| *f == Resp::Bulk(Some(b"commands".to_vec())))
+            {
+                fields[i + 1] = Resp::Bulk(None);
+            }
+            Resp::Array(Some(fields))
+        }
+        ("CAT", Resp::Array(Some(mut names))) => {
+            names.retain(|n| matches!(n, Resp::Bulk(Some(b)) if ours.contains(b.split(|c| *c == b'|').next().unwrap())));
+            names.sort();
+            Resp::Array(Some(names))
+        }
+        (_, r) => r,
+    }
+}
+
+/// Seeded random ACL SETUSER / DELUSER / GETUSER / USERS / DRYRUN / CAT sequences against
+/// Redis and rockraft: the same replies (errors byte for byte), and after each sequence every
+/// user allows exactly what Redis's allows (every probe of ACL_PROBES, and Redis's own reading
+/// of rockraft's description of the user's commands).
+#[test]
+fn acl_users_match_redis() {
+    let sequences = env_u64("ROCKRAFT_DIFF_ACL_SEQUENCES", 60);
+    let seed = env_u64("ROCKRAFT_DIFF_SEED", 20261202);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    let table: std::collections::BTreeSet<Vec<u8>> = match ours.call(&args(&[b"COMMAND", b"LIST"]))
+    {
+        // RRBACKUP is rockraft's own (@admin @dangerous).
+        Resp::Array(Some(names)) => names
+            .into_iter()
+            .map(bulk)
+            .filter(|n| n != b"rrbackup")
+            .collect(),
+        r => panic!("COMMAND LIST answered {r}"),
+    };
+    // One call of every command and subcommand rockraft has, of the right arity.
+    let mut calls: Vec<Vec<Vec<u8>>> = Vec::new();
+    let dummy = |arity: i64, base: Vec<Vec<u8>>| {
+        let n = arity.unsigned_abs() as usize;
+        let mut c = base;
+        while c.len() < n {
+            c.push(b"x".to_vec());
+        }
+        c
+    };
+    if let Resp::Array(Some(all)) = oracle.call(&args(&[b"COMMAND"])) {
+        for info in all {
+            let Resp::Array(Some(f)) = info else { continue };
+            let name = bulk(f[0].clone());
+            let Resp::Int(arity) = f[1] else { continue };
+            if !table.contains(&name) {
+                continue;
+            }
+            match f.get(9) {
+                Some(Resp::Array(Some(subs))) if !subs.is_empty() => {
+                    for sub in subs {
+                        let Resp::Array(Some(sf)) = sub else { continue };
+                        let full = bulk(sf[0].clone());
+                        let Resp::Int(sa) = sf[1] else { continue };
+                        let parts: Vec<Vec<u8>> =
+                            full.split(|c| *c == b'|').map(<[u8]>::to_vec).collect();
+                        calls.push(dummy(sa, parts));
+                    }
+                }
+                _ => calls.push(dummy(arity, vec![name])),
+            }
+        }
+    }
+    assert!(calls.len() > 250, "{} calls", calls.len());
+    // The test's connections run as an admin the sequences leave alone (they change the
+    // default user too).
+    for t in [&mut oracle, &mut ours] {
+        let admin = args(&[
+            b"ACL",
+            b"SETUSER",
+            b"admin",
+            b"on",
+            b">adminpw",
+            b"~*",
+            b"&*",
+            b"+@all",
+        ]);
+        assert_eq!(t.call(&admin), Resp::Simple(b"OK".to_vec()));
+        assert_eq!(
+            t.call(&args(&[b"AUTH", b"admin", b"adminpw"])),
+            Resp::Simple(b"OK".to_vec())
+        );
+    }
+    let mut compared = 0;
+    for s in 0..sequences {
+        let seq_seed = seed.wrapping_add(s);
+        for u in ["u1", "u2"] {
+            for t in [&mut oracle, &mut ours] {
+                t.call(&args(&[b"ACL", b"DELUSER", u.as_bytes()]));
+            }
+        }
+        for t in [&mut oracle, &mut ours] {
+            t.call(&args(&[
+                b"ACL", b"SETUSER", b"default", b"reset", b"on", b"nopass", b"~*", b"&*", b"+@all",
+            ]));
+        }
+        let seq = acl_sequence(seq_seed, 25);
+        for cmd in &seq {
+            let want = acl_comparable(cmd, oracle.call(cmd), &table);
+            let got = acl_comparable(cmd, ours.call(cmd), &table);
+            assert_eq!(
+                got, want,
+                "ROCKRAFT_DIFF_SEED={seq_seed} ROCKRAFT_DIFF_ACL_SEQUENCES=1: {} differs\n  redis:    {want}\n  rockraft: {got}",
+                show(cmd)
+            );
+            compared += 1;
+        }
+        for u in ["u1", "u2", "default"] {
+            for probe in ACL_PROBES {
+                let mut cmd = args(&[b"ACL", b"DRYRUN", u.as_bytes()]);
+                cmd.extend(probe.iter().map(|a| a.as_bytes().to_vec()));
+                let want = oracle.call(&cmd);
+                assert_eq!(
+                    ours.call(&cmd),
+                    want,
+                    "ROCKRAFT_DIFF_SEED={seq_seed}: {}",
+                    show(&cmd)
+                );
+                compared += 1;
+            }
+        }
+        // What each user allows: Redis reads rockraft's description of the user's commands,
+        // and that user may run exactly the commands (of rockraft's) Redis's user may.
+        for u in ["u1", "u2", "default"] {
+            let commands = |t: &mut Target| match t.call(&args(&[b"ACL", b"GETUSER", u.as_bytes()]))
+            {
+                Resp::Array(Some(f)) => {
+                    let i = f
+                        .iter()
+                        .position(|x| *x == Resp::Bulk(Some(b"commands".to_vec())))
+                        .unwrap();
+                    Some(bulk(f[i + 1].clone()))
+                }
+                _ => None,
+            };
+            let (Some(_), Some(got)) = (commands(&mut oracle), commands(&mut ours)) else {
+                continue;
+            };
+            let mut canon = args(&[b"ACL", b"SETUSER", b"canon", b"reset", b"~*", b"&*"]);
+            canon.extend(
+                got.split(|c| *c == b' ')
+                    .filter(|w| !w.ends_with(b"rrbackup"))
+                    .map(<[u8]>::to_vec),
+            );
+            assert_eq!(
+                oracle.call(&canon),
+                Resp::Simple(b"OK".to_vec()),
+                "{}",
+                String::from_utf8_lossy(&got)
+            );
+            let mut like = args(&[b"ACL", b"SETUSER", b"like", b"reset", b"~*", b"&*"]);
+            like.extend(
+                commands(&mut oracle)
+                    .unwrap()
+                    .split(|c| *c == b' ')
+                    .map(<[u8]>::to_vec),
+            );
+            assert_eq!(oracle.call(&like), Resp::Simple(b"OK".to_vec()));
+            for call in &calls {
+                let runs = |t: &mut Target, user: &[u8]| {
+                    let mut c = args(&[b"ACL", b"DRYRUN", user]);
+                    c.extend(call.iter().cloned());
+                    let r = t.call(&c);
+                    !matches!(&r, Resp::Bulk(Some(b)) if b.ends_with(b" command"))
+                };
+                assert_eq!(
+                    runs(&mut oracle, b"canon"),
+                    runs(&mut oracle, b"like"),
+                    "ROCKRAFT_DIFF_SEED={seq_seed}: user {u} described by rockraft as {:?}: {}",
+                    String::from_utf8_lossy(&got),
+                    show(call)
+                );
+            }
+            oracle.call(&args(&[b"ACL", b"DELUSER", b"canon", b"like"]));
+        }
+    }
+    // Every category selects the same commands and subcommands (of those rockraft has).
+    let cats = match oracle.call(&args(&[b"ACL", b"CAT"])) {
+        Resp::Array(Some(c)) => c,
+        r => panic!("{r}"),
+    };
+    assert_eq!(
+        ours.call(&args(&[b"ACL", b"CAT"])),
+        Resp::Array(Some(cats.clone()))
+    );
+    for cat in cats {
+        let cmd = args(&[b"ACL", b"CAT", &bulk(cat)]);
+        let want = acl_comparable(&cmd, oracle.call(&cmd), &table);
+        assert_eq!(
+            acl_comparable(&cmd, ours.call(&cmd), &table),
+            want,
+            "{}",
+            show(&cmd)
+        );
+    }
+    println!("{sequences} ACL sequences, {compared} commands compared with Redis");
+}

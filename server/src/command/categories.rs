@@ -6,8 +6,10 @@
 /// The categories of command `name` (lowercase); every command of the table has an entry.
 pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
+        "acl" => &["@slow"],
         "append" => &["@write", "@string", "@fast"],
         "asking" => &["@fast", "@connection"],
+        "auth" => &["@fast", "@connection"],
         "bitcount" => &["@read", "@bitmap", "@slow"],
         "bitfield" => &["@write", "@bitmap", "@slow"],
         "bitfield_ro" => &["@read", "@bitmap", "@fast"],

@@ -196,11 +196,8 @@ fn hello(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
         let opt = upper(&argv[i]);
         match opt.as_str() {
             "AUTH" if i + 2 < argv.len() => {
-                // No password is configured: the default user is accepted, as in Redis.
-                if &argv[i + 1][..] != b"default" {
-                    return Reply::err(
-                        "WRONGPASS invalid username-password pair or user is disabled.",
-                    );
+                if let Err(e) = super::acl::hello_auth(s, shared, &argv[i + 1], &argv[i + 2]) {
+                    return e;
                 }
                 i += 3;
             }
@@ -218,6 +215,9 @@ fn hello(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                 ))
             }
         }
+    }
+    if !s.authenticated && shared.acl.auth_required() {
+        return Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     s.set_proto(proto);
     if let Some(n) = name {
@@ -504,12 +504,17 @@ fn tracking(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     }
 }
 
+/// The CLIENT LIST line of a connection now (ACL LOG's client-info).
+pub fn client_info_line(c: &ClientInfo) -> String {
+    client_line(c, std::time::Instant::now())
+}
+
 /// One CLIENT LIST line, in Redis's field order.
 fn client_line(c: &ClientInfo, now: std::time::Instant) -> String {
     format!(
         "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
          multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
-         tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+         tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr,
@@ -517,6 +522,7 @@ fn client_line(c: &ClientInfo, now: std::time::Instant) -> String {
         now.duration_since(c.created).as_secs(),
         now.duration_since(c.last_active).as_secs(),
         c.last_cmd,
+        c.user,
         c.resp,
         c.lib_name,
         c.lib_ver

@@ -8,6 +8,8 @@
 //!   times into absolute ones; the result is proposed to raft, and `apply` computes the effect
 //!   and the reply on every node from the entry alone.
 
+pub mod acl;
+pub mod acl_table;
 pub mod bitmap;
 pub mod blocking;
 pub mod categories;
@@ -397,6 +399,7 @@ pub fn table() -> &'static [CommandSpec] {
     TABLE.get_or_init(|| {
         let mut t = Vec::new();
         t.extend(connection::commands());
+        t.extend(acl::commands());
         t.extend(server::commands());
         t.extend(string::commands());
         t.extend(keyspace::commands());
@@ -484,6 +487,7 @@ pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
     match name {
         b"rockraft.delexpired" => Some(keyspace::apply_delexpired),
         b"rockraft.exec" => Some(multi::apply_exec),
+        b"rockraft.acl" => Some(crate::acl::apply),
         _ => None,
     }
 }

@@ -493,6 +493,29 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
         ("hz", "10".into(), false),
         ("loglevel", c.log_level.clone(), false),
         (
+            "requirepass",
+            String::from_utf8_lossy(&shared.acl.requirepass(&shared.db)).into_owned(),
+            true,
+        ),
+        (
+            "protected-mode",
+            if r.protected_mode.load(Ordering::Relaxed) {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+            true,
+        ),
+        (
+            "aclfile",
+            c.aclfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            false,
+        ),
+        (
             "notify-keyspace-events",
             crate::notify::format_flags(shared.notifier.flags.load(Ordering::Relaxed)),
             true,
@@ -553,6 +576,24 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                         ))
                     }
                     Some(_) => {}
+                }
+                if name == "requirepass" {
+                    return Reply::err(
+                        "ERR CONFIG SET failed (possibly related to argument 'requirepass') - requirepass goes through the raft log: set it on its own",
+                    );
+                }
+                if name == "protected-mode" {
+                    let on = match upper(&pair[1]).as_str() {
+                        "YES" => true,
+                        "NO" => false,
+                        _ => {
+                            return Reply::err(
+                                "ERR CONFIG SET failed (possibly related to argument 'protected-mode') - argument must be 'yes' or 'no'",
+                            )
+                        }
+                    };
+                    shared.runtime.protected_mode.store(on, Ordering::Relaxed);
+                    continue;
                 }
                 if name == "notify-keyspace-events" {
                     let Some(flags) = crate::notify::parse_flags(&pair[1]) else {
