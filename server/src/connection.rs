@@ -413,6 +413,17 @@ async fn submit(
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
+    // An unauthenticated client learns nothing, not even which commands exist: NOAUTH for
+    // all but AUTH, HELLO, QUIT and RESET (Redis 7.0 answers unknown commands and wrong
+    // arities first).
+    if !session.authenticated
+        && !command::acl::may_run_unauthenticated(&argv[0])
+        && shared.acl.auth_required()
+    {
+        flag_transaction(session);
+        slots.push(ready("unknown", Reply::err(command::acl::NOAUTH)));
+        return None;
+    }
     let Some(spec) = command::lookup(&argv[0]) else {
         flag_transaction(session);
         slots.push(ready("unknown", command::unknown_command(&argv)));

@@ -8,22 +8,42 @@ use redis_protocol::resp2::{decode::decode_bytes_mut, types::BytesFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Sends `args` to `addr` and returns the reply: `Ok(text)` for a status or bulk string reply,
-/// `Err(text)` for an error reply or a failure to talk to the node.
-pub async fn call(addr: &str, args: &[&[u8]], timeout: Duration) -> Result<String, String> {
+/// Sends `args` to `addr` (after `AUTH default <password>` when `password` is given: a
+/// locked cluster's nodes share it) and returns the reply: `Ok(text)` for a status or bulk
+/// string reply, `Err(text)` for an error reply or a failure to talk to the node.
+pub async fn call(
+    addr: &str,
+    password: Option<&[u8]>,
+    args: &[&[u8]],
+    timeout: Duration,
+) -> Result<String, String> {
     let work = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let mut request = Vec::new();
+        if let Some(p) = password {
+            request.extend(rockraft_resp::encode_request(&[
+                &b"AUTH"[..],
+                b"default",
+                p,
+            ]));
+        }
+        request.extend(rockraft_resp::encode_request(args));
         stream
-            .write_all(&rockraft_resp::encode_request(args))
+            .write_all(&request)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let mut buf = BytesMut::with_capacity(4096);
+        // The AUTH's reply is not the answer (a node without a password takes any).
+        let mut skip = password.is_some();
         loop {
             if let Some((frame, _, _)) =
                 decode_bytes_mut(&mut buf).map_err(|e| format!("{addr}: bad reply: {e}"))?
             {
+                if std::mem::take(&mut skip) {
+                    continue;
+                }
                 return match frame {
                     BytesFrame::SimpleString(b) | BytesFrame::BulkString(b) => {
                         Ok(String::from_utf8_lossy(&b).into_owned())

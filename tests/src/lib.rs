@@ -59,17 +59,25 @@ pub fn wait_ready(addr: SocketAddr, timeout: Duration) {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        // A write only succeeds once the node has elected itself leader.
-        if s.write_all(&resp(&[b"SET", b"__ready_probe__", b"1"]))
-            .is_err()
-        {
+        // A write only succeeds once the node has elected itself leader (after AUTH, when
+        // the tests authenticate).
+        let mut request = Vec::new();
+        let auth = rockraft_ctl::auth::get();
+        if let Some((u, p)) = &auth {
+            request.extend(resp(&[b"AUTH", u.as_bytes(), p.as_bytes()]));
+        }
+        request.extend(resp(&[b"SET", b"__ready_probe__", b"1"]));
+        if s.write_all(&request).is_err() {
             return false;
         }
-        let mut buf = [0u8; 64];
-        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+OK"))
+        let mut reader = std::io::BufReader::new(s);
+        (0..1 + auth.is_some() as usize).all(|_| {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).is_ok() && line.starts_with("+OK")
+        })
     });
     assert!(ok, "server at {addr} not ready within {timeout:?}");
-    let mut c = redis::Client::open(format!("redis://{addr}/"))
+    let mut c = redis::Client::open(rockraft_ctl::auth::url(&addr.to_string()))
         .unwrap()
         .get_connection()
         .unwrap();
@@ -487,7 +495,7 @@ pub fn info_field(c: &mut redis::Connection, section: &str, field: &str) -> Opti
 
 /// Connects to `addr` (short timeouts, so a dead node fails fast).
 pub fn connect(addr: SocketAddr) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let c = redis::Client::open(rockraft_ctl::auth::url(&addr.to_string())).ok()?;
     let conn = c.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     Some(conn)

@@ -259,3 +259,110 @@ fn mutated_requests_never_break_the_node() {
     assert!(cases > 100, "only {cases} cases ran");
     eprintln!("{cases} fuzz cases, node fine");
 }
+
+/// The same fuzzing against a locked node, never authenticated: every reply is NOAUTH (or,
+/// for garbage, a protocol error that closes the connection, or AUTH's WRONGPASS and the like
+/// for the four commands allowed before authentication), and nothing is written.
+#[test]
+fn unauthenticated_requests_get_nothing_but_noauth() {
+    let seed = std::env::var("ROCKRAFT_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261202u64);
+    let secs: u64 = std::env::var("ROCKRAFT_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let pass = "fuzz-locked-pw";
+    let port = free_port();
+    let mut node = Process::spawn_full(
+        &Launch::default(),
+        dir.path(),
+        port,
+        free_port(),
+        None,
+        &["--requirepass", pass],
+    );
+    let addr = node.addr();
+    // Locked once the password is the cluster's (proposed by the node itself).
+    let authed = || -> Raw {
+        let mut c = Raw::connect(addr);
+        assert_eq!(c.roundtrip(&resp(&[b"AUTH", pass.as_bytes()])), "+OK\r\n");
+        c
+    };
+    assert!(wait_until(Duration::from_secs(20), || {
+        let mut c = authed();
+        c.roundtrip(&resp(&[b"ACL", b"USERS"])).contains("default")
+            && c.roundtrip(&resp(&[b"CONFIG", b"GET", b"requirepass"]))
+                .contains(pass)
+    }));
+    let digest_before = authed().roundtrip(&resp(&[b"DEBUG", b"DIGEST"]));
+    let allowed = |line: &str| {
+        line == "-NOAUTH Authentication required."
+            || line.starts_with("-ERR Protocol error")
+            || line.starts_with("-NOAUTH HELLO must be called")
+            || line.starts_with("-WRONGPASS")
+            || line.starts_with("-ERR wrong number of arguments for 'auth'")
+            || line.starts_with("-ERR syntax error")
+            || line.starts_with("-ERR wrong number of arguments for 'hello'")
+            || line.starts_with("-ERR Syntax error in HELLO option")
+            || line.starts_with("-NOPROTO")
+            || line.starts_with("-ERR Protocol version")
+            || line == "+RESET"
+            || line == "+OK"
+    };
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut cases = 0u64;
+    let mut replies = 0u64;
+    while Instant::now() < deadline && cases < 200_000 {
+        let mut s = TcpStream::connect(addr).expect("node accepts connections");
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut batch = Vec::new();
+        for _ in 0..1 + rng.random_range(0..4) {
+            let cmd = random_command(&mut rng);
+            let bytes = encode(&mut rng, &cmd);
+            let bytes = if rng.random_range(0..3) == 0 {
+                bytes
+            } else {
+                mutate(&mut rng, bytes)
+            };
+            batch.extend_from_slice(&bytes);
+        }
+        let _ = s.write_all(&batch);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        for line in String::from_utf8_lossy(&out)
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+        {
+            assert!(
+                allowed(line),
+                "an unauthenticated client got {line:?} (ROCKRAFT_FUZZ_SEED={seed}, case {cases})\nrequest: {:?}",
+                String::from_utf8_lossy(&batch)
+            );
+            replies += 1;
+        }
+        cases += 1;
+    }
+    let mut c = authed();
+    assert_eq!(
+        c.roundtrip(&resp(&[b"DBSIZE"])),
+        ":0\r\n",
+        "something was written"
+    );
+    assert_eq!(c.roundtrip(&resp(&[b"DEBUG", b"DIGEST"])), digest_before);
+    assert!(node.wait_exit(Duration::ZERO).is_none(), "the node exited");
+    assert!(
+        cases > 50 && replies > 50,
+        "{cases} cases, {replies} replies"
+    );
+    eprintln!("{cases} unauthenticated fuzz cases, {replies} replies, all refused");
+}

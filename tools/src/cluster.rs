@@ -84,7 +84,7 @@ pub(crate) fn server_binary(explicit: Option<PathBuf>) -> Result<PathBuf, String
 }
 
 fn connect(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let client = redis::Client::open(rockraft_ctl::auth::url(&format!("127.0.0.1:{port}"))).ok()?;
     client
         .get_connection_with_timeout(Duration::from_secs(1))
         .ok()
@@ -205,6 +205,8 @@ fn up(nodes: u16, base_port: u16, dir: &Path, server_bin: Option<PathBuf>) -> Re
             .arg(node_dir(dir, port))
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{}", port + 20000))
+            // With --pass (or ROCKRAFT_AUTH) the cluster is locked with that password.
+            .envs(rockraft_ctl::auth::get().map(|(_, p)| ("ROCKRAFT_REQUIREPASS", p)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

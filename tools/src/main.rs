@@ -25,6 +25,13 @@ struct Cli {
         default_value_t = 6379
     )]
     port: u16,
+    /// User to authenticate as (default: the default user).
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Password to authenticate with; `ROCKRAFT_AUTH` (`user:pass`, or a password) also sets
+    /// both.
+    #[arg(long, global = true, hide_env_values = true)]
+    pass: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -73,6 +80,10 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    rockraft_ctl::auth::from_env();
+    if cli.pass.is_some() {
+        rockraft_ctl::auth::set(cli.user.as_deref(), cli.pass.as_deref());
+    }
     let result = match cli.command {
         Cmd::Cluster { action } => cluster::run(action, &cli.host),
         Cmd::Campaign(args) => campaign::run(args),
@@ -100,7 +111,7 @@ fn main() {
 
 fn backup(host: &str, port: u16, to: &std::path::Path) -> Result<(), String> {
     let dir = std::path::absolute(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    let url = format!("redis://{host}:{port}/");
+    let url = rockraft_ctl::auth::url(&format!("{host}:{port}"));
     let mut conn = redis::Client::open(url.as_str())
         .and_then(|c| c.get_connection())
         .map_err(|e| format!("{host}:{port}: {e}"))?;
@@ -160,7 +171,7 @@ fn digest(host: &str, ports: Vec<u16>) -> Result<(), String> {
     let mut seen: std::collections::HashMap<String, String> = Default::default();
     let mut differ = false;
     for port in ports {
-        let url = format!("redis://{host}:{port}/");
+        let url = rockraft_ctl::auth::url(&format!("{host}:{port}"));
         let mut conn = redis::Client::open(url.as_str())
             .and_then(|c| c.get_connection())
             .map_err(|e| format!("{host}:{port}: {e}"))?;
@@ -190,7 +201,7 @@ fn digest(host: &str, ports: Vec<u16>) -> Result<(), String> {
 }
 
 fn node_command(host: &str, port: u16, command: &Cmd) -> Result<(), String> {
-    let url = format!("redis://{host}:{port}/");
+    let url = rockraft_ctl::auth::url(&format!("{host}:{port}"));
     let mut conn = redis::Client::open(url.as_str())
         .and_then(|c| c.get_connection())
         .map_err(|e| format!("{host}:{port}: {e}"))?;

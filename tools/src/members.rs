@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 const MEET_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn connect(addr: SocketAddr, read_timeout: Duration) -> Result<redis::Connection, String> {
-    let client = redis::Client::open(format!("redis://{addr}/")).map_err(|e| e.to_string())?;
+    let client =
+        redis::Client::open(crate::auth::url(&addr.to_string())).map_err(|e| e.to_string())?;
     let conn = client
         .get_connection_with_timeout(Duration::from_secs(2))
         .map_err(|e| format!("{addr}: {e}"))?;

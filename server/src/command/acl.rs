@@ -58,6 +58,13 @@ pub fn commands() -> Vec<CommandSpec> {
     ]
 }
 
+/// Whether `name` is one of the commands a connection may run before it authenticates.
+pub fn may_run_unauthenticated(name: &[u8]) -> bool {
+    [&b"auth"[..], b"hello", b"quit", b"reset"]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// Sets the connection up as Redis does: it runs as the default user, authenticated if that
 /// user needs no password.
 pub fn start_session(session: &mut Session, shared: &Shared) {
@@ -144,7 +151,13 @@ fn client_info(session: &Session) -> String {
 
 /// Checks `user`/`pass` and, if they match, runs the connection as that user; the failure is
 /// recorded in ACL LOG.
-fn authenticate(session: &mut Session, shared: &Shared, user: &[u8], pass: &[u8]) -> bool {
+fn authenticate(
+    session: &mut Session,
+    shared: &Shared,
+    command: &[u8],
+    user: &[u8],
+    pass: &[u8],
+) -> bool {
     let generation = shared.acl.generation();
     let name = String::from_utf8_lossy(user);
     match shared.acl.user(&name) {
@@ -162,7 +175,7 @@ fn authenticate(session: &mut Session, shared: &Shared, user: &[u8], pass: &[u8]
                 } else {
                     "toplevel"
                 },
-                object: b"AUTH".to_vec(),
+                object: command.to_vec(),
                 username,
                 at_ms: super::now_ms(),
                 client_info: client_info(session),
@@ -184,7 +197,7 @@ fn auth(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     } else {
         (&argv[1], &argv[2])
     };
-    if authenticate(s, shared, user, pass) {
+    if authenticate(s, shared, &argv[0], user, pass) {
         Reply::ok()
     } else {
         Reply::err(WRONGPASS)
@@ -192,8 +205,14 @@ fn auth(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
 }
 
 /// HELLO's `AUTH user pass`: WRONGPASS, or the connection runs as that user.
-pub fn hello_auth(s: &mut Session, shared: &Shared, user: &[u8], pass: &[u8]) -> Result<(), Reply> {
-    if authenticate(s, shared, user, pass) {
+pub fn hello_auth(
+    s: &mut Session,
+    shared: &Shared,
+    command: &[u8],
+    user: &[u8],
+    pass: &[u8],
+) -> Result<(), Reply> {
+    if authenticate(s, shared, command, user, pass) {
         Ok(())
     } else {
         Err(Reply::err(WRONGPASS))

@@ -320,8 +320,10 @@ async fn forward_to_leader(shared: &Shared, argv: &[Bytes]) -> Option<Reply> {
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
     let addr = format!("{}:{}", leader.host, leader.port);
+    let password = shared.acl.requirepass(&shared.db);
+    let password = (!password.is_empty()).then_some(&password[..]);
     Some(
-        match peer_client::call(&addr, &args, forward_timeout(shared)).await {
+        match peer_client::call(&addr, password, &args, forward_timeout(shared)).await {
             Ok(s) if s == "OK" => Reply::ok(),
             Ok(s) => Reply::bulk(s),
             // The leader's error keeps its code (TRYAGAIN, TIMEOUT, CLUSTERDOWN, ERR).
@@ -398,8 +400,11 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
         .join(",");
     let cluster = format!("{:016x}", shared.network.cluster_id());
     let addr = format!("{host}:{port}");
+    let password = shared.acl.requirepass(&shared.db);
+    let password = (!password.is_empty()).then_some(&password[..]);
     let reply = peer_client::call(
         &addr,
+        password,
         &[
             b"CLUSTER",
             b"RRJOIN",

@@ -196,7 +196,9 @@ fn hello(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
         let opt = upper(&argv[i]);
         match opt.as_str() {
             "AUTH" if i + 2 < argv.len() => {
-                if let Err(e) = super::acl::hello_auth(s, shared, &argv[i + 1], &argv[i + 2]) {
+                if let Err(e) =
+                    super::acl::hello_auth(s, shared, &argv[0], &argv[i + 1], &argv[i + 2])
+                {
                     return e;
                 }
                 i += 3;

@@ -120,7 +120,7 @@ fn free_port(rng: &mut StdRng) -> u16 {
 }
 
 fn connect(port: u16) -> Option<redis::Connection> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let c = redis::Client::open(rockraft_ctl::auth::url(&format!("127.0.0.1:{port}"))).ok()?;
     let conn = c.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     conn.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -162,6 +162,8 @@ impl Cluster {
             .args(["--raft-log-max-entries", "2000"])
             .arg("--data-dir")
             .arg(&n.dir)
+            // With --pass (or ROCKRAFT_AUTH) the cluster is locked with that password.
+            .envs(rockraft_ctl::auth::get().map(|(_, p)| ("ROCKRAFT_REQUIREPASS", p)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,424 @@
+//! Authentication and ACL users across a cluster: users are replicated state, enforced the
+//! same by every node (followers included, a node that joined later from a snapshot, and
+//! after restarts and leader changes). Redis's own replies are compared in
+//! `differential::acl_users_match_redis`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use redis::cmd;
+use rockraft_server::config::Config;
+use rockraft_tests::{
+    form_cluster, info_field, resp, wait_until, InProcess, InProcessCluster, Raw,
+};
+
+/// Every test of this binary authenticates its helpers' connections with this password (a
+/// node whose default user needs none takes any).
+const PASS: &str = "s3cret-pw";
+
+fn use_password() {
+    rockraft_ctl::auth::set(None, Some(PASS));
+}
+
+/// One raw round trip on a new, unauthenticated connection.
+fn unauthenticated(addr: SocketAddr, argv: &[&[u8]]) -> String {
+    Raw::connect(addr).roundtrip(&resp(argv))
+}
+
+/// A connection authenticated as `user`.
+fn login(addr: SocketAddr, user: &str, pass: &str) -> redis::Connection {
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = cmd("AUTH").arg(user).arg(pass).query(&mut c).unwrap();
+    c
+}
+
+fn err_code(r: redis::RedisResult<redis::Value>) -> String {
+    match r {
+        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
+        Ok(v) => panic!("expected an error, got {v:?}"),
+    }
+}
+
+fn small_log(c: &mut Config) {
+    c.raft_log_max_entries = 200;
+}
+
+#[test]
+fn a_user_limited_to_app_keys_and_reads_is_refused_elsewhere_on_every_node() {
+    use_password();
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut admin = cluster.client(l);
+    let _: () = cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">apppw",
+            "~app:*",
+            "+@read",
+            "+readonly",
+            "+acl|whoami",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let _: () = cmd("SET").arg("app:1").arg("v").query(&mut admin).unwrap();
+    let _: () = cmd("SET").arg("other").arg("w").query(&mut admin).unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    for i in 0..3 {
+        let mut c = login(cluster.addr(i), "app", "apppw");
+        let me: String = cmd("ACL").arg("WHOAMI").query(&mut c).unwrap();
+        assert_eq!(me, "app");
+        // Followers serve local reads after READONLY; the checks come first everywhere.
+        let _: () = cmd("READONLY").query(&mut c).unwrap();
+        let v: String = cmd("GET").arg("app:1").query(&mut c).unwrap();
+        assert_eq!(v, "v", "node {i}");
+        assert_eq!(
+            err_code(cmd("GET").arg("other").query(&mut c)),
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+            "node {i}"
+        );
+        assert_eq!(
+            err_code(cmd("SET").arg("app:1").arg("x").query(&mut c)),
+            "NOPERM this user has no permissions to run the 'set' command",
+            "node {i}"
+        );
+        assert_eq!(
+            err_code(cmd("FLUSHALL").query(&mut c)),
+            "NOPERM this user has no permissions to run the 'flushall' command"
+        );
+        assert_eq!(
+            err_code(cmd("CLUSTER").arg("FORGET").arg("x").query(&mut c)),
+            "NOPERM this user has no permissions to run the 'cluster|forget' command"
+        );
+        // The refusals are in that node's ACL LOG.
+        let mut a = cluster.client(i);
+        let log: Vec<redis::Value> = cmd("ACL").arg("LOG").query(&mut a).unwrap();
+        let text = format!("{log:?}");
+        assert!(
+            text.contains("flushall") && text.contains("other"),
+            "{text}"
+        );
+    }
+    let mut a = cluster.client(l);
+    let v: String = cmd("GET").arg("app:1").query(&mut a).unwrap();
+    assert_eq!(v, "v", "nothing the user was refused was written");
+}
+
+#[test]
+fn requirepass_locks_every_node_through_restarts_and_leader_changes() {
+    use_password();
+    let mut cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut c = cluster.client(l);
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASS)
+        .query(&mut c)
+        .unwrap();
+    let _: () = cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let _: () = cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "ops",
+            "on",
+            ">opspw",
+            "~*",
+            "+@all",
+            "-@dangerous",
+        ])
+        .query(&mut c)
+        .unwrap();
+    drop(c);
+    let locked = |cluster: &InProcessCluster, i: usize| {
+        let addr = cluster.addr(i);
+        wait_until(Duration::from_secs(10), || {
+            unauthenticated(addr, &[b"GET", b"k"]) == "-NOAUTH Authentication required.\r\n"
+        })
+    };
+    for i in 0..3 {
+        assert!(locked(&cluster, i), "node {i} is not locked");
+        let addr = cluster.addr(i);
+        assert_eq!(
+            unauthenticated(addr, &[b"AUTH", b"wrong"]),
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+        );
+        let mut r = Raw::connect(addr);
+        assert_eq!(r.roundtrip(&resp(&[b"AUTH", PASS.as_bytes()])), "+OK\r\n");
+        assert_eq!(
+            r.roundtrip(&resp(&[b"ACL", b"WHOAMI"])),
+            "$7\r\ndefault\r\n"
+        );
+    }
+    // Every node restarts locked, with the same users.
+    let lists = |cluster: &InProcessCluster| -> Vec<Vec<String>> {
+        (0..3)
+            .map(|i| {
+                cmd("ACL")
+                    .arg("LIST")
+                    .query(&mut cluster.client(i))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = lists(&cluster);
+    assert!(before.iter().all(|l| *l == before[0]), "{before:?}");
+    // (One at a time: a restarted node is on new ports, which the others learn through the
+    // log.)
+    for i in 0..3 {
+        cluster.stop(i);
+        cluster.restart(i);
+        assert!(
+            locked(&cluster, i),
+            "node {i} is not locked after a restart"
+        );
+        // Every node knows where the restarted one is now before the next one stops.
+        let port = format!(":{}@", cluster.addr(i).port());
+        assert!(wait_until(Duration::from_secs(30), || (0..3).all(|j| {
+            rockraft_tests::connect(cluster.addr(j))
+                .and_then(|mut c| cmd("CLUSTER").arg("NODES").query::<String>(&mut c).ok())
+                .is_some_and(|n| n.contains(&port))
+        })));
+    }
+    let l = cluster.leader();
+    assert_eq!(lists(&cluster), before);
+    // A new leader enforces and changes the same users.
+    cluster.stop(l);
+    let others: Vec<Option<SocketAddr>> = cluster.addrs();
+    let l2 = rockraft_tests::wait_for_leader(&others);
+    let mut o = login(cluster.addr(l2), "ops", "opspw");
+    let v: String = cmd("GET").arg("k").query(&mut o).unwrap();
+    assert_eq!(v, "v");
+    assert_eq!(
+        err_code(cmd("FLUSHALL").query(&mut o)),
+        "NOPERM this user has no permissions to run the 'flushall' command"
+    );
+    let mut c = cluster.client(l2);
+    let _: () = cmd("ACL")
+        .arg(&["SETUSER", "ops", "off"])
+        .query(&mut c)
+        .unwrap();
+    for i in (0..3).filter(|&i| i != l) {
+        let addr = cluster.addr(i);
+        assert!(wait_until(Duration::from_secs(10), || unauthenticated(
+            addr,
+            &[b"AUTH", b"ops", b"opspw"]
+        )
+        .starts_with("-WRONGPASS")));
+    }
+}
+
+#[test]
+fn a_node_that_joins_later_gets_the_users_from_a_snapshot() {
+    use_password();
+    let cluster = InProcessCluster::start_with(1, small_log);
+    let mut c = cluster.client(0);
+    let _: () = cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "reader",
+            "on",
+            ">rpw",
+            "%R~*",
+            "+@read",
+            "+readonly",
+        ])
+        .query(&mut c)
+        .unwrap();
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASS)
+        .query(&mut c)
+        .unwrap();
+    for i in 0..1000 {
+        let _: () = cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let first: u64 = info_field(&mut c, "raft", "raft_first_index")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(first > 300, "the log was compacted (first index {first})");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_data_dir(dir.path());
+    small_log(&mut cfg);
+    let joiner = InProcess::start_with(cfg);
+    // Before it joins, the new node has no password of its own.
+    assert_eq!(unauthenticated(joiner.addr(), &[b"PING"]), "+PONG\r\n");
+    form_cluster(cluster.addr(0), &[joiner.addr()]);
+    let addr = joiner.addr();
+    assert!(wait_until(Duration::from_secs(30), || unauthenticated(
+        addr,
+        &[b"PING"]
+    )
+        == "-NOAUTH Authentication required.\r\n"));
+    let mut j = rockraft_tests::connect(addr).unwrap();
+    assert_eq!(
+        info_field(&mut j, "raft", "raft_snapshots_installed").as_deref(),
+        Some("1")
+    );
+    let list: Vec<String> = cmd("ACL").arg("LIST").query(&mut j).unwrap();
+    let leader_list: Vec<String> = cmd("ACL").arg("LIST").query(&mut c).unwrap();
+    assert_eq!(list, leader_list);
+    let mut r = login(addr, "reader", "rpw");
+    let _: () = cmd("READONLY").query(&mut r).unwrap();
+    let v: String = cmd("GET").arg("k7").query(&mut r).unwrap();
+    assert_eq!(v, "7");
+    assert!(err_code(cmd("SET").arg("k7").arg("x").query(&mut r)).starts_with("NOPERM"));
+}
+
+#[test]
+fn protected_mode_refuses_other_hosts_until_there_is_a_password() {
+    use_password();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let addr = node.addr();
+    // A client from 127.0.0.2 is not "local" to Redis's protected mode (only 127.0.0.1 is).
+    let from_elsewhere = || -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let std_stream = rt.block_on(async {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            s.connect(addr).await.unwrap().into_std().unwrap()
+        });
+        let mut s: TcpStream = std_stream;
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&resp(&[b"PING"]));
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let refused = from_elsewhere();
+    assert!(
+        refused.starts_with("-DENIED Redis is running in protected mode"),
+        "{refused}"
+    );
+    // Local clients are served, and may turn it off, or set a password.
+    assert_eq!(unauthenticated(addr, &[b"PING"]), "+PONG\r\n");
+    let mut c = node.client();
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASS)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        from_elsewhere(),
+        "-NOAUTH Authentication required.\r\n",
+        "with a password, other hosts may connect (and must authenticate)"
+    );
+}
+
+#[test]
+fn hello_authenticates_and_refuses_as_redis_does() {
+    use_password();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_data_dir(dir.path());
+    cfg.requirepass = Some(PASS.into());
+    let node = InProcess::start_with(cfg);
+    let addr = node.addr();
+    let mut r = Raw::connect(addr);
+    assert!(r
+        .roundtrip(&resp(&[b"HELLO", b"3"]))
+        .starts_with("-NOAUTH HELLO must be called with the client already authenticated"));
+    assert_eq!(
+        r.roundtrip(&resp(&[b"HELLO", b"3", b"AUTH", b"default", b"nope"])),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let hello = r.roundtrip(&resp(&[
+        b"HELLO",
+        b"3",
+        b"AUTH",
+        b"default",
+        PASS.as_bytes(),
+    ]));
+    assert!(hello.starts_with("%7\r\n"), "{hello}");
+    // The node's flag became the cluster's password, through the log.
+    let mut c = rockraft_tests::connect(addr).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let v: Vec<String> = cmd("CONFIG")
+            .arg("GET")
+            .arg("requirepass")
+            .query(&mut c)
+            .unwrap();
+        let users: Vec<String> = cmd("ACL").arg("USERS").query(&mut c).unwrap();
+        v == ["requirepass", PASS] && users == ["default"]
+    }));
+    // A brute-force loop is logged (counted as one entry) and does not lock anyone out.
+    for _ in 0..200 {
+        assert!(unauthenticated(addr, &[b"AUTH", b"guess"]).starts_with("-WRONGPASS"));
+    }
+    let log: Vec<std::collections::HashMap<String, redis::Value>> =
+        cmd("ACL").arg("LOG").query(&mut c).unwrap();
+    assert_eq!(log[0]["count"], redis::Value::Int(200), "{:?}", log[0]);
+    assert_eq!(log[0]["reason"], redis::Value::BulkString(b"auth".to_vec()));
+    assert_eq!(log[0]["object"], redis::Value::BulkString(b"AUTH".to_vec()));
+    assert_eq!(
+        log[1]["object"],
+        redis::Value::BulkString(b"HELLO".to_vec())
+    );
+    assert_eq!(
+        unauthenticated(addr, &[b"AUTH", PASS.as_bytes()]),
+        "+OK\r\n"
+    );
+}
+
+/// Nodes that all start locked (`--requirepass`) form a cluster (MEET authenticates with
+/// the cluster's password), and rockraft-ctl works on it with `--pass` or `ROCKRAFT_AUTH`.
+#[test]
+fn locked_nodes_form_a_cluster_that_rockraft_ctl_operates_with_a_password() {
+    use_password();
+    let cluster = rockraft_tests::ProcessCluster::start_with(3, &["--requirepass", PASS]);
+    for i in 0..3 {
+        assert_eq!(
+            unauthenticated(cluster.addr(i), &[b"GET", b"k"]),
+            "-NOAUTH Authentication required.\r\n"
+        );
+    }
+    let l = cluster.leader();
+    let ctl = rockraft_tests::workspace_binary("rockraft-ctl");
+    let port = cluster.addr(l).port().to_string();
+    let status = |extra: &[&str], env: Option<&str>| {
+        let mut c = std::process::Command::new(&ctl);
+        c.args(["--port", &port]).args(extra).arg("status");
+        c.env_remove("ROCKRAFT_AUTH");
+        if let Some(e) = env {
+            c.env("ROCKRAFT_AUTH", e);
+        }
+        c.output().unwrap()
+    };
+    let refused = status(&[], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("NOAUTH"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    for (extra, env) in [
+        (&["--pass", PASS][..], None),
+        (&["--user", "default", "--pass", PASS][..], None),
+        (&[][..], Some(PASS)),
+        (&[][..], Some(&*format!("default:{PASS}"))),
+    ] {
+        let ok = status(extra, env);
+        assert!(
+            ok.status.success(),
+            "{extra:?} {env:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("leader"));
+    }
+}
