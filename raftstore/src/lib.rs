@@ -3,6 +3,7 @@
 //! RESP; the server supplies a [`StateMachine`].
 
 pub mod apply;
+pub mod bus_auth;
 pub mod engine;
 pub mod error;
 pub mod filters;

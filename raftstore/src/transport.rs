@@ -65,11 +65,43 @@ struct NetInner {
     announced: RwLock<HashMap<u64, NodeInfo>>,
     dropped_foreign: AtomicU64,
     snapshots_sent: AtomicU64,
+    /// The cluster secret every peer connection must prove (none: no handshake).
+    secret: RwLock<Option<crate::bus_auth::Secret>>,
+    /// Peer connections refused for failing the handshake.
+    auth_failures: AtomicU64,
     filters: RwLock<Vec<Arc<dyn SendFilter>>>,
     snapshots: Option<Arc<Engine>>,
 }
 
 impl NetInner {
+    fn secret(&self) -> Option<crate::bus_auth::Secret> {
+        self.secret
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Opens a peer connection to `addr`, with the handshake when there is a secret.
+    async fn dial(&self, addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let _ = stream.set_nodelay(true);
+        if let Some(secret) = self.secret() {
+            crate::bus_auth::dial(&mut stream, &secret).await?;
+        }
+        Ok(stream)
+    }
+
+    /// Counts (and now and then logs) a peer connection refused by the handshake.
+    fn refused(&self, peer: String, why: &std::io::Error) {
+        let n = self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("rockraft_bus_auth_failures_total").increment(1);
+        if n.is_power_of_two() || n == 0 {
+            tracing::warn!(%peer, refused = n + 1, "peer connection refused: {why}");
+        }
+    }
+
     fn bus_addr(&self, node_id: u64) -> Option<String> {
         let info = self.book.get(node_id).or_else(|| {
             self.announced
@@ -109,10 +141,36 @@ impl PeerNetwork {
                 announced: RwLock::new(HashMap::new()),
                 dropped_foreign: AtomicU64::new(0),
                 snapshots_sent: AtomicU64::new(0),
+                secret: RwLock::new(None),
+                auth_failures: AtomicU64::new(0),
                 filters: RwLock::new(Vec::new()),
                 snapshots: engine,
             }),
         }
+    }
+
+    /// Requires every peer connection, both ways, to prove `secret` (see `bus_auth`).
+    pub fn set_secret(&self, secret: Option<&[u8]>) {
+        *self.inner.secret.write().unwrap_or_else(|e| e.into_inner()) =
+            secret.map(crate::bus_auth::Secret::new);
+    }
+
+    /// Peer connections refused because they failed the handshake.
+    pub fn auth_failures(&self) -> u64 {
+        self.inner.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Opens a connection to the bus at `addr` and completes the handshake (a node about to
+    /// be invited must know the cluster secret); an error says why not.
+    pub async fn probe(&self, addr: &str) -> Result<(), String> {
+        self.inner
+            .dial(addr, Duration::from_secs(5))
+            .await
+            .map(drop)
+            .map_err(|e| match self.inner.secret() {
+                Some(_) => format!("its bus at {addr} did not prove the cluster secret ({e})"),
+                None => format!("its bus at {addr} does not answer ({e})"),
+            })
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -373,9 +431,7 @@ impl PeerNetwork {
             .inner
             .bus_addr(msg.to)
             .ok_or_else(|| std::io::Error::other("no address for the follower"))?;
-        let mut stream =
-            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await??;
-        let _ = stream.set_nodelay(true);
+        let mut stream = self.inner.dial(&addr, Duration::from_secs(5)).await?;
         snap::send(generated, self.frame(group_id, msg), &mut stream).await
     }
 }
@@ -410,19 +466,20 @@ async fn send_loop(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let stream =
-            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&addr)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    if drain(&mut rx) {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
+        let stream = match inner.dial(&addr, Duration::from_secs(1)).await {
+            Ok(s) => s,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    inner.refused(addr.clone(), &e);
                 }
-            };
-        let _ = stream.set_nodelay(true);
+                if drain(&mut rx) {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
         let mut stream = stream;
         backoff = Duration::from_millis(20);
         connected.store(true, Ordering::Relaxed);
@@ -510,8 +567,21 @@ async fn receive_snapshot(
     let _ = reader.get_mut().flush().await;
 }
 
-async fn receive(inner: Arc<NetInner>, stream: TcpStream, mut shutdown: broadcast::Receiver<()>) {
+async fn receive(
+    inner: Arc<NetInner>,
+    mut stream: TcpStream,
+    mut shutdown: broadcast::Receiver<()>,
+) {
     let _ = stream.set_nodelay(true);
+    if let Some(secret) = inner.secret() {
+        if let Err(e) = crate::bus_auth::accept(&mut stream, &secret).await {
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string());
+            inner.refused(peer, &e);
+            return;
+        }
+    }
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
     loop {
         let len = tokio::select! {

@@ -83,6 +83,39 @@ pub struct Config {
     /// users as the cluster's, `ACL SAVE` writes the cluster's users to it.
     #[arg(long, env = "ROCKRAFT_ACLFILE")]
     pub aclfile: Option<PathBuf>,
+
+    /// A secret every node of the cluster shares: each peer (bus) connection proves it with a
+    /// challenge and an HMAC when it opens (the secret never crosses the wire), so a process
+    /// that does not know it cannot vote, append, send a snapshot or be met into the cluster.
+    #[arg(long, env = "ROCKRAFT_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// A file holding the cluster secret (its first line), instead of `--cluster-secret`.
+    #[arg(
+        long,
+        env = "ROCKRAFT_CLUSTER_SECRET_FILE",
+        conflicts_with = "cluster_secret"
+    )]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// The cluster secret from `--cluster-secret` or its file; an error names the file.
+    pub fn secret(&self) -> Result<Option<Vec<u8>>, String> {
+        if let Some(s) = &self.cluster_secret {
+            return Ok((!s.is_empty()).then(|| s.as_bytes().to_vec()));
+        }
+        let Some(path) = &self.cluster_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --cluster-secret-file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.is_empty() {
+            return Err(format!("--cluster-secret-file {} is empty", path.display()));
+        }
+        Ok(Some(line.as_bytes().to_vec()))
+    }
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -154,6 +187,8 @@ impl Config {
             requirepass: None,
             protected_mode: true,
             aclfile: None,
+            cluster_secret: None,
+            cluster_secret_file: None,
         }
     }
 }

@@ -192,6 +192,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Metrics(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A running node.
@@ -305,6 +307,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
             source,
         })?;
 
+    let secret = config.secret().map_err(StartError::Config)?;
     let engine = Engine::open(&config.data_dir)?;
     let ident = load_or_create_ident(&engine)?;
     let me = NodeInfo {
@@ -322,6 +325,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tokio::runtime::Handle::current(),
         Some(engine.clone()),
     );
+    network.set_secret(secret.as_deref());
     let mut group_cfg = GroupConfig::new(ident.node_id, DATA_GROUP_ID);
     group_cfg.me = Some(me.clone());
     group_cfg.log_max_entries = config.raft_log_max_entries;

@@ -216,7 +216,12 @@ fn requirepass_locks_every_node_through_restarts_and_leader_changes() {
 #[test]
 fn a_node_that_joins_later_gets_the_users_from_a_snapshot() {
     use_password();
-    let cluster = InProcessCluster::start_with(1, small_log);
+    // The snapshot streams over an authenticated bus.
+    fn small_log_with_secret(c: &mut Config) {
+        small_log(c);
+        with_secret(c);
+    }
+    let cluster = InProcessCluster::start_with(1, small_log_with_secret);
     let mut c = cluster.client(0);
     let _: () = cmd("ACL")
         .arg(&[
@@ -250,7 +255,7 @@ fn a_node_that_joins_later_gets_the_users_from_a_snapshot() {
     assert!(first > 300, "the log was compacted (first index {first})");
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::for_data_dir(dir.path());
-    small_log(&mut cfg);
+    small_log_with_secret(&mut cfg);
     let joiner = InProcess::start_with(cfg);
     // Before it joins, the new node has no password of its own.
     assert_eq!(unauthenticated(joiner.addr(), &[b"PING"]), "+PONG\r\n");
@@ -265,6 +270,10 @@ fn a_node_that_joins_later_gets_the_users_from_a_snapshot() {
     assert_eq!(
         info_field(&mut j, "raft", "raft_snapshots_installed").as_deref(),
         Some("1")
+    );
+    assert_eq!(
+        info_field(&mut j, "raft", "raft_bus_auth_failures").as_deref(),
+        Some("0")
     );
     let list: Vec<String> = cmd("ACL").arg("LIST").query(&mut j).unwrap();
     let leader_list: Vec<String> = cmd("ACL").arg("LIST").query(&mut c).unwrap();
@@ -421,4 +430,143 @@ fn locked_nodes_form_a_cluster_that_rockraft_ctl_operates_with_a_password() {
         );
         assert!(String::from_utf8_lossy(&ok.stdout).contains("leader"));
     }
+}
+
+fn with_secret(c: &mut Config) {
+    c.cluster_secret = Some("bus-secret-for-tests".into());
+}
+
+/// A rogue process that knows a node's bus address and the cluster id but not the cluster
+/// secret tries a vote request, an append and a snapshot, with and without a handshake of its
+/// own, and to be met into the cluster: the cluster ignores all of it (counted in INFO raft)
+/// and keeps its leader, term and data.
+#[test]
+fn a_rogue_peer_without_the_cluster_secret_is_ignored() {
+    use protobuf::Message as _;
+    use rockraft_raftstore::eraftpb::{Entry, Message, MessageType};
+    use rockraft_raftstore::proto::{NodeInfo, PeerMessage};
+
+    use_password();
+    let cluster = InProcessCluster::start_with(3, with_secret);
+    let l = cluster.leader();
+    let shared = cluster.shared(l);
+    let mut c = cluster.client(l);
+    let _: () = cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    let term = info_field(&mut c, "raft", "raft_term").unwrap();
+    let digest: String = cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
+    let frame = |t: MessageType| {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.to = shared.node_id;
+        m.from = 42;
+        m.term = 1_000;
+        m.log_term = 1_000;
+        m.index = 1_000_000;
+        m.commit = 1_000_000;
+        if t == MessageType::MsgAppend {
+            let e = Entry {
+                term: 1_000,
+                index: 1_000_001,
+                data: b"rogue".to_vec().into(),
+                ..Default::default()
+            };
+            m.mut_entries().push(e);
+        }
+        let pm = PeerMessage {
+            cluster_id: shared.network.cluster_id(),
+            group_id: rockraft_server::DATA_GROUP_ID,
+            from: protobuf::SingularPtrField::some(NodeInfo {
+                node_id: 42,
+                host: "127.0.0.1".into(),
+                port: 1,
+                bus_port: 1,
+                ..Default::default()
+            }),
+            message: m.write_to_bytes().unwrap(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap();
+        let mut out = (pm.len() as u32).to_be_bytes().to_vec();
+        out.extend(pm);
+        out
+    };
+    let bus = SocketAddr::from(([127, 0, 0, 1], shared.me.bus_port as u16));
+    for t in [
+        MessageType::MsgRequestVote,
+        MessageType::MsgAppend,
+        MessageType::MsgSnapshot,
+    ] {
+        let mut s = TcpStream::connect(bus).unwrap();
+        let _ = s.write_all(&frame(t));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    // With a handshake, but another secret.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wrong = rt.block_on(async {
+        let mut s = tokio::net::TcpStream::connect(bus).await.unwrap();
+        let secret = rockraft_raftstore::bus_auth::Secret::new(b"guessed");
+        rockraft_raftstore::bus_auth::dial(&mut s, &secret).await
+    });
+    assert!(wrong.is_err());
+    assert!(wait_until(Duration::from_secs(10), || {
+        info_field(&mut c, "raft", "raft_bus_auth_failures")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n >= 4)
+    }));
+    // A node without the secret cannot be met into the cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let outsider = InProcess::start(dir.path());
+    let met: redis::RedisResult<()> = cmd("CLUSTER")
+        .arg("MEET")
+        .arg("127.0.0.1")
+        .arg(outsider.addr().port())
+        .query(&mut c);
+    let e = met.unwrap_err().to_string();
+    assert!(
+        e.contains("cannot meet") && e.contains("cluster secret"),
+        "{e}"
+    );
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_learners").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_voters").as_deref(),
+        Some("3")
+    );
+    // Nothing changed: same leader, same term, same data everywhere.
+    assert_eq!(
+        info_field(&mut c, "raft", "raft_role").as_deref(),
+        Some("leader")
+    );
+    assert_eq!(info_field(&mut c, "raft", "raft_term").unwrap(), term);
+    let _: () = cmd("SET").arg("k2").arg("v2").query(&mut c).unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let _: i64 = cmd("DEL").arg("k2").query(&mut c).unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let after: String = cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
+    assert_eq!(after, digest);
+}
+
+/// A node whose `--cluster-secret-file` is missing does not start, and says which file.
+#[test]
+fn a_missing_cluster_secret_file_stops_the_node_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(rockraft_tests::workspace_binary("rockraft-server"))
+        .args(["--port", "0", "--bus-port", "0", "--metrics-addr", "off"])
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .arg("--cluster-secret-file")
+        .arg(dir.path().join("no-such-secret"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-secret"), "{err}");
 }

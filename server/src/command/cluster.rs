@@ -443,6 +443,10 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
         bus_port: b,
         ..Default::default()
     };
+    // A node that cannot prove the cluster secret on its bus is never made a member.
+    if let Err(e) = shared.network.probe(&format!("{h}:{b}")).await {
+        return Reply::err(format!("ERR cannot meet {addr}: {e}"));
+    }
     let mut change = ConfChangeSingle::default();
     change.set_change_type(ConfChangeType::AddLearnerNode);
     change.node_id = id;

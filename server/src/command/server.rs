@@ -427,6 +427,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 "raft_foreign_messages_dropped",
                 &shared.network.dropped_foreign(),
             );
+            kv("raft_bus_auth_failures", &shared.network.auth_failures());
             kv("raft_learners", &members.learners.len());
             let membership = if members.voters.contains(&shared.node_id) {
                 "voter"
