@@ -1015,7 +1015,7 @@ pub fn apply(txn: &mut crate::db::Txn, argv: &[Bytes]) -> rockraft_resp::Reply {
             txn.put_script_entry(REQUIREPASS_KEY, &argv[2]);
             Reply::ok()
         }
-        "LOAD" if argv.len() == 3 => match parse_file(&argv[2]) {
+        "LOAD" if argv.len() == 3 => match parse_file(&argv[2], "aclfile") {
             Ok(users) => {
                 txn.clear_script_entries(user_range());
                 let mut has_default = false;
@@ -1037,28 +1037,38 @@ pub fn apply(txn: &mut crate::db::Txn, argv: &[Bytes]) -> rockraft_resp::Reply {
     }
 }
 
-/// Parses an ACL file (Redis's format: `user <name> rule…` per line); every error, or the
-/// users.
-pub fn parse_file(text: &[u8]) -> Result<Vec<User>, String> {
+/// Parses an ACL file (Redis's format: `user <name> rule…` per line); the users, or every
+/// error in Redis's words (`file` names the file in them).
+pub fn parse_file(text: &[u8], file: &str) -> Result<Vec<User>, String> {
     let mut users: Vec<User> = Vec::new();
     let mut errors = String::new();
     for (n, line) in text.split(|c| *c == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let words: Vec<&[u8]> = line
-            .split(|c| c.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-            .collect();
-        if words.is_empty() || words[0].starts_with(b"#") {
+        let lineno = n + 1;
+        let line = line.trim_ascii_start();
+        let line = {
+            let mut end = line.len();
+            while end > 0 && matches!(line[end - 1], b' ' | b'\t' | b'\r' | b'\n') {
+                end -= 1;
+            }
+            &line[..end]
+        };
+        if line.is_empty() {
             continue;
         }
-        let lineno = n + 1;
-        if !words[0].eq_ignore_ascii_case(b"user") || words.len() < 2 {
+        let words: Vec<&[u8]> = line.split(|c| *c == b' ').collect();
+        if words[0] != b"user" || words.len() < 2 {
             errors.push_str(&format!(
-                "/aclfile:{lineno}: line should start with user keyword. "
+                "{file}:{lineno} should start with user keyword followed by the username. "
             ));
             continue;
         }
         let name = String::from_utf8_lossy(words[1]).into_owned();
+        if has_spaces(words[1]) {
+            errors.push_str(&format!(
+                "'{file}:{lineno}: username '{name}' contains invalid characters. "
+            ));
+            continue;
+        }
         if users.iter().any(|u| u.name == name) {
             errors.push_str(&format!(
                 "WARNING: Duplicate user '{name}' found on line {lineno}. "
@@ -1066,22 +1076,38 @@ pub fn parse_file(text: &[u8]) -> Result<Vec<User>, String> {
             continue;
         }
         let mut u = User::new(&name);
-        let mut bad = false;
+        let mut syntax_error = false;
         for w in &words[2..] {
-            if let Err(e) = u.apply_rule(w) {
-                errors.push_str(&format!("/aclfile:{lineno}: {}. ", e.message()));
-                bad = true;
-                break;
+            let w: &[u8] = {
+                let mut end = w.len();
+                while end > 0 && matches!(w[end - 1], b'\t' | b'\r' | b'\n') {
+                    end -= 1;
+                }
+                &w[..end]
+            };
+            match u.apply_rule(w) {
+                Ok(()) => {}
+                Err(RuleError::UnknownName) => errors.push_str(&format!(
+                    "{file}:{lineno}: Error in applying operation '{}': {}. ",
+                    String::from_utf8_lossy(w),
+                    RuleError::UnknownName.message()
+                )),
+                Err(e) if !syntax_error => {
+                    errors.push_str(&format!("{file}:{lineno}: {}. ", e.message()));
+                    syntax_error = true;
+                }
+                Err(_) => {}
             }
         }
-        if !bad {
-            users.push(u);
-        }
+        users.push(u);
     }
     if errors.is_empty() {
         Ok(users)
     } else {
-        Err(errors.trim_end().to_string())
+        errors.push_str(
+            "WARNING: ACL errors detected, no change to the previously active ACL rules was performed",
+        );
+        Err(errors)
     }
 }
 

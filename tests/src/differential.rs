@@ -175,6 +175,11 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// A redis-server with extra configuration flags (`--aclfile …`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let port = crate::free_port();
         let dir = std::env::temp_dir();
         let child = Command::new("redis-server")
@@ -182,6 +187,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

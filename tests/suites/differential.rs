@@ -1002,3 +1002,70 @@ fn acl_users_match_redis() {
     }
     println!("{sequences} ACL sequences, {compared} commands compared with Redis");
 }
+
+/// ACL LOAD and ACL SAVE with an ACL file, against Redis started with the same file: the
+/// loaded users, the errors of a bad file (which changes nothing), and the saved text.
+#[test]
+fn acl_files_load_and_save_as_redis_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_file = dir.path().join("redis.acl");
+    let our_file = dir.path().join("rockraft.acl");
+    let good = "user default on nopass ~* &* +@all\nuser app on #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 ~app:* resetchannels &news -@all +@read\n\n  user ops off ~* &* +@all -@dangerous  \n";
+    for f in [&redis_file, &our_file] {
+        std::fs::write(f, good).unwrap();
+    }
+    let redis = RedisServer::start_with(&["--aclfile", redis_file.to_str().unwrap()]);
+    let mut cfg = rockraft_server::config::Config::for_data_dir(dir.path().join("node"));
+    cfg.aclfile = Some(our_file.clone());
+    let node = InProcess::start_with(cfg);
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    let both = |oracle: &mut Target, ours: &mut Target, cmd: &[&[u8]]| {
+        let cmd = args(cmd);
+        let strip = |r: Resp, path: &std::path::Path| -> String {
+            r.to_string().replace(path.to_str().unwrap(), "FILE")
+        };
+        let want = strip(oracle.call(&cmd), &redis_file);
+        let got = strip(ours.call(&cmd), &our_file);
+        assert_eq!(got, want, "{}", show(&cmd));
+        got
+    };
+    both(&mut oracle, &mut ours, &[b"ACL", b"LOAD"]);
+    both(&mut oracle, &mut ours, &[b"ACL", b"LIST"]);
+    both(
+        &mut oracle,
+        &mut ours,
+        &[b"ACL", b"DRYRUN", b"app", b"set", b"app:1", b"v"],
+    );
+    both(&mut oracle, &mut ours, &[b"AUTH", b"app", b"password"]);
+    both(&mut oracle, &mut ours, &[b"ACL", b"WHOAMI"]);
+    both(&mut oracle, &mut ours, &[b"AUTH", b"default", b"any"]);
+    // A bad file: every error, in Redis's words, and nothing changes.
+    let bad =
+        "user app on +nosuch ~a\nbogus line\nuser x on #abc\nuser app on\nuser y on +get|x|y\n";
+    for f in [&redis_file, &our_file] {
+        std::fs::write(f, bad).unwrap();
+    }
+    let err = both(&mut oracle, &mut ours, &[b"ACL", b"LOAD"]);
+    assert!(err.contains("WARNING: ACL errors detected"), "{err}");
+    both(&mut oracle, &mut ours, &[b"ACL", b"USERS"]);
+    // ACL SAVE writes what ACL LIST shows.
+    both(
+        &mut oracle,
+        &mut ours,
+        &[
+            b"ACL", b"SETUSER", b"extra", b"on", b">pw", b"%R~r:*", b"+@hash",
+        ],
+    );
+    both(&mut oracle, &mut ours, &[b"ACL", b"SAVE"]);
+    let sorted = |p: &std::path::Path| {
+        let mut l: Vec<String> = std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(&our_file), sorted(&redis_file));
+}

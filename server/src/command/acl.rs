@@ -263,7 +263,8 @@ pub fn as_write(shared: &Shared, argv: &[Bytes]) -> Result<Option<Vec<Bytes>>, R
                     path.display()
                 ))
             })?;
-            acl::parse_file(&text).map_err(|e| Reply::err(format!("ERR {e}")))?;
+            acl::parse_file(&text, &path.display().to_string())
+                .map_err(|e| Reply::err(format!("ERR {e}")))?;
             Ok(Some(internal(&[argv[1].clone(), Bytes::from(text)])))
         }
         ("CONFIG", "SET") if argv.len() == 4 && argv[2].eq_ignore_ascii_case(b"requirepass") => {
