@@ -90,6 +90,35 @@ pub struct Config {
     #[arg(long, env = "ROCKRAFT_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
 
+    /// Port for TLS clients (none: no TLS listener).
+    #[arg(long, env = "ROCKRAFT_TLS_PORT")]
+    pub tls_port: Option<u16>,
+
+    /// The server's certificate chain (PEM), for the TLS port.
+    #[arg(long, env = "ROCKRAFT_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The server's private key (PEM).
+    #[arg(long, env = "ROCKRAFT_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, env = "ROCKRAFT_TLS_CA_CERT_FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Whether TLS clients must present a certificate: yes, no, or optional (Redis's
+    /// tls-auth-clients).
+    #[arg(long, env = "ROCKRAFT_TLS_AUTH_CLIENTS", default_value = "yes")]
+    pub tls_auth_clients: String,
+
+    /// TLS versions to accept: "TLSv1.2", "TLSv1.3", or both separated by a space.
+    #[arg(
+        long,
+        env = "ROCKRAFT_TLS_PROTOCOLS",
+        default_value = "TLSv1.2 TLSv1.3"
+    )]
+    pub tls_protocols: String,
+
     /// A file holding the cluster secret (its first line), instead of `--cluster-secret`.
     #[arg(
         long,
@@ -189,6 +218,12 @@ impl Config {
             aclfile: None,
             cluster_secret: None,
             cluster_secret_file: None,
+            tls_port: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
+            tls_auth_clients: "yes".into(),
+            tls_protocols: "TLSv1.2 TLSv1.3".into(),
         }
     }
 }

@@ -79,15 +79,26 @@ struct Batch {
 /// ahead.
 const MAX_READ_AHEAD: usize = 64 << 20;
 
-pub async fn serve(
-    mut stream: TcpStream,
-    shared: Arc<Shared>,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+/// Serves a plaintext client connection.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: broadcast::Receiver<()>) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     let _ = stream.set_nodelay(true);
+    serve_stream(stream, peer, local, shared, shutdown).await
+}
+
+/// Serves a client connection over any byte stream (plaintext, or TLS once the handshake is
+/// done).
+pub async fn serve_stream<S>(
+    mut stream: S,
+    peer: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: broadcast::Receiver<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let (mut session, _registration) = shared.clients.register(peer, local);
     let (outbox, pushes) = shared.pubsub.register(session.id);
     session.outbox = Some(outbox);
@@ -215,10 +226,10 @@ async fn next_push(pushes: &mut Option<UnboundedReceiver<Push>>) -> Option<Push>
 
 /// Writes `first` and whatever else is queued (up to a bound); false when the connection
 /// must close (the socket failed, or the subscriber went past its output limit).
-async fn write_pushes(
+async fn write_pushes<S: tokio::io::AsyncWrite + Unpin>(
     session: &mut Session,
     first: Option<Push>,
-    stream: &mut TcpStream,
+    stream: &mut S,
     out: &mut BytesMut,
 ) -> bool {
     let (Some(outbox), Some(mut push)) = (session.outbox.clone(), first) else {

@@ -20,6 +20,7 @@ pub mod session;
 pub mod state_machine;
 pub mod strtod;
 pub mod telemetry;
+pub mod tls;
 pub mod tracking;
 pub mod types;
 
@@ -308,6 +309,21 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         })?;
 
     let secret = config.secret().map_err(StartError::Config)?;
+    let tls = tls::server_config(&config).map_err(StartError::Config)?;
+    let tls_listener = match config.tls_port {
+        Some(p) => {
+            let tls_bind = format!("{}:{p}", config.bind);
+            Some(
+                TcpListener::bind(&tls_bind)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        addr: tls_bind,
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     let engine = Engine::open(&config.data_dir)?;
     let ident = load_or_create_ident(&engine)?;
     let me = NodeInfo {
@@ -412,6 +428,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    if let (Some(l), Some(tls)) = (tls_listener, tls) {
+        tasks.spawn(tls_accept_loop(l, tls, shared.clone(), shutdown.clone()));
+    }
     tasks.spawn(network.serve(bus_listener, shutdown.subscribe()));
     tasks.spawn(expire::run(shared.clone(), shutdown.subscribe()));
     if shared
@@ -439,6 +458,56 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tasks,
         raft_thread: Some(raft_thread),
     })
+}
+
+/// Accepts TLS clients: each handshake runs in its own task (bounded by a timeout), so a
+/// slow or failed one, or a plaintext client on the TLS port, affects no other connection.
+async fn tls_accept_loop(
+    listener: TcpListener,
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    shared: Arc<Shared>,
+    shutdown: broadcast::Sender<()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let mut stop = shutdown.subscribe();
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.recv() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        shared
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        if shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed) {
+            shared
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        let down = shutdown.subscribe();
+        connections.spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => connection::serve_stream(tls, peer, local, shared, down).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: broadcast::Sender<()>) {
