@@ -179,6 +179,8 @@ pub struct Shared {
     pub tracker: Arc<tracking::Tracker>,
     /// The cluster's ACL users as applied on this node, and this node's ACL LOG.
     pub acl: acl::Acl,
+    /// The TLS port's certificate (CONFIG SET tls-cert-file replaces it).
+    pub tls_certs: Option<Arc<tls::CertStore>>,
 }
 
 /// Why a node could not start.
@@ -422,13 +424,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         notifier,
         tracker,
         acl: acl::Acl::new(requirepass),
+        tls_certs: tls.as_ref().map(|(_, store)| store.clone()),
     });
     let _ = node.set(Arc::downgrade(&shared));
     shared.acl.reload(&shared.db);
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
-    if let (Some(l), Some(tls)) = (tls_listener, tls) {
+    if let (Some(l), Some((tls, _))) = (tls_listener, tls) {
         tasks.spawn(tls_accept_loop(l, tls, shared.clone(), shutdown.clone()));
     }
     tasks.spawn(network.serve(bus_listener, shutdown.subscribe()));

@@ -154,3 +154,53 @@ fn a_missing_certificate_stops_the_node_at_start_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.pem"), "{err}");
 }
+
+/// CONFIG SET tls-cert-file/tls-key-file loads a new certificate for the next handshakes; a
+/// file that cannot be loaded changes nothing.
+#[test]
+fn config_set_reloads_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = make_certs(dir.path());
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir_all(&second_dir).unwrap();
+    let second = make_certs(&second_dir);
+    let (node, port) = tls_node(dir.path(), &first, "no");
+    let mut c = node.client();
+    let (ok, out) = redis_cli(port, &[&first.ca], None, &["PING"]);
+    assert!(ok && out.trim() == "PONG", "{out}");
+    let bad: redis::RedisResult<()> = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(dir.path().join("nope.pem").to_str().unwrap())
+        .query(&mut c);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("Unable to update TLS configuration"));
+    let (ok, out) = redis_cli(port, &[&first.ca], None, &["PING"]);
+    assert!(
+        ok && out.trim() == "PONG",
+        "a failed reload changed the certificate: {out}"
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tls-cert-file")
+        .arg(second.cert.to_str().unwrap())
+        .arg("tls-key-file")
+        .arg(second.key.to_str().unwrap())
+        .query(&mut c)
+        .unwrap();
+    let now: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-cert-file")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(now[1], second.cert.to_str().unwrap());
+    let (ok, out) = redis_cli(port, &[&second.ca], None, &["PING"]);
+    assert!(ok && out.trim() == "PONG", "{out}");
+    let (ok, out) = redis_cli(port, &[&first.ca], None, &["PING"]);
+    assert!(
+        !ok || !out.contains("PONG"),
+        "the old certificate is still served: {out}"
+    );
+}

@@ -463,6 +463,20 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
     }
 }
 
+/// The TLS certificate or key file parameter (settable when the node has a TLS port).
+fn tls_file(
+    shared: &Shared,
+    name: &'static str,
+    pick: fn((std::path::PathBuf, std::path::PathBuf)) -> std::path::PathBuf,
+) -> (&'static str, String, bool) {
+    let value = shared
+        .tls_certs
+        .as_ref()
+        .map(|t| pick(t.files()).display().to_string())
+        .unwrap_or_default();
+    (name, value, shared.tls_certs.is_some())
+}
+
 /// One CONFIG parameter: its value now, and whether CONFIG SET may change it.
 fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
     let c = &shared.config;
@@ -508,6 +522,8 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
             .into(),
             true,
         ),
+        tls_file(shared, "tls-cert-file", |f| f.0),
+        tls_file(shared, "tls-key-file", |f| f.1),
         (
             "aclfile",
             c.aclfile
@@ -563,6 +579,8 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                 return wrong_arity("config|set");
             }
             let params = config_params(shared);
+            // A new certificate and key are loaded together, once every pair is read.
+            let mut tls_files: Option<(std::path::PathBuf, std::path::PathBuf)> = None;
             for pair in argv[2..].chunks_exact(2) {
                 let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
                 match params.iter().find(|(n, _, _)| *n == name) {
@@ -577,6 +595,20 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                         ))
                     }
                     Some(_) => {}
+                }
+                if name == "tls-cert-file" || name == "tls-key-file" {
+                    if let Some(store) = &shared.tls_certs {
+                        let files = tls_files.get_or_insert_with(|| store.files());
+                        let path = std::path::PathBuf::from(
+                            String::from_utf8_lossy(&pair[1]).into_owned(),
+                        );
+                        if name == "tls-cert-file" {
+                            files.0 = path;
+                        } else {
+                            files.1 = path;
+                        }
+                    }
+                    continue;
                 }
                 if name == "requirepass" {
                     return Reply::err(
@@ -629,6 +661,12 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                     _ => &shared.runtime.proto_max_bulk_len,
                 };
                 target.store(value as u64, Ordering::Relaxed);
+            }
+            if let (Some((cert, key)), Some(store)) = (tls_files, &shared.tls_certs) {
+                if let Err(e) = store.reload(&cert, &key) {
+                    tracing::warn!("TLS certificate not reloaded: {e}");
+                    return Reply::err("ERR CONFIG SET failed (possibly related to argument 'tls-cert-file') - Unable to update TLS configuration. Check server logs.");
+                }
             }
             Reply::ok()
         }
