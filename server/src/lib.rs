@@ -463,6 +463,33 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     })
 }
 
+/// Counts an accepted client connection and decides whether it is served: `Err` holds
+/// Redis's refusal when maxclients is reached, or when protected mode (no password for the
+/// default user) refuses a client that is not on 127.0.0.1 or ::1.
+fn admit(shared: &Shared, peer: SocketAddr) -> Result<(), &'static str> {
+    shared
+        .stats
+        .connections_received
+        .fetch_add(1, Ordering::Relaxed);
+    let full = shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed);
+    let protected = shared.runtime.protected_mode.load(Ordering::Relaxed)
+        && shared.acl.default_nopass()
+        && peer.ip() != std::net::IpAddr::from([127, 0, 0, 1])
+        && peer.ip() != std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    if !full && !protected {
+        return Ok(());
+    }
+    shared
+        .stats
+        .rejected_connections
+        .fetch_add(1, Ordering::Relaxed);
+    Err(if full {
+        "-ERR max number of clients reached\r\n"
+    } else {
+        command::acl::PROTECTED_MODE_ERR
+    })
+}
+
 /// Accepts TLS clients: each handshake runs in its own task (bounded by a timeout), so a
 /// slow or failed one, or a plaintext client on the TLS port, affects no other connection.
 async fn tls_accept_loop(
@@ -484,15 +511,9 @@ async fn tls_accept_loop(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        shared
-            .stats
-            .connections_received
-            .fetch_add(1, Ordering::Relaxed);
-        if shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed) {
-            shared
-                .stats
-                .rejected_connections
-                .fetch_add(1, Ordering::Relaxed);
+        // A refused TLS client is closed before its handshake (there is no channel yet to
+        // tell it why).
+        if admit(&shared, peer).is_err() {
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -531,43 +552,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: broad
                 continue;
             }
         };
-        shared
-            .stats
-            .connections_received
-            .fetch_add(1, Ordering::Relaxed);
-        if shared.clients.count() as u64 >= shared.runtime.maxclients.load(Ordering::Relaxed) {
-            shared
-                .stats
-                .rejected_connections
-                .fetch_add(1, Ordering::Relaxed);
+        let refused = stream
+            .peer_addr()
+            .map_err(|_| "")
+            .and_then(|peer| admit(&shared, peer));
+        if let Err(why) = refused {
             connections.spawn(async move {
                 use tokio::io::AsyncWriteExt;
-                let _ = stream
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
+                let _ = stream.write_all(why.as_bytes()).await;
             });
             continue;
-        }
-        // Protected mode: with no password, only clients on this host (Redis's test is the
-        // address 127.0.0.1 or ::1).
-        if shared.runtime.protected_mode.load(Ordering::Relaxed) && shared.acl.default_nopass() {
-            let local = stream.peer_addr().is_ok_and(|a| {
-                a.ip() == std::net::IpAddr::from([127, 0, 0, 1])
-                    || a.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-            });
-            if !local {
-                shared
-                    .stats
-                    .rejected_connections
-                    .fetch_add(1, Ordering::Relaxed);
-                connections.spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    let _ = stream
-                        .write_all(command::acl::PROTECTED_MODE_ERR.as_bytes())
-                        .await;
-                });
-                continue;
-            }
         }
         connections.spawn(connection::serve(
             stream,

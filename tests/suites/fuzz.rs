@@ -178,6 +178,22 @@ fn mutate(rng: &mut StdRng, mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// One to four random commands, encoded, most of them mutated.
+fn random_batch(rng: &mut StdRng) -> Vec<u8> {
+    let mut batch = Vec::new();
+    for _ in 0..1 + rng.random_range(0..4) {
+        let cmd = random_command(rng);
+        let bytes = encode(rng, &cmd);
+        let bytes = if rng.random_range(0..3) == 0 {
+            bytes
+        } else {
+            mutate(rng, bytes)
+        };
+        batch.extend_from_slice(&bytes);
+    }
+    batch
+}
+
 /// The clean connection's check: a write and a read of its own key, exact answers.
 fn check(addr: std::net::SocketAddr, i: u64, seed: u64) {
     let mut c = Raw::connect(addr);
@@ -226,17 +242,7 @@ fn mutated_requests_never_break_the_node() {
             fuzz = Some(s);
         }
         let s = fuzz.as_mut().unwrap();
-        let mut batch = Vec::new();
-        for _ in 0..1 + rng.random_range(0..4) {
-            let cmd = random_command(&mut rng);
-            let bytes = encode(&mut rng, &cmd);
-            let bytes = if rng.random_range(0..3) == 0 {
-                bytes
-            } else {
-                mutate(&mut rng, bytes)
-            };
-            batch.extend_from_slice(&bytes);
-        }
+        let batch = random_batch(&mut rng);
         if s.write_all(&batch).is_err() {
             fuzz = None;
         } else {
@@ -319,17 +325,7 @@ fn unauthenticated_requests_get_nothing_but_noauth() {
     while Instant::now() < deadline && cases < 200_000 {
         let mut s = TcpStream::connect(addr).expect("node accepts connections");
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let mut batch = Vec::new();
-        for _ in 0..1 + rng.random_range(0..4) {
-            let cmd = random_command(&mut rng);
-            let bytes = encode(&mut rng, &cmd);
-            let bytes = if rng.random_range(0..3) == 0 {
-                bytes
-            } else {
-                mutate(&mut rng, bytes)
-            };
-            batch.extend_from_slice(&bytes);
-        }
+        let batch = random_batch(&mut rng);
         let _ = s.write_all(&batch);
         let mut out = Vec::new();
         let mut buf = [0u8; 65536];
