@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test rockraft:
 # clang + libclang-dev (RocksDB's bindings) and redis-tools (redis-cli, redis-benchmark);
-# with --with-redis-server also Redis itself (the benchmarks' baseline).
+# with --with-redis-server also Redis itself (the benchmarks' baseline and the differential
+# tests' oracle) and redis-py (python3-redis, for the client tests).
 set -euo pipefail
 need=()
 command -v clang >/dev/null 2>&1 || need+=(clang)
@@ -12,6 +13,7 @@ if [ "${1:-}" != "--build-only" ]; then
 fi
 if [ "${1:-}" = "--with-redis-server" ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  /usr/bin/python3 -c 'import redis' >/dev/null 2>&1 || need+=(python3-redis)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -18,8 +18,7 @@ use std::time::Duration;
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const MAGIC: &[u8; 4] = b"RRA1";
 const NONCE: usize = 32;
@@ -68,7 +67,10 @@ fn refused(why: &str) -> std::io::Error {
 }
 
 /// The dialer's half: proves the secret to the listener and checks the listener knows it.
-pub async fn dial(stream: &mut TcpStream, secret: &Secret) -> std::io::Result<()> {
+pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    secret: &Secret,
+) -> std::io::Result<()> {
     let work = async {
         let mine = nonce()?;
         let mut hello = MAGIC.to_vec();
@@ -90,7 +92,10 @@ pub async fn dial(stream: &mut TcpStream, secret: &Secret) -> std::io::Result<()
 }
 
 /// The listener's half: checks the dialer knows the secret (and proves it back).
-pub async fn accept(stream: &mut TcpStream, secret: &Secret) -> std::io::Result<()> {
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    secret: &Secret,
+) -> std::io::Result<()> {
     let work = async {
         let mut hello = [0u8; 4 + NONCE];
         stream.read_exact(&mut hello).await?;
@@ -118,6 +123,7 @@ pub async fn accept(stream: &mut TcpStream, secret: &Secret) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     async fn pair() -> (TcpStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,6 +5,10 @@
 //! `write_all`, and reconnects with backoff when the connection drops (raft resends what was
 //! lost). Every frame carries the cluster id; frames of another cluster are dropped and logged,
 //! so a node removed or from another cluster can neither vote nor append here.
+//!
+//! A connection may be wrapped twice before its first frame: in mutual TLS (`--tls-cluster`;
+//! both sides present a certificate signed by the cluster's CA) and then in the cluster-secret
+//! handshake (`bus_auth`). A peer that fails either is dropped and counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +18,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 
@@ -47,6 +51,29 @@ pub trait SendFilter: Send + Sync {
     }
 }
 
+/// Mutual TLS for peer connections: the connector dials with this node's certificate and
+/// checks the listener's against the cluster CA, the acceptor requires the dialer's.
+#[derive(Clone)]
+pub struct BusTls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// A peer connection: TCP, or TLS over TCP.
+pub trait BusIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> BusIo for T {}
+pub type BusStream = Box<dyn BusIo>;
+
+/// The name `addr` ("host:port") is dialed by, for TLS.
+pub fn server_name(
+    addr: &str,
+) -> std::io::Result<tokio_rustls::rustls::pki_types::ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host}: {e}")))
+}
+
 struct Link {
     tx: mpsc::UnboundedSender<Bytes>,
     connected: Arc<AtomicBool>,
@@ -67,6 +94,8 @@ struct NetInner {
     snapshots_sent: AtomicU64,
     /// The cluster secret every peer connection must prove (none: no handshake).
     secret: RwLock<Option<crate::bus_auth::Secret>>,
+    /// Mutual TLS on every peer connection (none: plain TCP).
+    tls: RwLock<Option<BusTls>>,
     /// Peer connections refused for failing the handshake.
     auth_failures: AtomicU64,
     filters: RwLock<Vec<Arc<dyn SendFilter>>>,
@@ -81,14 +110,52 @@ impl NetInner {
             .clone()
     }
 
-    /// Opens a peer connection to `addr`, with the handshake when there is a secret.
-    async fn dial(&self, addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
-        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    fn tls(&self) -> Option<BusTls> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Opens a peer connection to `addr`: TLS when the bus has it, then the handshake when
+    /// there is a secret. A peer that fails either is refused (`PermissionDenied`).
+    async fn dial(&self, addr: &str, timeout: Duration) -> std::io::Result<BusStream> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BusStream = match self.tls() {
+            Some(tls) => {
+                let name = server_name(addr)?;
+                let handshake = tls.connector.connect(name, tcp);
+                match tokio::time::timeout(crate::bus_auth::HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => return Err(tls_refused(&e)),
+                    Err(_) => return Err(tls_refused(&"the TLS handshake timed out")),
+                }
+            }
+            None => Box::new(tcp),
+        };
         if let Some(secret) = self.secret() {
             crate::bus_auth::dial(&mut stream, &secret).await?;
+        }
+        Ok(stream)
+    }
+
+    /// Completes the listener's side of a peer connection (TLS, then the secret); `Err` says
+    /// why the peer is refused.
+    async fn accept(&self, tcp: TcpStream) -> std::io::Result<BusStream> {
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BusStream = match self.tls() {
+            Some(tls) => {
+                let handshake = tls.acceptor.accept(tcp);
+                match tokio::time::timeout(crate::bus_auth::HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => return Err(tls_refused(&e)),
+                    Err(_) => return Err(tls_refused(&"the TLS handshake timed out")),
+                }
+            }
+            None => Box::new(tcp),
+        };
+        if let Some(secret) = self.secret() {
+            crate::bus_auth::accept(&mut stream, &secret).await?;
         }
         Ok(stream)
     }
@@ -142,6 +209,7 @@ impl PeerNetwork {
                 dropped_foreign: AtomicU64::new(0),
                 snapshots_sent: AtomicU64::new(0),
                 secret: RwLock::new(None),
+                tls: RwLock::new(None),
                 auth_failures: AtomicU64::new(0),
                 filters: RwLock::new(Vec::new()),
                 snapshots: engine,
@@ -153,6 +221,11 @@ impl PeerNetwork {
     pub fn set_secret(&self, secret: Option<&[u8]>) {
         *self.inner.secret.write().unwrap_or_else(|e| e.into_inner()) =
             secret.map(crate::bus_auth::Secret::new);
+    }
+
+    /// Puts every peer connection, both ways, on mutual TLS (`None`: plain TCP).
+    pub fn set_tls(&self, tls: Option<BusTls>) {
+        *self.inner.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
     }
 
     /// Peer connections refused because they failed the handshake.
@@ -167,9 +240,16 @@ impl PeerNetwork {
             .dial(addr, Duration::from_secs(5))
             .await
             .map(drop)
-            .map_err(|e| match self.inner.secret() {
-                Some(_) => format!("its bus at {addr} did not prove the cluster secret ({e})"),
-                None => format!("its bus at {addr} does not answer ({e})"),
+            .map_err(|e| match (self.inner.secret(), self.inner.tls()) {
+                (_, Some(_)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    format!(
+                        "its bus at {addr} did not prove the cluster's certificate or secret ({e})"
+                    )
+                }
+                (Some(_), None) => {
+                    format!("its bus at {addr} did not prove the cluster secret ({e})")
+                }
+                _ => format!("its bus at {addr} does not answer ({e})"),
             })
     }
 
@@ -507,6 +587,10 @@ async fn send_loop(
     }
 }
 
+fn tls_refused(why: &dyn std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("TLS: {why}"))
+}
+
 /// Drops every queued frame; true when the queue is closed for good.
 fn drain(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> bool {
     loop {
@@ -524,7 +608,7 @@ async fn receive_snapshot(
     inner: &NetInner,
     pm: PeerMessage,
     mut msg: Message,
-    mut reader: BufReader<TcpStream>,
+    mut reader: BufReader<BusStream>,
 ) {
     let Some(snaps) = inner.snapshots.as_ref().map(|e| e.snapshots()) else {
         return;
@@ -567,21 +651,17 @@ async fn receive_snapshot(
     let _ = reader.get_mut().flush().await;
 }
 
-async fn receive(
-    inner: Arc<NetInner>,
-    mut stream: TcpStream,
-    mut shutdown: broadcast::Receiver<()>,
-) {
-    let _ = stream.set_nodelay(true);
-    if let Some(secret) = inner.secret() {
-        if let Err(e) = crate::bus_auth::accept(&mut stream, &secret).await {
-            let peer = stream
-                .peer_addr()
-                .map_or_else(|_| "?".to_string(), |a| a.to_string());
+async fn receive(inner: Arc<NetInner>, tcp: TcpStream, mut shutdown: broadcast::Receiver<()>) {
+    let peer = tcp
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let stream = match inner.accept(tcp).await {
+        Ok(s) => s,
+        Err(e) => {
             inner.refused(peer, &e);
             return;
         }
-    }
+    };
     let mut reader = BufReader::with_capacity(256 * 1024, stream);
     loop {
         let len = tokio::select! {

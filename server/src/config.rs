@@ -14,7 +14,8 @@ pub struct Config {
     #[arg(long, env = "ROCKRAFT_BIND", default_value = "127.0.0.1")]
     pub bind: String,
 
-    /// Port to listen on for clients (0 picks a free port).
+    /// Port to listen on for plaintext clients; 0 disables the plaintext listener (then the
+    /// node serves only its TLS port, as Redis's `port 0`).
     #[arg(long, env = "ROCKRAFT_PORT", default_value_t = 6379)]
     pub port: u16,
 
@@ -118,6 +119,17 @@ pub struct Config {
         default_value = "TLSv1.2 TLSv1.3"
     )]
     pub tls_protocols: String,
+
+    /// Put the cluster bus (raft messages and the snapshot stream) on mutual TLS: every peer
+    /// presents the node's certificate and must present one the CA signed (Redis's
+    /// tls-cluster). Cluster commands then tell TLS clients each node's TLS port.
+    #[arg(long, env = "ROCKRAFT_TLS_CLUSTER", default_value = "no", value_parser = parse_yes_no)]
+    pub tls_cluster: bool,
+
+    /// Not a flag: for tests and embedding, a port of 0 (client, TLS) picks a free port
+    /// instead of disabling the listener.
+    #[arg(skip)]
+    pub zero_port_picks_free: bool,
 
     /// A file holding the cluster secret (its first line), instead of `--cluster-secret`.
     #[arg(
@@ -224,6 +236,8 @@ impl Config {
             tls_ca_cert_file: None,
             tls_auth_clients: "yes".into(),
             tls_protocols: "TLSv1.2 TLSv1.3".into(),
+            tls_cluster: false,
+            zero_port_picks_free: true,
         }
     }
 }

@@ -85,13 +85,14 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, shutdown: broadcast::
         return;
     };
     let _ = stream.set_nodelay(true);
-    serve_stream(stream, peer, local, shared, shutdown).await
+    serve_stream(stream, false, peer, local, shared, shutdown).await
 }
 
 /// Serves a client connection over any byte stream (plaintext, or TLS once the handshake is
 /// done).
 pub async fn serve_stream<S>(
     mut stream: S,
+    tls: bool,
     peer: std::net::SocketAddr,
     local: std::net::SocketAddr,
     shared: Arc<Shared>,
@@ -100,6 +101,7 @@ pub async fn serve_stream<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     let (mut session, _registration) = shared.clients.register(peer, local);
+    session.tls = tls;
     let (outbox, pushes) = shared.pubsub.register(session.id);
     session.outbox = Some(outbox);
     session.pushes = Some(pushes);
@@ -336,7 +338,7 @@ async fn submit_read(
         let leader = shared.group.status().leader();
         slots.push(ready(
             spec.name,
-            redirect(shared, slot_of(spec, &argv), leader),
+            redirect(shared, slot_of(spec, &argv), leader, session.tls),
         ));
         return;
     }
@@ -360,6 +362,7 @@ async fn submit_read(
     }
     let shared = shared.clone();
     let local = session.readonly;
+    let tls = session.tls;
     let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
     // EVAL_RO (and EVAL of a `no-writes` script) adds a new script to the cache, as
     // Redis's does: once per script, through the log, so an EVALSHA after it finds the
@@ -383,7 +386,7 @@ async fn submit_read(
                         Ok(Ok(reply)) if reply.is_error() => return reply,
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => {
-                            return store_error(&shared, e, "script load", slot_of(spec, &argv))
+                            return store_error(&shared, e, "script load", slot_of(spec, &argv), tls)
                         }
                         Err(_) => {
                             return Reply::err(
@@ -394,7 +397,7 @@ async fn submit_read(
                 }
                 if let Some(confirmed) = confirmed {
                     if let Err(e) = confirmed.await {
-                        return store_error(&shared, e, "read", slot_of(spec, &argv));
+                        return store_error(&shared, e, "read", slot_of(spec, &argv), tls);
                     }
                 }
                 let ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
@@ -505,7 +508,7 @@ async fn submit(
                 return Some(spec.name);
             }
             Ok(Some(internal)) => {
-                slots.push(propose_internal(shared, spec.name, internal));
+                slots.push(propose_internal(shared, spec.name, internal, session.tls));
                 *pending_write = true;
                 return Some(spec.name);
             }
@@ -573,7 +576,7 @@ async fn submit(
             batch.blocking |= spec.name == "wait";
             slots.push(Slot {
                 name: spec.name,
-                reply: run(shared.clone(), argv),
+                reply: run(shared.clone(), argv, command::Caller { tls: session.tls }),
             });
         }
         Kind::Read(run) => {
@@ -584,7 +587,7 @@ async fn submit(
                         let leader = shared.group.status().leader();
                         slots.push(ready(
                             spec.name,
-                            redirect(shared, slot_of(spec, &argv), leader),
+                            redirect(shared, slot_of(spec, &argv), leader, session.tls),
                         ));
                         return Some(spec.name);
                     }
@@ -604,6 +607,7 @@ async fn submit(
                     let wait = BlockedRead {
                         run,
                         slot: slot_of(spec, &argv),
+                        tls: session.tls,
                         timeout,
                         local: session.readonly,
                         resp3: session.proto == rockraft_resp::Protocol::Resp3,
@@ -651,7 +655,7 @@ async fn submit(
                 let leader = shared.group.status().leader();
                 slots.push(ready(
                     spec.name,
-                    redirect(shared, slot_of(spec, &argv), leader),
+                    redirect(shared, slot_of(spec, &argv), leader, session.tls),
                 ));
                 return Some(spec.name);
             }
@@ -692,6 +696,7 @@ async fn submit(
                         spec,
                         argv,
                         slot,
+                        session.tls,
                         timeout,
                         registration,
                     )),
@@ -704,6 +709,7 @@ async fn submit(
             let proposal = shared.group.propose(now, data);
             let timeout = Duration::from_millis(shared.config.write_timeout_ms);
             let shared = shared.clone();
+            let tls = session.tls;
             let pairs = session.proto == rockraft_resp::Protocol::Resp3
                 && command::zset::wants_resp3_pairs(spec.name, argv.len());
             *pending_write = true;
@@ -714,7 +720,7 @@ async fn submit(
                     match tokio::time::timeout(timeout, proposal).await {
                         Ok(Ok(reply)) if pairs => command::zset::resp3_pairs(reply),
                         Ok(Ok(reply)) => reply,
-                        Ok(Err(e)) => store_error(&shared, e, "write", slot()),
+                        Ok(Err(e)) => store_error(&shared, e, "write", slot(), tls),
                         Err(_) => Reply::err(format!(
                             "TIMEOUT write outcome unknown: not applied within {} ms; it may still be applied",
                             timeout.as_millis()
@@ -729,10 +735,10 @@ async fn submit(
 
 /// Proposes an internal write (`rockraft.acl …`) on behalf of `name`: its reply once
 /// applied, a redirect from a follower, or "outcome unknown" after the write timeout.
-fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>) -> Slot {
+fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>, tls: bool) -> Slot {
     if !shared.group.status().is_leader() {
         let leader = shared.group.status().leader();
-        return ready(name, redirect(shared, 0, leader));
+        return ready(name, redirect(shared, 0, leader, tls));
     }
     let proposal = shared.group.propose(
         command::now_ms(),
@@ -745,7 +751,7 @@ fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>) 
         reply: Box::pin(async move {
             match tokio::time::timeout(timeout, proposal).await {
                 Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => store_error(&shared, e, "write", 0),
+                Ok(Err(e)) => store_error(&shared, e, "write", 0, tls),
                 Err(_) => Reply::err(format!(
                     "TIMEOUT write outcome unknown: not applied within {} ms; it may still be applied",
                     timeout.as_millis()
@@ -767,6 +773,7 @@ async fn block(
     spec: &'static command::CommandSpec,
     argv: Vec<Bytes>,
     slot: u16,
+    tls: bool,
     timeout: Option<Duration>,
     registration: crate::blocking::Registration,
 ) -> Reply {
@@ -778,12 +785,12 @@ async fn block(
     let mut first = true;
     loop {
         if !shared.group.status().is_leader() {
-            return redirect(&shared, slot, shared.group.status().leader());
+            return redirect(&shared, slot, shared.group.status().leader(), tls);
         }
         let proposal = shared.group.propose(command::now_ms(), data.clone());
         let reply = match tokio::time::timeout(write_timeout, proposal).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return store_error(&shared, e, "pop", slot),
+            Ok(Err(e)) => return store_error(&shared, e, "pop", slot, tls),
             Err(_) => {
                 return Reply::err(format!(
                 "TIMEOUT pop outcome unknown: not applied within {} ms; it may still be applied",
@@ -797,7 +804,7 @@ async fn block(
             return reply;
         }
         first = false;
-        if let Some(end) = wait_woken(&shared, &waiter, deadline, slot, true).await {
+        if let Some(end) = wait_woken(&shared, &waiter, deadline, slot, tls, true).await {
             return end;
         }
     }
@@ -810,6 +817,7 @@ async fn wait_woken(
     waiter: &crate::blocking::Waiter,
     deadline: Option<tokio::time::Instant>,
     slot: u16,
+    tls: bool,
     leading: bool,
 ) -> Option<Reply> {
     use crate::blocking::Unblock;
@@ -829,7 +837,7 @@ async fn wait_woken(
             _ = expired => return Some(Reply::NilArray),
             _ = tokio::time::sleep(LEADER_CHECK) => {
                 if leading && !shared.group.status().is_leader() {
-                    return Some(redirect(shared, slot, shared.group.status().leader()));
+                    return Some(redirect(shared, slot, shared.group.status().leader(), tls));
                 }
             }
         }
@@ -845,6 +853,7 @@ async fn wait_woken(
 struct BlockedRead {
     run: command::ReadFn,
     slot: u16,
+    tls: bool,
     timeout: Option<Duration>,
     /// A READONLY connection's local reads (on a follower too, woken by what it applies).
     local: bool,
@@ -865,10 +874,10 @@ async fn block_read(
     loop {
         if !wait.local {
             if !shared.group.status().is_leader() {
-                return redirect(&shared, wait.slot, shared.group.status().leader());
+                return redirect(&shared, wait.slot, shared.group.status().leader(), wait.tls);
             }
             if let Err(e) = shared.group.read_index().await {
-                return store_error(&shared, e, "read", wait.slot);
+                return store_error(&shared, e, "read", wait.slot, wait.tls);
             }
         }
         let reply = {
@@ -878,7 +887,9 @@ async fn block_read(
         if reply != Reply::NilArray {
             return reply;
         }
-        if let Some(end) = wait_woken(&shared, &waiter, deadline, wait.slot, !wait.local).await {
+        if let Some(end) =
+            wait_woken(&shared, &waiter, deadline, wait.slot, wait.tls, !wait.local).await
+        {
             return end;
         }
     }
@@ -915,7 +926,7 @@ fn queue(
         let leader = shared.group.status().leader();
         slots.push(ready(
             spec.name,
-            redirect(shared, slot_of(spec, &argv), leader),
+            redirect(shared, slot_of(spec, &argv), leader, session.tls),
         ));
         return;
     }
@@ -937,10 +948,10 @@ async fn watch(
     if !session.readonly {
         if !shared.group.status().is_leader() {
             let leader = shared.group.status().leader();
-            return redirect(shared, slot_of(spec, argv), leader);
+            return redirect(shared, slot_of(spec, argv), leader, session.tls);
         }
         if let Err(e) = shared.group.read_index().await {
-            return store_error(shared, e, "read", slot_of(spec, argv));
+            return store_error(shared, e, "read", slot_of(spec, argv), session.tls);
         }
     }
     let now = command::now_ms();
@@ -992,7 +1003,9 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
             Kind::Async(_) if spec.name == "wait" => {
                 Step::Answered(command::server::wait_for(shared.clone(), argv, false).await)
             }
-            Kind::Async(run) => Step::Answered(run(shared.clone(), argv).await),
+            Kind::Async(run) => Step::Answered(
+                run(shared.clone(), argv, command::Caller { tls: session.tls }).await,
+            ),
             // UNWATCH, queued: the watches are spent by this EXEC anyway.
             Kind::Transaction => Step::Answered(Reply::ok()),
             Kind::Read(_) => {
@@ -1027,9 +1040,15 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
         && !shared.group.status().is_leader()
     {
         let leader = shared.group.status().leader();
-        return Box::pin(std::future::ready(redirect(shared, slot, leader)));
+        return Box::pin(std::future::ready(redirect(
+            shared,
+            slot,
+            leader,
+            session.tls,
+        )));
     }
     let shared = shared.clone();
+    let tls = session.tls;
     if writes {
         let data = command::multi::encode_exec(resp3, &watches, &replicated);
         let proposal = shared.group.propose(now, data);
@@ -1037,7 +1056,7 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
         return Box::pin(async move {
             let reply = match tokio::time::timeout(timeout, proposal).await {
                 Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => return store_error(&shared, e, "transaction", slot),
+                Ok(Err(e)) => return store_error(&shared, e, "transaction", slot, tls),
                 Err(_) => {
                     return Reply::err(format!(
                     "TIMEOUT transaction outcome unknown: not applied within {} ms; it may still be applied",
@@ -1060,7 +1079,7 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
     Box::pin(async move {
         if let Some(confirmed) = confirmed {
             if let Err(e) = confirmed.await {
-                return store_error(&shared, e, "transaction", slot);
+                return store_error(&shared, e, "transaction", slot, tls);
             }
         }
         let now = command::now_ms();
@@ -1118,19 +1137,21 @@ fn slot_of(spec: &command::CommandSpec, argv: &[Bytes]) -> u16 {
 
 /// Where a command that only the leader may serve should go: `-MOVED <slot> <leader>`, or
 /// `-CLUSTERDOWN` when no leader is known.
-pub fn redirect(shared: &Shared, slot: u16, leader: Option<u64>) -> Reply {
+pub fn redirect(shared: &Shared, slot: u16, leader: Option<u64>, tls: bool) -> Reply {
     match leader.and_then(|l| shared.book.get(l)) {
-        Some(info) if info.node_id != shared.node_id => {
-            Reply::err(format!("MOVED {slot} {}:{}", info.host, info.port))
-        }
+        Some(info) if info.node_id != shared.node_id => Reply::err(format!(
+            "MOVED {slot} {}:{}",
+            info.host,
+            command::cluster::client_port(&info, tls)
+        )),
         _ => Reply::err("CLUSTERDOWN The cluster is down"),
     }
 }
 
 /// The reply for a raft-level failure.
-pub fn store_error(shared: &Shared, e: StoreError, what: &str, slot: u16) -> Reply {
+pub fn store_error(shared: &Shared, e: StoreError, what: &str, slot: u16, tls: bool) -> Reply {
     match e {
-        StoreError::NotLeader { leader } => redirect(shared, slot, leader),
+        StoreError::NotLeader { leader } => redirect(shared, slot, leader, tls),
         StoreError::ConfChangeNotStarted { .. } => {
             Reply::err(format!("TRYAGAIN {e}; it was not applied"))
         }

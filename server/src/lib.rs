@@ -166,7 +166,7 @@ pub struct Shared {
     pub me: NodeInfo,
     pub book: AddressBook,
     pub network: PeerNetwork,
-    /// The client port actually bound.
+    /// The plaintext client port actually bound (0: none).
     pub port: u16,
     pub scan_cursors: scan::ScanCursors,
     /// Clients blocked in BLPOP and friends on this node.
@@ -179,8 +179,21 @@ pub struct Shared {
     pub tracker: Arc<tracking::Tracker>,
     /// The cluster's ACL users as applied on this node, and this node's ACL LOG.
     pub acl: acl::Acl,
-    /// The TLS port's certificate (CONFIG SET tls-cert-file replaces it).
+    /// The node's certificate, for the TLS port and the bus (CONFIG SET tls-cert-file
+    /// replaces it).
     pub tls_certs: Option<Arc<tls::CertStore>>,
+    /// With `--tls-cluster yes`: how this node dials another's TLS port (MEET, forwarded
+    /// membership commands), with its certificate, checking theirs against the CA.
+    pub peer_tls: Option<tokio_rustls::TlsConnector>,
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Why a node could not start.
@@ -209,7 +222,7 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address clients connect to.
+    /// The address clients connect to: the plaintext port, or the TLS port when there is none.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -275,64 +288,52 @@ impl ServerHandle {
 
 /// Opens the data directory, starts raft and listens for clients and peers.
 pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
-    let bind = format!("{}:{}", config.bind, config.port);
-    let listener = TcpListener::bind(&bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: bind.clone(),
-        source,
-    })?;
+    // The configuration first: a bad flag or file stops the node before it binds anything.
+    let secret = config.secret().map_err(StartError::Config)?;
+    let tls = tls::setup(&config).map_err(StartError::Config)?;
+    let plain = config.port != 0 || config.zero_port_picks_free;
+    if !plain && config.tls_port.is_none() {
+        return Err(StartError::Config(
+            "--port 0 and no --tls-port: configured to not listen anywhere".into(),
+        ));
+    }
+    let listener = match plain {
+        true => Some(bind(&format!("{}:{}", config.bind, config.port)).await?),
+        false => None,
+    };
+    let tls_listener = match config.tls_port {
+        Some(p) => Some(bind(&format!("{}:{p}", config.bind)).await?),
+        None => None,
+    };
+    let local = |l: &Option<TcpListener>| {
+        l.as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    };
+    let (plain_addr, tls_addr) = (local(&listener), local(&tls_listener));
+    // Clients reach the node here (the plaintext port, else the TLS port).
+    let addr = plain_addr.or(tls_addr).expect("a client listener");
     let bus_port = match config.bus_port {
         Some(p) => p,
         None => addr
             .port()
             .checked_add(10000)
             .ok_or_else(|| StartError::Bind {
-                addr: bind.clone(),
+                addr: addr.to_string(),
                 source: std::io::Error::other("client port + 10000 is not a port; set --bus-port"),
             })?,
     };
-    let bus_bind = format!("{}:{}", config.bind, bus_port);
-    let bus_listener = TcpListener::bind(&bus_bind)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: bus_bind.clone(),
-            source,
-        })?;
+    let bus_listener = bind(&format!("{}:{}", config.bind, bus_port)).await?;
     let bus_addr = bus_listener
         .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: bus_bind,
-            source,
-        })?;
-
-    let secret = config.secret().map_err(StartError::Config)?;
-    let tls = tls::server_config(&config).map_err(StartError::Config)?;
-    let tls_listener = match config.tls_port {
-        Some(p) => {
-            let tls_bind = format!("{}:{p}", config.bind);
-            Some(
-                TcpListener::bind(&tls_bind)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        addr: tls_bind,
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
+        .expect("a bound listener has an address");
     let engine = Engine::open(&config.data_dir)?;
     let ident = load_or_create_ident(&engine)?;
     let me = NodeInfo {
         node_id: ident.node_id,
         host: config.advertised_host(),
-        port: addr.port() as u32,
+        port: plain_addr.map_or(0, |a| u32::from(a.port())),
         bus_port: u32::from(config.advertise_bus_port.unwrap_or(bus_addr.port())),
+        tls_port: tls_addr.map_or(0, |a| u32::from(a.port())),
         ..Default::default()
     };
     let book = AddressBook::default();
@@ -344,6 +345,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         Some(engine.clone()),
     );
     network.set_secret(secret.as_deref());
+    network.set_tls(tls.as_ref().and_then(|t| t.bus.clone()));
     let mut group_cfg = GroupConfig::new(ident.node_id, DATA_GROUP_ID);
     group_cfg.me = Some(me.clone());
     group_cfg.log_max_entries = config.raft_log_max_entries;
@@ -417,22 +419,28 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         me,
         book,
         network: network.clone(),
-        port: addr.port(),
+        port: plain_addr.map_or(0, |a| a.port()),
         scan_cursors: scan::ScanCursors::default(),
         blocked,
         pubsub: hub,
         notifier,
         tracker,
         acl: acl::Acl::new(requirepass),
-        tls_certs: tls.as_ref().map(|(_, store)| store.clone()),
+        tls_certs: tls.as_ref().map(|t| t.certs.clone()),
+        peer_tls: tls
+            .as_ref()
+            .and_then(|t| t.bus.as_ref())
+            .map(|b| b.connector.clone()),
     });
     let _ = node.set(Arc::downgrade(&shared));
     shared.acl.reload(&shared.db);
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
-    if let (Some(l), Some((tls, _))) = (tls_listener, tls) {
-        tasks.spawn(tls_accept_loop(l, tls, shared.clone(), shutdown.clone()));
+    if let Some(l) = listener {
+        tasks.spawn(accept_loop(l, shared.clone(), shutdown.clone()));
+    }
+    if let (Some(l), Some(config)) = (tls_listener, tls.and_then(|t| t.clients)) {
+        tasks.spawn(tls_accept_loop(l, config, shared.clone(), shutdown.clone()));
     }
     tasks.spawn(network.serve(bus_listener, shutdown.subscribe()));
     tasks.spawn(expire::run(shared.clone(), shutdown.subscribe()));
@@ -448,8 +456,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         ));
     }
     tracing::info!(
-        %addr,
+        addr = %plain_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
+        tls = %tls_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
         bus = %bus_addr,
+        bus_tls = shared.config.tls_cluster,
         node_id = %rockraft_raftstore::node::redis_node_id(shared.node_id),
         data_dir = %shared.config.data_dir.display(),
         "rockraft-server ready to accept connections"
@@ -525,7 +535,7 @@ async fn tls_accept_loop(
         let down = shutdown.subscribe();
         connections.spawn(async move {
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => connection::serve_stream(tls, peer, local, shared, down).await,
+                Ok(Ok(tls)) => connection::serve_stream(tls, true, peer, local, shared, down).await,
                 Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }

@@ -1,26 +1,41 @@
 //! A minimal client for one request to another rockraft node's client port (CLUSTER MEET
-//! uses it to invite a node).
+//! uses it to invite a node), over TLS when the cluster's nodes talk TLS (`--tls-cluster`).
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use redis_protocol::resp2::{decode::decode_bytes_mut, types::BytesFrame};
+use rockraft_raftstore::transport::{server_name, BusStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Sends `args` to `addr` (after `AUTH default <password>` when `password` is given: a
 /// locked cluster's nodes share it) and returns the reply: `Ok(text)` for a status or bulk
-/// string reply, `Err(text)` for an error reply or a failure to talk to the node.
+/// string reply, `Err(text)` for an error reply or a failure to talk to the node. With `tls`,
+/// `addr` is the node's TLS port and the connection presents this node's certificate.
 pub async fn call(
     addr: &str,
+    tls: Option<&tokio_rustls::TlsConnector>,
     password: Option<&[u8]>,
     args: &[&[u8]],
     timeout: Duration,
 ) -> Result<String, String> {
     let work = async {
-        let mut stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let mut stream: BusStream = match tls {
+            Some(connector) => {
+                let name = server_name(addr).map_err(|e| format!("{addr}: {e}"))?;
+                Box::new(
+                    connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS with {addr}: {e}"))?,
+                )
+            }
+            None => Box::new(tcp),
+        };
         let mut request = Vec::new();
         if let Some(p) = password {
             request.extend(rockraft_resp::encode_request(&[

@@ -52,6 +52,8 @@ pub struct Session {
     pub user: Option<Arc<crate::acl::User>>,
     pub user_generation: u64,
     pub authenticated: bool,
+    /// The connection came in on the TLS port: cluster replies and redirects name TLS ports.
+    pub tls: bool,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -129,6 +131,7 @@ impl Clients {
             user: None,
             user_generation: 0,
             authenticated: false,
+            tls: false,
             info,
         };
         (

@@ -1,16 +1,29 @@
-//! TLS for clients: rustls (through tokio-rustls) with the ring provider. The certificate,
-//! key and CA come from PEM files (`--tls-cert-file`, `--tls-key-file`, `--tls-ca-cert-file`);
-//! a file that is missing or unreadable stops the node at start with a message naming it.
+//! TLS for clients and for the cluster bus: rustls (through tokio-rustls) with the ring
+//! provider. The certificate, key and CA come from PEM files (`--tls-cert-file`,
+//! `--tls-key-file`, `--tls-ca-cert-file`); a file that is missing or unreadable stops the node
+//! at start with a message naming it. The bus (`--tls-cluster yes`) uses the same certificate
+//! both ways and the same CA.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::{ServerName, UnixTime};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{
+    self, server::WebPkiClientVerifier, CertificateError, ClientConfig, DigitallySignedStruct,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use rockraft_raftstore::transport::BusTls;
 
 use crate::config::Config;
 
@@ -73,26 +86,111 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .0
-                .clone(),
-        )
+        Some(self.current())
     }
 }
 
-/// The client port's TLS configuration and the certificate store it serves from.
-pub type TlsSetup = (Arc<ServerConfig>, Arc<CertStore>);
+impl ResolvesClientCert for CertStore {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 
-/// The TLS configuration of the client port, if there is one, and its certificate store.
-pub fn server_config(cfg: &Config) -> Result<Option<TlsSetup>, String> {
-    if cfg.tls_port.is_none() {
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl CertStore {
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+}
+
+/// Checks a peer's certificate against the cluster CA and nothing else: a member is whoever
+/// holds a certificate the CA signed (as Redis's tls-cluster, and etcd's peer TLS without
+/// `--peer-cert-allowed-cn`), so the names in it need not match the address dialed.
+#[derive(Debug)]
+struct ClusterCa(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ClusterCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The chain is checked before the name: a name error means the chain is good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The node's TLS: the client port's configuration, the bus's (`--tls-cluster`), and the
+/// certificate store both serve from.
+pub struct Tls {
+    pub clients: Option<Arc<ServerConfig>>,
+    pub bus: Option<BusTls>,
+    pub certs: Arc<CertStore>,
+}
+
+fn roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(ca, "--tls-ca-cert-file")? {
+        roots
+            .add(c)
+            .map_err(|e| format!("--tls-ca-cert-file {}: {e}", ca.display()))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The node's TLS, if it has any (a TLS port or `--tls-cluster yes`); an error names the
+/// flag or file at fault.
+pub fn setup(cfg: &Config) -> Result<Option<Tls>, String> {
+    if cfg.tls_port.is_none() && !cfg.tls_cluster {
         return Ok(None);
     }
+    let what = if cfg.tls_port.is_some() {
+        "--tls-port"
+    } else {
+        "--tls-cluster yes"
+    };
     let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) else {
-        return Err("--tls-port needs --tls-cert-file and --tls-key-file".into());
+        return Err(format!("{what} needs --tls-cert-file and --tls-key-file"));
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let store = Arc::new(CertStore {
@@ -114,8 +212,31 @@ pub fn server_config(cfg: &Config) -> Result<Option<TlsSetup>, String> {
     if versions.is_empty() {
         return Err("--tls-protocols names no protocol".into());
     }
+    let clients = match cfg.tls_port {
+        Some(_) => Some(client_port_config(cfg, &provider, &versions, &store)?),
+        None => None,
+    };
+    let bus = match cfg.tls_cluster {
+        true => Some(bus_config(cfg, &provider, &versions, &store)?),
+        false => None,
+    };
+    Ok(Some(Tls {
+        clients,
+        bus,
+        certs: store,
+    }))
+}
+
+type Versions = [&'static rustls::SupportedProtocolVersion];
+
+fn client_port_config(
+    cfg: &Config,
+    provider: &Arc<CryptoProvider>,
+    versions: &Versions,
+    store: &Arc<CertStore>,
+) -> Result<Arc<ServerConfig>, String> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
+        .with_protocol_versions(versions)
         .map_err(|e| format!("TLS: {e}"))?;
     let auth = cfg.tls_auth_clients.to_ascii_lowercase();
     let builder = match auth.as_str() {
@@ -126,13 +247,8 @@ pub fn server_config(cfg: &Config) -> Result<Option<TlsSetup>, String> {
                     "--tls-auth-clients {auth} needs --tls-ca-cert-file"
                 ));
             };
-            let mut roots = RootCertStore::empty();
-            for c in certs(ca, "--tls-ca-cert-file")? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("--tls-ca-cert-file {}: {e}", ca.display()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider.clone());
             let verifier = if auth == "optional" {
                 verifier.allow_unauthenticated()
             } else {
@@ -150,6 +266,40 @@ pub fn server_config(cfg: &Config) -> Result<Option<TlsSetup>, String> {
             ))
         }
     };
-    let config = builder.with_cert_resolver(store.clone());
-    Ok(Some((Arc::new(config), store)))
+    Ok(Arc::new(builder.with_cert_resolver(store.clone())))
+}
+
+/// Mutual TLS for the bus: each side presents the node's certificate (which must allow both
+/// server and client authentication) and requires the other's to chain to the CA.
+fn bus_config(
+    cfg: &Config,
+    provider: &Arc<CryptoProvider>,
+    versions: &Versions,
+    store: &Arc<CertStore>,
+) -> Result<BusTls, String> {
+    let Some(ca) = &cfg.tls_ca_cert_file else {
+        return Err("--tls-cluster yes needs --tls-ca-cert-file".into());
+    };
+    let roots = roots(ca)?;
+    let peers = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| format!("TLS peer verifier: {e}"))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(peers)
+        .with_cert_resolver(store.clone());
+    let listeners = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| format!("TLS peer verifier: {e}"))?;
+    let client = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ClusterCa(listeners)))
+        .with_client_cert_resolver(store.clone());
+    Ok(BusTls {
+        connector: TlsConnector::from(Arc::new(client)),
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+    })
 }

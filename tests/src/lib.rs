@@ -815,3 +815,51 @@ impl ProcessCluster {
         ok
     }
 }
+
+/// A length-prefixed bus frame a rogue process would send to node `to` of cluster `cluster_id`:
+/// a raft message of type `t` from a made-up node 42 at a term far ahead (an append carries
+/// one entry of its own).
+pub fn rogue_frame(
+    cluster_id: u64,
+    to: u64,
+    t: rockraft_raftstore::eraftpb::MessageType,
+) -> Vec<u8> {
+    use protobuf::Message as _;
+    use rockraft_raftstore::eraftpb::{Entry, Message, MessageType};
+    use rockraft_raftstore::proto::{NodeInfo, PeerMessage};
+    let mut m = Message::default();
+    m.set_msg_type(t);
+    m.to = to;
+    m.from = 42;
+    m.term = 1_000;
+    m.log_term = 1_000;
+    m.index = 1_000_000;
+    m.commit = 1_000_000;
+    if t == MessageType::MsgAppend {
+        let e = Entry {
+            term: 1_000,
+            index: 1_000_001,
+            data: b"rogue".to_vec().into(),
+            ..Default::default()
+        };
+        m.mut_entries().push(e);
+    }
+    let pm = PeerMessage {
+        cluster_id,
+        group_id: rockraft_server::DATA_GROUP_ID,
+        from: protobuf::SingularPtrField::some(NodeInfo {
+            node_id: 42,
+            host: "127.0.0.1".into(),
+            port: 1,
+            bus_port: 1,
+            ..Default::default()
+        }),
+        message: m.write_to_bytes().unwrap(),
+        ..Default::default()
+    }
+    .write_to_bytes()
+    .unwrap();
+    let mut out = (pm.len() as u32).to_be_bytes().to_vec();
+    out.extend(pm);
+    out
+}

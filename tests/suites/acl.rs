@@ -442,9 +442,7 @@ fn with_secret(c: &mut Config) {
 /// and keeps its leader, term and data.
 #[test]
 fn a_rogue_peer_without_the_cluster_secret_is_ignored() {
-    use protobuf::Message as _;
-    use rockraft_raftstore::eraftpb::{Entry, Message, MessageType};
-    use rockraft_raftstore::proto::{NodeInfo, PeerMessage};
+    use rockraft_raftstore::eraftpb::MessageType;
 
     use_password();
     let cluster = InProcessCluster::start_with(3, with_secret);
@@ -455,41 +453,7 @@ fn a_rogue_peer_without_the_cluster_secret_is_ignored() {
     let term = info_field(&mut c, "raft", "raft_term").unwrap();
     let digest: String = cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
     let frame = |t: MessageType| {
-        let mut m = Message::default();
-        m.set_msg_type(t);
-        m.to = shared.node_id;
-        m.from = 42;
-        m.term = 1_000;
-        m.log_term = 1_000;
-        m.index = 1_000_000;
-        m.commit = 1_000_000;
-        if t == MessageType::MsgAppend {
-            let e = Entry {
-                term: 1_000,
-                index: 1_000_001,
-                data: b"rogue".to_vec().into(),
-                ..Default::default()
-            };
-            m.mut_entries().push(e);
-        }
-        let pm = PeerMessage {
-            cluster_id: shared.network.cluster_id(),
-            group_id: rockraft_server::DATA_GROUP_ID,
-            from: protobuf::SingularPtrField::some(NodeInfo {
-                node_id: 42,
-                host: "127.0.0.1".into(),
-                port: 1,
-                bus_port: 1,
-                ..Default::default()
-            }),
-            message: m.write_to_bytes().unwrap(),
-            ..Default::default()
-        }
-        .write_to_bytes()
-        .unwrap();
-        let mut out = (pm.len() as u32).to_be_bytes().to_vec();
-        out.extend(pm);
-        out
+        rockraft_tests::rogue_frame(shared.network.cluster_id(), shared.node_id, t)
     };
     let bus = SocketAddr::from(([127, 0, 0, 1], shared.me.bus_port as u16));
     for t in [

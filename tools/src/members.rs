@@ -31,7 +31,7 @@ pub fn meet(via: SocketAddr, joining: &[SocketAddr]) -> Result<(), String> {
         let r: redis::RedisResult<String> = redis::cmd("CLUSTER")
             .arg("MEET")
             .arg(node.ip().to_string())
-            .arg(node.port())
+            .arg(meet_port(*node))
             .query(&mut c);
         match r {
             Ok(s) if s == "OK" => {}
@@ -40,6 +40,25 @@ pub fn meet(via: SocketAddr, joining: &[SocketAddr]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The port a MEET names for the node at `addr`: its TLS port when its cluster talks TLS
+/// (`--tls-cluster yes`: MEET then names TLS ports, as in Redis), else `addr`'s own.
+fn meet_port(addr: SocketAddr) -> u16 {
+    let get = |c: &mut redis::Connection, name: &str| -> Option<String> {
+        let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(c).ok()?;
+        v.get(1).cloned()
+    };
+    let tls_port = connect(addr, Duration::from_secs(5))
+        .ok()
+        .and_then(|mut c| {
+            (get(&mut c, "tls-cluster")? == "yes").then_some(())?;
+            get(&mut c, "tls-port")?
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+        });
+    tls_port.unwrap_or(addr.port())
 }
 
 /// The membership one node reports (`INFO raft`).

@@ -28,7 +28,7 @@ use rockraft_raftstore::storage::initial_conf_state;
 use rockraft_resp::Reply;
 
 use super::flags::{ADMIN, LOADING, NOSCRIPT, STALE};
-use super::{now_ms, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind};
+use super::{now_ms, spec, unknown_subcommand, upper, wrong_arity, Caller, CommandSpec, Kind};
 use crate::connection::store_error;
 use crate::{peer_client, Shared, DATA_GROUP_ID};
 use rockraft_raftstore::{Error as StoreError, Members};
@@ -53,15 +53,36 @@ fn ready(r: Reply) -> ReplyFuture {
     Box::pin(std::future::ready(r))
 }
 
-fn cluster(shared: Arc<Shared>, argv: Vec<Bytes>) -> ReplyFuture {
+/// The client port a client is told for `info`: a TLS client the node's TLS port, a plaintext
+/// one its plaintext port (each the other's when the node has only one).
+pub fn client_port(info: &NodeInfo, tls: bool) -> u32 {
+    match (tls, info.port, info.tls_port) {
+        (true, _, t) | (false, 0, t) if t != 0 => t,
+        (_, p, _) => p,
+    }
+}
+
+/// Where this node reaches `info`'s client port for a forwarded or invitation command: its TLS
+/// port, with this node's certificate, on a `--tls-cluster` cluster; else its plaintext port.
+fn peer_addr<'a>(
+    shared: &'a Shared,
+    info: &NodeInfo,
+) -> (String, Option<&'a tokio_rustls::TlsConnector>) {
+    let tls = shared.peer_tls.as_ref().filter(|_| info.tls_port != 0);
+    let port = client_port(info, tls.is_some());
+    (format!("{}:{port}", info.host), tls)
+}
+
+fn cluster(shared: Arc<Shared>, argv: Vec<Bytes>, caller: Caller) -> ReplyFuture {
+    let tls = caller.tls;
     let sub = upper(&argv[1]);
     let arity = |n: usize| -> Option<Reply> {
         (argv.len() != n).then(|| wrong_arity(&format!("cluster|{}", sub.to_ascii_lowercase())))
     };
     match sub.as_str() {
         "MYID" => ready(arity(2).unwrap_or_else(|| Reply::bulk(redis_node_id(shared.node_id)))),
-        "NODES" => ready(arity(2).unwrap_or_else(|| Reply::Verbatim(nodes(&shared)))),
-        "SLOTS" => ready(arity(2).unwrap_or_else(|| slots(&shared))),
+        "NODES" => ready(arity(2).unwrap_or_else(|| Reply::Verbatim(nodes(&shared, tls)))),
+        "SLOTS" => ready(arity(2).unwrap_or_else(|| slots(&shared, tls))),
         "SHARDS" => ready(arity(2).unwrap_or_else(|| shards(&shared))),
         "INFO" => ready(arity(2).unwrap_or_else(|| Reply::Verbatim(info(&shared)))),
         "KEYSLOT" => ready(arity(3).unwrap_or_else(|| Reply::Int(key_slot(&argv[2]) as i64))),
@@ -149,7 +170,7 @@ fn epoch(shared: &Shared) -> u64 {
     shared.group.status().term.load(Ordering::Acquire)
 }
 
-fn nodes(shared: &Shared) -> String {
+fn nodes(shared: &Shared, tls: bool) -> String {
     let leader = shared.group.status().leader();
     let learners = shared.group.status().members().learners;
     let now = std::time::SystemTime::now()
@@ -158,7 +179,7 @@ fn nodes(shared: &Shared) -> String {
     let mut out = String::new();
     for (id, info) in members(shared) {
         let (host, port, bus) = info
-            .map(|i| (i.host, i.port, i.bus_port))
+            .map(|i| (i.host.clone(), client_port(&i, tls), i.bus_port))
             .unwrap_or_default();
         let myself = id == shared.node_id;
         let is_leader = Some(id) == leader;
@@ -198,16 +219,16 @@ fn nodes(shared: &Shared) -> String {
     out
 }
 
-fn node_entry(id: u64, info: &NodeInfo) -> Reply {
+fn node_entry(id: u64, info: &NodeInfo, tls: bool) -> Reply {
     Reply::Array(vec![
         Reply::bulk(info.host.clone()),
-        Reply::Int(info.port as i64),
+        Reply::Int(client_port(info, tls) as i64),
         Reply::bulk(redis_node_id(id)),
         Reply::Map(vec![]),
     ])
 }
 
-fn slots(shared: &Shared) -> Reply {
+fn slots(shared: &Shared, tls: bool) -> Reply {
     let Some(leader) = shared.group.status().leader() else {
         return Reply::Array(vec![]);
     };
@@ -216,10 +237,10 @@ fn slots(shared: &Shared) -> Reply {
     let Some((_, Some(leader_info))) = members.iter().find(|(id, _)| *id == leader) else {
         return Reply::Array(vec![]);
     };
-    entry.push(node_entry(leader, leader_info));
+    entry.push(node_entry(leader, leader_info, tls));
     for (id, info) in &members {
         if let (false, Some(info)) = (*id == leader, info) {
-            entry.push(node_entry(*id, info));
+            entry.push(node_entry(*id, info, tls));
         }
     }
     Reply::Array(vec![Reply::Array(entry)])
@@ -243,9 +264,16 @@ fn shards(shared: &Shared) -> Reply {
             };
             let online = id == shared.node_id || shared.network.is_connected(id);
             let field = |k: &str| Reply::bulk(k.to_string());
-            Some(Reply::Map(vec![
-                (field("id"), Reply::bulk(redis_node_id(id))),
-                (field("port"), Reply::Int(info.port as i64)),
+            // Both ports, as Redis lists them: `port` (plaintext) and `tls-port`, each when
+            // the node has it.
+            let mut fields = vec![(field("id"), Reply::bulk(redis_node_id(id)))];
+            if info.port != 0 {
+                fields.push((field("port"), Reply::Int(info.port as i64)));
+            }
+            if info.tls_port != 0 {
+                fields.push((field("tls-port"), Reply::Int(info.tls_port as i64)));
+            }
+            fields.extend([
                 (field("ip"), Reply::bulk(info.host.clone())),
                 (field("endpoint"), Reply::bulk(info.host.clone())),
                 (
@@ -266,7 +294,8 @@ fn shards(shared: &Shared) -> Reply {
                         (true, false) => "online",
                     }),
                 ),
-            ]))
+            ]);
+            Some(Reply::Map(fields))
         })
         .collect();
     let slots = if leader.is_some() {
@@ -319,11 +348,11 @@ async fn forward_to_leader(shared: &Shared, argv: &[Bytes]) -> Option<Reply> {
         return Some(Reply::err("CLUSTERDOWN The cluster is down"));
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
-    let addr = format!("{}:{}", leader.host, leader.port);
+    let (addr, tls) = peer_addr(shared, &leader);
     let password = shared.acl.requirepass(&shared.db);
     let password = (!password.is_empty()).then_some(&password[..]);
     Some(
-        match peer_client::call(&addr, password, &args, forward_timeout(shared)).await {
+        match peer_client::call(&addr, tls, password, &args, forward_timeout(shared)).await {
             Ok(s) if s == "OK" => Reply::ok(),
             Ok(s) => Reply::bulk(s),
             // The leader's error keeps its code (TRYAGAIN, TIMEOUT, CLUSTERDOWN, ERR).
@@ -363,7 +392,7 @@ async fn change_membership(shared: &Shared, cc: ConfChangeV2, argv: &[Bytes]) ->
                     return r;
                 }
             }
-            Ok(Err(e)) => return store_error(shared, e, "membership change", 0),
+            Ok(Err(e)) => return store_error(shared, e, "membership change", 0, false),
             Err(_) => {
                 return Reply::err(format!(
                     "TIMEOUT membership change outcome unknown: proposed but not applied within {} ms; check CLUSTER NODES before retrying",
@@ -402,8 +431,10 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
     let addr = format!("{host}:{port}");
     let password = shared.acl.requirepass(&shared.db);
     let password = (!password.is_empty()).then_some(&password[..]);
+    // On a --tls-cluster cluster the port MEET names is the node's TLS port (as in Redis).
     let reply = peer_client::call(
         &addr,
+        shared.peer_tls.as_ref(),
         password,
         &[
             b"CLUSTER",
@@ -441,6 +472,7 @@ async fn meet(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
         host: h.to_string(),
         port: p,
         bus_port: b,
+        tls_port: parts.get(4).and_then(|s| s.parse().ok()).unwrap_or(0),
         ..Default::default()
     };
     // A node that cannot prove the cluster secret on its bus is never made a member.
@@ -480,8 +512,8 @@ async fn join(shared: Arc<Shared>, argv: Vec<Bytes>) -> Reply {
     let member = m.voters.contains(&me) || m.learners.contains(&me);
     let same_cluster = shared.network.cluster_id() == cluster_id;
     let info_line = format!(
-        "{} {} {} {}",
-        me, shared.me.host, shared.me.port, shared.me.bus_port
+        "{} {} {} {} {}",
+        me, shared.me.host, shared.me.port, shared.me.bus_port, shared.me.tls_port
     );
     if same_cluster && (member || !m.voters.contains(&me)) {
         // Already in (or already waiting to join) this cluster: answering again is harmless.

@@ -82,7 +82,15 @@ pub type LocalFn = fn(&mut Session, &Shared, &[Bytes]) -> Reply;
 pub type AsyncFn = fn(
     std::sync::Arc<Shared>,
     Vec<Bytes>,
+    Caller,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>>;
+
+/// What an asynchronous command knows of the connection that sent it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller {
+    /// It came in on the TLS port (cluster replies name TLS ports).
+    pub tls: bool,
+}
 /// Answers from committed data at `now_ms` (the local clock).
 pub type ReadFn = fn(&ReadCtx, &[Bytes]) -> Reply;
 /// Validates and canonicalises a write before it is proposed: `Ok(None)` proposes the

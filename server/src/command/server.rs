@@ -132,6 +132,7 @@ pub fn commands() -> Vec<CommandSpec> {
 fn rrbackup(
     shared: std::sync::Arc<Shared>,
     argv: Vec<Bytes>,
+    _caller: super::Caller,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
     Box::pin(async move {
         let dir = std::path::PathBuf::from(String::from_utf8_lossy(&argv[1]).into_owned());
@@ -522,6 +523,12 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
             .into(),
             true,
         ),
+        ("tls-port", shared.me.tls_port.to_string(), false),
+        (
+            "tls-cluster",
+            if c.tls_cluster { "yes" } else { "no" }.into(),
+            false,
+        ),
         tls_file(shared, "tls-cert-file", |f| f.0),
         tls_file(shared, "tls-key-file", |f| f.1),
         (
@@ -782,6 +789,7 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
 fn wait(
     shared: std::sync::Arc<Shared>,
     argv: Vec<Bytes>,
+    _caller: super::Caller,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
     Box::pin(wait_for(shared, argv, true))
 }
