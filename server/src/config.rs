@@ -77,7 +77,7 @@ pub struct Config {
 
     /// With no password for the default user, refuse clients that do not connect from
     /// 127.0.0.1 or ::1 (Redis's protected-mode).
-    #[arg(long, env = "ROCKRAFT_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, env = "ROCKRAFT_PROTECTED_MODE", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub protected_mode: bool,
 
     /// An ACL file in Redis's format (`user <name> rule…` per line): `ACL LOAD` proposes its
@@ -123,7 +123,7 @@ pub struct Config {
     /// Put the cluster bus (raft messages and the snapshot stream) on mutual TLS: every peer
     /// presents the node's certificate and must present one the CA signed (Redis's
     /// tls-cluster). Cluster commands then tell TLS clients each node's TLS port.
-    #[arg(long, env = "ROCKRAFT_TLS_CLUSTER", default_value = "no", value_parser = parse_yes_no)]
+    #[arg(long, env = "ROCKRAFT_TLS_CLUSTER", default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub tls_cluster: bool,
 
     /// Not a flag: for tests and embedding, a port of 0 (client, TLS) picks a free port
@@ -239,5 +239,26 @@ impl Config {
             tls_cluster: false,
             zero_port_picks_free: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yes_no_flags_take_a_value() {
+        let c = Config::try_parse_from(["rockraft-server"]).unwrap();
+        assert!(c.protected_mode && !c.tls_cluster && !c.zero_port_picks_free);
+        let c = Config::try_parse_from([
+            "rockraft-server",
+            "--protected-mode",
+            "no",
+            "--tls-cluster",
+            "yes",
+        ])
+        .unwrap();
+        assert!(!c.protected_mode && c.tls_cluster);
+        assert!(Config::try_parse_from(["rockraft-server", "--tls-cluster", "maybe"]).is_err());
     }
 }
