@@ -964,6 +964,51 @@ impl Acl {
 
 /// Applies a `rockraft.acl` entry: `SETUSER name rule…`, `DELUSER name…`, `LOAD file-text`
 /// or `REQUIREPASS pass`. Everything it decides comes from the entry and the stored users.
+/// The command prefix of a script run by a restricted user (see [`apply_as`]).
+pub const AS_ENTRY: &[u8] = b"rockraft.as";
+
+/// Whether `name` runs a script, whose calls a restricted user's rules must govern.
+pub fn runs_script(name: &str) -> bool {
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// `rockraft.as <user> <command…>`: applies a script command as `user`, whose rules (as this
+/// entry finds them, so the same on every node) each of the script's `redis.call`s must pass.
+pub fn apply_as(txn: &mut crate::db::Txn, argv: &[Bytes]) -> rockraft_resp::Reply {
+    use rockraft_resp::Reply;
+    if argv.len() < 3 {
+        return Reply::err("ERR bad rockraft.as entry");
+    }
+    let name = String::from_utf8_lossy(&argv[1]).into_owned();
+    let user = match txn.script_entry(&user_key(&argv[1])) {
+        Some(rules) => parse_stored(&name, &rules),
+        None if name == "default" => Some(User::default_user()),
+        None => None,
+    };
+    let Some(user) = user else {
+        // Deleted between the proposal and this entry: its connection is being closed.
+        return Reply::err("NOPERM the user executing the script no longer exists");
+    };
+    // A script command, or a transaction (`rockraft.exec`) holding some.
+    let (inner, apply) = match command::lookup(&argv[2]) {
+        Some(spec) => match spec.kind {
+            command::Kind::Write { apply, .. } => (spec.name, apply),
+            _ => return Reply::err("ERR bad rockraft.as entry"),
+        },
+        None if argv[2].eq_ignore_ascii_case(command::multi::EXEC_ENTRY) => {
+            ("", command::multi::apply_exec as command::ApplyFn)
+        }
+        None => return Reply::err("ERR bad rockraft.as entry"),
+    };
+    txn.set_acl_user((!user.unrestricted()).then(|| Arc::new(user)));
+    let reply = txn.apply_command(inner, apply, &argv[2..]);
+    txn.set_acl_user(None);
+    reply
+}
+
 pub fn apply(txn: &mut crate::db::Txn, argv: &[Bytes]) -> rockraft_resp::Reply {
     use rockraft_resp::Reply;
     let sub = argv.get(1).map(|s| command::upper(s)).unwrap_or_default();

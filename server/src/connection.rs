@@ -116,6 +116,15 @@ pub async fn serve_stream<S>(
     let mut slots: Vec<Slot> = Vec::new();
     // Requests read while a blocking command waited are decoded before reading again.
     let mut read_ahead = false;
+    // The server closes the connection through its outbox (an ACL change revoked it).
+    let outbox = session.outbox.clone();
+    let closed = async {
+        match &outbox {
+            Some(o) => o.cut_off().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(closed);
     loop {
         if !read_ahead {
             input.reserve(64 * 1024);
@@ -124,6 +133,7 @@ pub async fn serve_stream<S>(
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 },
+                _ = &mut closed => break,
                 push = next_push(&mut session.pushes) => {
                     if !write_pushes(&mut session, push, &mut stream, &mut batch.output).await {
                         break;
@@ -240,7 +250,10 @@ async fn write_pushes<S: tokio::io::AsyncWrite + Unpin>(
     let mut n = 0;
     loop {
         if outbox.killed() {
-            tracing::info!(client = session.id, "pub/sub output limit reached; closing");
+            tracing::info!(
+                client = session.id,
+                "pub/sub output limit reached or revoked; closing"
+            );
             return false;
         }
         outbox.taken(&push);
@@ -363,6 +376,7 @@ async fn submit_read(
     let shared = shared.clone();
     let local = session.readonly;
     let tls = session.tls;
+    let user = restricted_user(session);
     let resp3 = session.proto == rockraft_resp::Protocol::Resp3;
     // EVAL_RO (and EVAL of a `no-writes` script) adds a new script to the cache, as
     // Redis's does: once per script, through the log, so an EVALSHA after it finds the
@@ -400,7 +414,8 @@ async fn submit_read(
                         return store_error(&shared, e, "read", slot_of(spec, &argv), tls);
                     }
                 }
-                let ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
+                let mut ctx = ReadCtx::committed(&shared, command::now_ms(), resp3);
+                ctx.user = user;
                 match run {
                     ReadRun::Plain(run) => run(&ctx, &argv),
                     // The script or function stopped being `no-writes` after the command was
@@ -703,7 +718,19 @@ async fn submit(
                 });
                 return Some(spec.name);
             }
-            let data = crate::state_machine::encode_command(&argv);
+            // A restricted user's script runs as that user: its calls are checked at apply.
+            let data = match restricted_user(session).filter(|_| crate::acl::runs_script(spec.name))
+            {
+                Some(user) => {
+                    let mut wrapped = vec![
+                        Bytes::from_static(crate::acl::AS_ENTRY),
+                        Bytes::copy_from_slice(user.name.as_bytes()),
+                    ];
+                    wrapped.extend(argv.iter().cloned());
+                    crate::state_machine::encode_command(&wrapped)
+                }
+                None => crate::state_machine::encode_command(&argv),
+            };
             // Only an error reply needs the slot: keep the key, not its CRC.
             let key = spec.routing_key(&argv).cloned();
             let proposal = shared.group.propose(now, data);
@@ -997,6 +1024,10 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
             steps.push(Step::Answered(command::unknown_command(&argv)));
             continue;
         };
+        if let Some(refused) = command::acl::refuse_at_exec(session, shared, spec, &argv) {
+            steps.push(Step::Answered(refused));
+            continue;
+        }
         let step = match spec.kind {
             Kind::Local(run) => Step::Answered(run(session, shared, &argv)),
             // Inside MULTI, WAIT does not block (Redis's rule).
@@ -1049,8 +1080,19 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
     }
     let shared = shared.clone();
     let tls = session.tls;
+    let user = restricted_user(session);
     if writes {
-        let data = command::multi::encode_exec(resp3, &watches, &replicated);
+        let run_as = restricted_user(session).filter(|_| {
+            replicated.iter().any(|argv| {
+                command::lookup(&argv[0]).is_some_and(|s| crate::acl::runs_script(s.name))
+            })
+        });
+        let data = command::multi::encode_exec(
+            resp3,
+            &watches,
+            &replicated,
+            run_as.as_ref().map(|u| u.name.as_str()),
+        );
         let proposal = shared.group.propose(now, data);
         let timeout = Duration::from_millis(shared.config.write_timeout_ms);
         return Box::pin(async move {
@@ -1088,7 +1130,8 @@ async fn exec(session: &mut Session, shared: &Arc<Shared>) -> ReplyFuture {
             if command::multi::broken(&at, view.applied_index(), &watches) {
                 return Reply::NilArray;
             }
-            let ctx = command::ReadCtx::fixed(&at, Some(&shared), now, resp3);
+            let mut ctx = command::ReadCtx::fixed(&at, Some(&shared), now, resp3);
+            ctx.user = user.clone();
             Reply::Array(
                 replicated
                     .iter()
@@ -1127,6 +1170,12 @@ fn merge(steps: Vec<Step>, replicated: &[Vec<Bytes>], reply: Reply, resp3: bool)
             })
             .collect(),
     )
+}
+
+/// The connection's ACL user, if its rules restrict it (scripts it runs are checked call by
+/// call).
+fn restricted_user(session: &Session) -> Option<Arc<crate::acl::User>> {
+    session.user.clone().filter(|u| !u.unrestricted())
 }
 
 /// The slot a command is routed by: its first key's, or 0 for keyless commands.

@@ -245,6 +245,9 @@ pub struct Txn<'c, 'e> {
     events: Vec<crate::notify::Event>,
     /// Streams that got an entry (or lost a group): their blocked readers are woken.
     ready: Vec<Vec<u8>>,
+    /// The ACL user a script of this entry runs as (`rockraft.as`): its `redis.call`s are
+    /// checked against the user's rules as of this entry.
+    acl_user: Option<std::sync::Arc<crate::acl::User>>,
 }
 
 /// Decodes a modification mark.
@@ -257,6 +260,19 @@ fn decode_mark(raw: Option<Vec<u8>>) -> u64 {
 const VERSION_SEQ_BITS: u32 = 20;
 
 impl<'c, 'e> Txn<'c, 'e> {
+    /// The ACL user this entry's script runs as, if it is restricted.
+    pub fn acl_user(&self) -> Option<&crate::acl::User> {
+        self.acl_user.as_deref()
+    }
+
+    pub fn acl_user_arc(&self) -> Option<std::sync::Arc<crate::acl::User>> {
+        self.acl_user.clone()
+    }
+
+    pub fn set_acl_user(&mut self, user: Option<std::sync::Arc<crate::acl::User>>) {
+        self.acl_user = user;
+    }
+
     pub fn new(ctx: &'c mut ApplyContext<'e>) -> Self {
         Txn {
             ctx,
@@ -267,6 +283,7 @@ impl<'c, 'e> Txn<'c, 'e> {
             changes: None,
             events: Vec::new(),
             ready: Vec::new(),
+            acl_user: None,
         }
     }
 

@@ -167,7 +167,7 @@ impl Outbox {
         };
         if over {
             self.killed.store(true, Ordering::Relaxed);
-            self.dead.notify_one();
+            self.dead.notify_waiters();
             metrics::counter!("rockraft_pubsub_clients_disconnected_total").increment(1);
             return;
         }
@@ -179,15 +179,30 @@ impl Outbox {
         self.queued.fetch_sub(push.size(), Ordering::Relaxed);
     }
 
-    /// Whether the subscriber went past its output limit (its connection must close).
+    /// Closes the connection (the server's decision: its ACL user was deleted, or may no
+    /// longer hear what it subscribed to); nothing more is queued.
+    pub fn close(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.dead.notify_waiters();
+    }
+
+    /// Whether the connection must close (past its output limit, or closed by the server).
     pub fn killed(&self) -> bool {
         self.killed.load(Ordering::Relaxed)
     }
 
-    /// Resolves once the subscriber is past its output limit.
+    /// Resolves once the connection must close (see [`Outbox::killed`]). Any number of these
+    /// may wait at once: each is woken.
     pub async fn cut_off(&self) {
-        while !self.killed() {
-            self.dead.notified().await;
+        loop {
+            let notified = self.dead.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read: a kill in between still wakes it.
+            notified.as_mut().enable();
+            if self.killed() {
+                return;
+            }
+            notified.await;
         }
     }
 }
@@ -284,6 +299,25 @@ impl Hub {
                 map.remove(name);
             }
         }
+    }
+
+    /// Every connection's subscriptions: client id -> (whether a pattern, channel or pattern).
+    pub fn subscriptions(&self) -> HashMap<u64, Vec<(bool, Bytes)>> {
+        let mut all: HashMap<u64, Vec<(bool, Bytes)>> = HashMap::new();
+        for (map, pattern) in [
+            (&self.channels, false),
+            (&self.patterns, true),
+            (&self.shard, false),
+        ] {
+            for (name, subs) in lock(map).iter() {
+                for client in subs.keys() {
+                    all.entry(*client)
+                        .or_default()
+                        .push((pattern, name.clone()));
+                }
+            }
+        }
+        all
     }
 
     /// Removes every subscription of a connection that closed.

@@ -94,6 +94,7 @@ impl KvStateMachine {
     fn reload_acl(&self) {
         if let Some(node) = self.node.get().and_then(std::sync::Weak::upgrade) {
             node.acl.reload(&node.db);
+            crate::command::acl::close_revoked(&node);
         }
     }
 }

@@ -534,3 +534,215 @@ fn a_missing_cluster_secret_file_stops_the_node_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-secret"), "{err}");
 }
+
+/// Whether the server closes `raw` (EOF, no bytes) within 10 s without it sending anything.
+fn closed_by_server(raw: &mut Raw) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(raw.stream.read(&mut buf), Ok(0))
+}
+
+/// A transaction's commands are checked again at EXEC (Redis 7.0): one the user's rules no
+/// longer allow gets Redis's error in its slot, the others run.
+#[test]
+fn exec_checks_queued_commands_against_the_rules_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut admin = node.client();
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("+@all")
+        .query(&mut admin)
+        .unwrap();
+    let mut app = Raw::connect(node.addr());
+    assert_eq!(app.roundtrip(&resp(&[b"AUTH", b"app", b"pw"])), "+OK\r\n");
+    assert_eq!(app.roundtrip(&resp(&[b"MULTI"])), "+OK\r\n");
+    assert_eq!(app.roundtrip(&resp(&[b"SET", b"k", b"v"])), "+QUEUED\r\n");
+    assert_eq!(app.roundtrip(&resp(&[b"INCR", b"n"])), "+QUEUED\r\n");
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("-set")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(
+        app.roundtrip(&resp(&[b"EXEC"])),
+        "*2\r\n-NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: no permission to execute the command or subcommand\r\n:1\r\n"
+    );
+    let k: Option<String> = cmd("GET").arg("k").query(&mut admin).unwrap();
+    assert_eq!(k, None);
+    let log: Vec<std::collections::HashMap<String, redis::Value>> =
+        cmd("ACL").arg("LOG").query(&mut admin).unwrap();
+    assert_eq!(
+        log[0]["context"],
+        redis::Value::BulkString(b"multi".to_vec())
+    );
+    assert_eq!(log[0]["object"], redis::Value::BulkString(b"set".to_vec()));
+}
+
+/// ACL DELUSER closes the user's connections on every node at once, and a subscriber whose
+/// user may no longer hear its channel is disconnected (Redis 7.0), while others stay.
+#[test]
+fn revoked_users_and_subscribers_are_disconnected_on_every_node() {
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut admin = cluster.client(l);
+    for (user, channels) in [("app", "&*"), ("sub", "&news:*"), ("other", "&news:*")] {
+        let _: () = cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(">pw")
+            .arg("~*")
+            .arg(channels)
+            .arg("+@all")
+            .query(&mut admin)
+            .unwrap();
+    }
+    let login_raw = |i: usize, user: &[u8]| {
+        let mut r = Raw::connect(cluster.addr(i));
+        assert_eq!(r.roundtrip(&resp(&[b"AUTH", user, b"pw"])), "+OK\r\n");
+        r
+    };
+    // Users reach every node through the log before the connections are made.
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let mut apps: Vec<Raw> = (0..3).map(|i| login_raw(i, b"app")).collect();
+    let mut subs: Vec<Raw> = (0..3)
+        .map(|i| {
+            let mut r = login_raw(i, b"sub");
+            let reply = r.roundtrip(&resp(&[b"SUBSCRIBE", b"news:1"]));
+            assert!(reply.ends_with(":1\r\n"), "{reply}");
+            r
+        })
+        .collect();
+    let mut pattern = login_raw(l, b"other");
+    let reply = pattern.roundtrip(&resp(&[b"PSUBSCRIBE", b"news:*"]));
+    assert!(reply.ends_with(":1\r\n"), "{reply}");
+    let _: i64 = cmd("ACL")
+        .arg("DELUSER")
+        .arg("app")
+        .query(&mut admin)
+        .unwrap();
+    for (i, app) in apps.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(app),
+            "node {i} kept a deleted user's connection"
+        );
+    }
+    // sub may still hear news:1 (news:* allows it); after resetchannels it may not.
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("sub")
+        .arg("&news:1")
+        .query(&mut admin)
+        .unwrap();
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("sub")
+        .arg("resetchannels")
+        .arg("&other")
+        .query(&mut admin)
+        .unwrap();
+    for (i, sub) in subs.iter_mut().enumerate() {
+        assert!(closed_by_server(sub), "node {i} kept a revoked subscriber");
+    }
+    // A pattern subscription needs the pattern itself allowed: news:* still is.
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("other")
+        .arg("resetchannels")
+        .arg("&news:*")
+        .query(&mut admin)
+        .unwrap();
+    let _: i64 = cmd("PUBLISH")
+        .arg("news:2")
+        .arg("hi")
+        .query(&mut admin)
+        .unwrap();
+    let message = pattern.read_reply();
+    assert!(
+        message.contains("pmessage") && message.contains("hi"),
+        "{message}"
+    );
+}
+
+/// A script runs as the user who called it: each `redis.call` must pass the user's rules
+/// (Redis's scriptVerifyACL), in EVAL, EVAL_RO, FCALL and inside MULTI, on a cluster where the
+/// script is applied on every node.
+#[test]
+fn scripts_run_with_the_rules_of_their_user() {
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut admin = cluster.client(l);
+    let _: () = cmd("SET").arg("other").arg("1").query(&mut admin).unwrap();
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("on")
+        .arg(">pw")
+        .arg("~app:*")
+        .arg("+@all")
+        .arg("-set")
+        .query(&mut admin)
+        .unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let mut app = Raw::connect(cluster.addr(l));
+    assert_eq!(app.roundtrip(&resp(&[b"AUTH", b"app", b"pw"])), "+OK\r\n");
+    let key_err = "-ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: 3b0b57995a47ae0e1bb20220278b82568130ec0f, on @user_script:1.\r\n";
+    let cmd_err = "-ERR The user executing the script can't run this command or subcommand script: 5ba2bb0dbf087a9263cd934506409b8ac381e0af, on @user_script:1.\r\n";
+    let get_other = &b"return redis.call('GET', 'other')"[..];
+    let set_app = &b"return redis.call('SET', 'app:2', '1')"[..];
+    for eval in [&b"EVAL"[..], b"EVAL_RO"] {
+        assert_eq!(app.roundtrip(&resp(&[eval, get_other, b"0"])), key_err);
+        assert_eq!(app.roundtrip(&resp(&[eval, set_app, b"0"])), cmd_err);
+        assert_eq!(
+            app.roundtrip(&resp(&[
+                eval,
+                b"return redis.call('GET', KEYS[1])",
+                b"1",
+                b"app:1"
+            ])),
+            "$-1\r\n"
+        );
+    }
+    assert_eq!(
+        app.roundtrip(&resp(&[b"EVAL", b"return redis.pcall('GET', 'other')", b"0"])),
+        "-ERR The user executing the script can't access at least one of the keys mentioned in the command arguments\r\n"
+    );
+    assert_eq!(app.roundtrip(&resp(&[b"MULTI"])), "+OK\r\n");
+    assert_eq!(
+        app.roundtrip(&resp(&[b"EVAL", get_other, b"0"])),
+        "+QUEUED\r\n"
+    );
+    assert_eq!(app.roundtrip(&resp(&[b"EXEC"])), format!("*1\r\n{key_err}"));
+    // Allowed calls write as usual (and the same on every node).
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("app")
+        .arg("+set")
+        .query(&mut admin)
+        .unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    assert_eq!(app.roundtrip(&resp(&[b"EVAL", set_app, b"0"])), "+OK\r\n");
+    let _: i64 = cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("#!lua name=lib\nredis.register_function('touch', function(keys) return redis.call('INCR', keys[1]) end)")
+        .query(&mut admin)
+        .map(|_: String| 0)
+        .unwrap();
+    assert_eq!(
+        app.roundtrip(&resp(&[b"FCALL", b"touch", b"1", b"app:n"])),
+        ":1\r\n"
+    );
+    let denied = app.roundtrip(&resp(&[b"FCALL", b"touch", b"1", b"other"]));
+    assert!(
+        denied.starts_with("-NOPERM"),
+        "declared keys are checked first: {denied}"
+    );
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let other: String = cmd("GET").arg("other").query(&mut admin).unwrap();
+    assert_eq!(other, "1");
+}

@@ -111,6 +111,74 @@ pub fn refuse(
     } else {
         "toplevel"
     };
+    let user = user.clone();
+    Some(Reply::err(log_denied(
+        session, shared, &user, spec, argv, denied, context,
+    )))
+}
+
+/// After the users changed, closes the connections Redis closes: those whose user was deleted
+/// (ACL DELUSER, ACL LOAD), and subscribers whose user may no longer hear a channel or pattern
+/// they are subscribed to. Each node closes its own clients as it applies the change.
+pub fn close_revoked(shared: &Shared) {
+    let users = shared.acl.users();
+    let mut subscriptions = None;
+    for client in shared.clients.snapshot() {
+        let revoked = match users.get(&client.user) {
+            None => true,
+            Some(u) if u.unrestricted() => false,
+            Some(u) => subscriptions
+                .get_or_insert_with(|| shared.pubsub.subscriptions())
+                .get(&client.id)
+                .is_some_and(|subs| {
+                    subs.iter()
+                        .any(|(pattern, name)| !u.channel_allowed(name, *pattern))
+                }),
+        };
+        if revoked {
+            if let Some(outbox) = shared.pubsub.outbox(client.id) {
+                tracing::info!(client = client.id, user = %client.user, "ACL change: closing the connection");
+                outbox.close();
+            }
+        }
+    }
+}
+
+/// A queued command checked again at EXEC (Redis 7.0's `execCommand`): if the user's rules
+/// changed since it was queued and no longer allow it, its reply in the transaction is this
+/// error, recorded in ACL LOG.
+pub fn refuse_at_exec(
+    session: &Session,
+    shared: &Shared,
+    spec: &CommandSpec,
+    argv: &[Bytes],
+) -> Option<Reply> {
+    let user = session.user.as_ref()?;
+    if user.unrestricted() {
+        return None;
+    }
+    let denied = user.check(spec, argv).err()?;
+    let why = match denied {
+        Denied::Command => "no permission to execute the command or subcommand",
+        Denied::Key(_) => "no permission to touch the specified keys",
+        Denied::Channel(_) => "no permission to access one of the channels used as arguments",
+    };
+    log_denied(session, shared, user, spec, argv, denied, "multi");
+    Some(Reply::err(format!(
+        "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {why}"
+    )))
+}
+
+/// Records a refusal in ACL LOG; the error text Redis answers it with outside EXEC.
+fn log_denied(
+    session: &Session,
+    shared: &Shared,
+    user: &acl::User,
+    spec: &CommandSpec,
+    argv: &[Bytes],
+    denied: Denied,
+    context: &'static str,
+) -> String {
     let fullname = AclCommands::get().list[AclCommands::get().id_of(spec, argv)]
         .fullname
         .clone();
@@ -142,7 +210,7 @@ pub fn refuse(
         at_ms: super::now_ms(),
         client_info: client_info(session),
     });
-    Some(Reply::err(reply))
+    reply
 }
 
 fn client_info(session: &Session) -> String {

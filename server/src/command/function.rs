@@ -124,6 +124,7 @@ fn fcall_read(ctx: &ReadCtx, argv: &[Bytes]) -> Option<Reply> {
         let name = String::from_utf8_lossy(&rest[0]).into_owned();
         let (keys, args) = (&rest[2..2 + n], &rest[2 + n..]);
         let mut host = ReadHost::new(r, ctx.now_ms, seed);
+        host.user = ctx.user.clone();
         Some(scripting::run_function(
             &code, &name, read_only, keys, args, seed, &mut host,
         ))

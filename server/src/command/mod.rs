@@ -254,6 +254,8 @@ pub struct ReadCtx<'a> {
     /// SCAN cursors handed out within one script (numbered in order, so the same on every
     /// node) instead of the node's.
     cursors: Option<&'a std::cell::RefCell<Vec<Vec<u8>>>>,
+    /// The restricted ACL user a read-only script runs as: its `redis.call`s are checked.
+    pub user: Option<std::sync::Arc<crate::acl::User>>,
 }
 
 #[derive(Clone, Copy)]
@@ -272,6 +274,7 @@ impl<'a> ReadCtx<'a> {
             resp3,
             rng: None,
             cursors: None,
+            user: None,
         }
     }
 
@@ -289,6 +292,7 @@ impl<'a> ReadCtx<'a> {
             resp3,
             rng: None,
             cursors: None,
+            user: None,
         }
     }
 
@@ -496,6 +500,7 @@ pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
         b"rockraft.delexpired" => Some(keyspace::apply_delexpired),
         b"rockraft.exec" => Some(multi::apply_exec),
         b"rockraft.acl" => Some(crate::acl::apply),
+        b"rockraft.as" => Some(crate::acl::apply_as),
         _ => None,
     }
 }

@@ -66,17 +66,27 @@ pub fn broken(r: &dyn Reader, index: u64, watches: &[Watch]) -> bool {
 }
 
 /// The `rockraft.exec` entry for `commands` (canonical, as each would be proposed alone).
-pub fn encode_exec(resp3: bool, watches: &[Watch], commands: &[Vec<Bytes>]) -> Vec<u8> {
+/// `run_as`: the restricted ACL user the transaction's scripts run as (the entry is then
+/// wrapped in `rockraft.as`, see `acl::apply_as`).
+pub fn encode_exec(
+    resp3: bool,
+    watches: &[Watch],
+    commands: &[Vec<Bytes>],
+    run_as: Option<&str>,
+) -> Vec<u8> {
     let mut header = vec![Bytes::from_static(if resp3 { b"1" } else { b"0" })];
     for w in watches {
         header.push(w.key.clone());
         header.push(Bytes::from(w.at.to_string()));
         header.push(Bytes::from_static(if w.live { b"1" } else { b"0" }));
     }
-    let mut argv = vec![
-        Bytes::from_static(EXEC_ENTRY),
-        Bytes::from(encode_command(&header)),
-    ];
+    let mut argv = Vec::with_capacity(commands.len() + 4);
+    if let Some(user) = run_as {
+        argv.push(Bytes::from_static(crate::acl::AS_ENTRY));
+        argv.push(Bytes::copy_from_slice(user.as_bytes()));
+    }
+    argv.push(Bytes::from_static(EXEC_ENTRY));
+    argv.push(Bytes::from(encode_command(&header)));
     argv.extend(commands.iter().map(|c| Bytes::from(encode_command(c))));
     encode_command(&argv)
 }
@@ -119,7 +129,8 @@ pub fn apply_exec(txn: &mut Txn, argv: &[Bytes]) -> Reply {
                 }
                 Some(Kind::Read(run)) => {
                     let now = txn.now_ms();
-                    let ctx = ReadCtx::fixed(&*txn, node.as_deref(), now, resp3);
+                    let mut ctx = ReadCtx::fixed(&*txn, node.as_deref(), now, resp3);
+                    ctx.user = txn.acl_user_arc();
                     run(&ctx, &cmd)
                 }
                 _ => Reply::err("ERR command cannot run in a transaction"),
@@ -149,7 +160,7 @@ mod tests {
                 live: false,
             },
         ];
-        let entry = encode_exec(true, &watches, &[vec![Bytes::from("PING")]]);
+        let entry = encode_exec(true, &watches, &[vec![Bytes::from("PING")]], None);
         let argv = decode_command(&Bytes::from(entry)).unwrap();
         assert_eq!(&argv[0][..], EXEC_ENTRY);
         assert_eq!(decode_header(&argv[1]), Some((true, watches)));

@@ -107,6 +107,10 @@ impl Host for WriteHost<'_, '_, '_> {
         self.writable
     }
 
+    fn user(&self) -> Option<&crate::acl::User> {
+        self.txn.acl_user()
+    }
+
     fn now_ms(&self) -> u64 {
         self.txn.now_ms()
     }
@@ -142,6 +146,8 @@ impl Host for WriteHost<'_, '_, '_> {
 /// A read-only script: commands read one consistent view.
 pub(super) struct ReadHost<'r> {
     reader: &'r dyn Reader,
+    /// The restricted user the script runs as.
+    pub(super) user: Option<std::sync::Arc<crate::acl::User>>,
     now_ms: u64,
     seed: u64,
     calls: u64,
@@ -152,6 +158,7 @@ impl<'r> ReadHost<'r> {
     pub(super) fn new(reader: &'r dyn Reader, now_ms: u64, seed: u64) -> Self {
         ReadHost {
             reader,
+            user: None,
             now_ms,
             seed,
             calls: 0,
@@ -163,6 +170,10 @@ impl<'r> ReadHost<'r> {
 impl Host for ReadHost<'_> {
     fn writable(&self) -> bool {
         false
+    }
+
+    fn user(&self) -> Option<&crate::acl::User> {
+        self.user.as_deref()
     }
 
     fn now_ms(&self) -> u64 {
@@ -285,6 +296,7 @@ fn eval_read(ctx: &ReadCtx, argv: &[Bytes]) -> Option<Reply> {
         }
         let (keys, args) = keys_and_args(rest);
         let mut host = ReadHost::new(r, ctx.now_ms, seed);
+        host.user = ctx.user.clone();
         Some(
             match scripting::run(&sha, &body, keys, args, seed, &mut host) {
                 Outcome::Reply(r) | Outcome::CompileError(r) => r,

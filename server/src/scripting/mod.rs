@@ -54,6 +54,24 @@ pub trait Host {
     fn run(&mut self, spec: &'static CommandSpec, argv: Vec<Bytes>, resp3: bool) -> Reply;
     /// The clock the script sees (the entry's, for a write).
     fn now_ms(&self) -> u64;
+    /// The ACL user the script runs as, when it is restricted (its calls are checked).
+    fn user(&self) -> Option<&crate::acl::User> {
+        None
+    }
+}
+
+/// Why the script's user may not make this call (Redis's `scriptVerifyACL`), if it may not.
+fn acl_refusal(host: &dyn Host, spec: &CommandSpec, argv: &[Bytes]) -> Option<&'static str> {
+    let denied = host.user()?.check(spec, argv).err()?;
+    Some(match denied {
+        crate::acl::Denied::Command => {
+            "The user executing the script can't run this command or subcommand"
+        }
+        crate::acl::Denied::Key(_) => "The user executing the script can't access at least one of the keys mentioned in the command arguments",
+        crate::acl::Denied::Channel(_) => {
+            "The user executing the script can't publish to the channel mentioned in the command"
+        }
+    })
 }
 
 /// Flags of a `#!lua flags=…` shebang.
@@ -714,6 +732,9 @@ fn call(lua: &Lua, args: MultiValue, state: &Rc<RefCell<Run>>) -> mlua::Result<(
     }
     let no_writes = state.borrow().no_writes;
     let reply = with_host(|host| {
+        if let Some(refused) = acl_refusal(host, spec, &argv) {
+            return Err(refused);
+        }
         if spec.is_write() && (no_writes || !host.writable()) {
             return Err("Write commands are not allowed from read-only scripts.");
         }
