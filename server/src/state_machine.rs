@@ -64,6 +64,9 @@ pub struct KvStateMachine {
     ready: Vec<Vec<u8>>,
     /// The round changed the ACL users: the node reloads them once it is written.
     acl_changed: bool,
+    /// … by an ACL LOAD, which closes every connection of a user other than the default (as
+    /// Redis's does).
+    acl_loaded: bool,
 }
 
 impl KvStateMachine {
@@ -85,23 +88,24 @@ impl KvStateMachine {
             flushed: false,
             ready: Vec::new(),
             acl_changed: false,
+            acl_loaded: false,
         }
     }
 }
 
 impl KvStateMachine {
     /// The node re-reads its users from the committed state.
-    fn reload_acl(&self) {
+    fn reload_acl(&self, loaded: bool) {
         if let Some(node) = self.node.get().and_then(std::sync::Weak::upgrade) {
             node.acl.reload(&node.db);
-            crate::command::acl::close_revoked(&node);
+            crate::command::acl::close_revoked(&node, loaded);
         }
     }
 }
 
 impl StateMachine for KvStateMachine {
     fn restored(&mut self) {
-        self.reload_acl();
+        self.reload_acl(false);
     }
 
     type Output = Reply;
@@ -124,7 +128,10 @@ impl StateMachine for KvStateMachine {
                 None => return Reply::err("ERR unknown write command in log"),
             },
         };
-        self.acl_changed |= name.is_empty() && argv[0].eq_ignore_ascii_case(b"rockraft.acl");
+        if name.is_empty() && argv[0].eq_ignore_ascii_case(b"rockraft.acl") {
+            self.acl_changed = true;
+            self.acl_loaded |= argv.get(1).is_some_and(|s| s.eq_ignore_ascii_case(b"load"));
+        }
         let notifying = self.notifier.as_ref().is_some_and(|n| n.enabled());
         let mut txn = Txn::with_node(ctx, &self.node).notify(notifying);
         let reply = txn.apply_command(name, apply, &argv);
@@ -141,7 +148,8 @@ impl StateMachine for KvStateMachine {
 
     fn round_written(&mut self) {
         if std::mem::take(&mut self.acl_changed) {
-            self.reload_acl();
+            let loaded = std::mem::take(&mut self.acl_loaded);
+            self.reload_acl(loaded);
         }
         if !self.ready.is_empty() {
             self.blocked.ready(self.ready.iter().map(Vec::as_slice));

@@ -746,3 +746,31 @@ fn scripts_run_with_the_rules_of_their_user() {
     let other: String = cmd("GET").arg("other").query(&mut admin).unwrap();
     assert_eq!(other, "1");
 }
+
+/// ACL LOAD replaces every user, as Redis's does: connections of users other than the default
+/// are closed (even a user the file defines again); the default user's stay.
+#[test]
+fn acl_load_closes_the_connections_of_every_user_but_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.acl");
+    std::fs::write(
+        &file,
+        "user default on nopass ~* &* +@all\nuser app on >pw ~* &* +@all\n",
+    )
+    .unwrap();
+    let mut cfg = Config::for_data_dir(dir.path().join("node"));
+    cfg.aclfile = Some(file);
+    let node = InProcess::start_with(cfg);
+    let mut admin = node.client();
+    let _: () = cmd("ACL").arg("LOAD").query(&mut admin).unwrap();
+    let mut app = Raw::connect(node.addr());
+    assert_eq!(app.roundtrip(&resp(&[b"AUTH", b"app", b"pw"])), "+OK\r\n");
+    let mut default = Raw::connect(node.addr());
+    assert_eq!(default.roundtrip(&resp(&[b"PING"])), "+PONG\r\n");
+    let _: () = cmd("ACL").arg("LOAD").query(&mut admin).unwrap();
+    assert!(
+        closed_by_server(&mut app),
+        "an app connection survived ACL LOAD"
+    );
+    assert_eq!(default.roundtrip(&resp(&[b"PING"])), "+PONG\r\n");
+}

@@ -118,14 +118,17 @@ pub fn refuse(
 }
 
 /// After the users changed, closes the connections Redis closes: those whose user was deleted
-/// (ACL DELUSER, ACL LOAD), and subscribers whose user may no longer hear a channel or pattern
-/// they are subscribed to. Each node closes its own clients as it applies the change.
-pub fn close_revoked(shared: &Shared) {
+/// (ACL DELUSER), every one of a user other than the default after an ACL LOAD (`loaded`:
+/// Redis replaces all its users then), and subscribers whose user may no longer hear a
+/// channel or pattern they are subscribed to. Each node closes its own clients as it applies
+/// the change.
+pub fn close_revoked(shared: &Shared, loaded: bool) {
     let users = shared.acl.users();
     let mut subscriptions = None;
     for client in shared.clients.snapshot() {
         let revoked = match users.get(&client.user) {
             None => true,
+            Some(_) if loaded && client.user != "default" => true,
             Some(u) if u.unrestricted() => false,
             Some(u) => subscriptions
                 .get_or_insert_with(|| shared.pubsub.subscriptions())
