@@ -148,7 +148,6 @@ pub enum RuleError {
     NoSuchPassword,
     BadHash,
     SubcommandFirstArg,
-    Selectors,
 }
 
 impl RuleError {
@@ -161,7 +160,6 @@ impl RuleError {
             RuleError::NoSuchPassword => "The password you are trying to remove from the user does not exist",
             RuleError::BadHash => "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters",
             RuleError::SubcommandFirstArg => "Allowing first-arg of a subcommand is not supported",
-            RuleError::Selectors => "Selectors are not supported by rockraft",
         }
     }
 }
@@ -235,6 +233,42 @@ pub struct User {
     pub keys: Vec<KeyPattern>,
     pub all_channels: bool,
     pub channels: Vec<Vec<u8>>,
+    /// Redis 7's selectors (`(~key* +get)`): more sets of command, key and channel rules, any
+    /// of which may allow a call the rules above (the root selector) do not. Each is a user
+    /// of which only those rules are used.
+    pub selectors: Vec<User>,
+}
+
+/// Merges selector rules spread over several arguments (`(~x` `+get)` → `(~x +get)`), as
+/// Redis's `ACLMergeSelectorArguments`; `Err(i)`: argument `i` opens a selector never closed.
+pub fn merge_selectors<'a>(
+    args: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Vec<u8>>, usize> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut open: Option<(usize, Vec<u8>)> = None;
+    for (i, a) in args.into_iter().enumerate() {
+        let closes = a.last() == Some(&b')');
+        // An argument that opens a selector starts a new one, even inside another (whose
+        // words so far are then dropped, as Redis drops them).
+        if a.first() == Some(&b'(') && !closes {
+            open = Some((i, a.to_vec()));
+            continue;
+        }
+        match &mut open {
+            Some((_, sel)) => {
+                sel.push(b' ');
+                sel.extend_from_slice(a);
+                if closes {
+                    out.push(open.take().expect("open selector").1);
+                }
+            }
+            None => out.push(a.to_vec()),
+        }
+    }
+    match open {
+        Some((i, _)) => Err(i),
+        None => Ok(out),
+    }
 }
 
 impl User {
@@ -255,6 +289,7 @@ impl User {
             keys: Vec::new(),
             all_channels: false,
             channels: Vec::new(),
+            selectors: Vec::new(),
         }
     }
 
@@ -274,15 +309,14 @@ impl User {
 
     /// Applies the rules in order; none is applied if one is refused (Redis's error names it).
     pub fn apply_rules(&mut self, rules: &[Bytes]) -> Result<(), String> {
+        let merged = merge_selectors(rules.iter().map(|r| &r[..])).map_err(|i| {
+            format!(
+                "Unmatched parenthesis in acl selector starting at '{}'.",
+                String::from_utf8_lossy(&rules[i])
+            )
+        })?;
         let mut staged = self.clone();
-        for r in rules {
-            if r.first() == Some(&b'(') {
-                return Err(format!(
-                    "Error in ACL SETUSER modifier '{}': {}",
-                    String::from_utf8_lossy(r),
-                    RuleError::Selectors.message()
-                ));
-            }
+        for r in &merged {
             if let Err(e) = staged.apply_rule(r) {
                 return Err(format!(
                     "Error in ACL SETUSER modifier '{}': {}",
@@ -324,10 +358,22 @@ impl User {
                 ] {
                     self.apply_rule(r.as_bytes()).expect("reset rules");
                 }
+                self.selectors.clear();
                 self.apply_rule(b"-@all").expect("reset rules");
             }
-            "clearselectors" => {}
+            "clearselectors" => self.selectors.clear(),
             _ => match op[0] {
+                b'(' if op.len() >= 2 && op.ends_with(b")") => {
+                    let mut selector = User::new("");
+                    for word in op[1..op.len() - 1]
+                        .split(|c| c.is_ascii_whitespace())
+                        .filter(|w| !w.is_empty())
+                    {
+                        let lower = String::from_utf8_lossy(word).to_ascii_lowercase();
+                        selector.apply_selector_rule(word, &lower)?;
+                    }
+                    self.selectors.push(selector);
+                }
                 b'>' | b'#' => {
                     let hash = if op[0] == b'>' {
                         hash_password(&op[1..])
@@ -638,6 +684,18 @@ impl User {
             out.extend_from_slice(p.as_bytes());
             out.push(b' ');
         }
+        out.extend(self.selector_text(compact));
+        for s in &self.selectors {
+            out.extend_from_slice(b" (");
+            out.extend(s.selector_text(compact));
+            out.push(b')');
+        }
+        out
+    }
+
+    /// The key, channel and command rules (Redis's `ACLDescribeSelector`).
+    fn selector_text(&self, compact: bool) -> Vec<u8> {
+        let mut out = Vec::new();
         if self.all_keys {
             out.extend_from_slice(b"~* ");
         } else {
@@ -686,8 +744,31 @@ impl User {
         })
     }
 
-    /// Whether the user may run `spec` with `argv` (Redis's `ACLSelectorCheckCmd`).
+    /// Whether the user may run `spec` with `argv`: its root rules or one of its selectors
+    /// allow it; else the most telling refusal (Redis's `ACLCheckAllUserCommandPerm`: a
+    /// channel over a key over the command, then the later argument).
     pub fn check(&self, spec: &CommandSpec, argv: &[Bytes]) -> Result<(), Denied> {
+        let rank = |d: Denied| match d {
+            Denied::Command => (1, 0),
+            Denied::Key(i) => (2, i),
+            Denied::Channel(i) => (4, i),
+        };
+        let mut relevant = match self.check_selector(spec, argv) {
+            Ok(()) => return Ok(()),
+            Err(d) => d,
+        };
+        for s in &self.selectors {
+            match s.check_selector(spec, argv) {
+                Ok(()) => return Ok(()),
+                Err(d) if rank(d) > rank(relevant) => relevant = d,
+                Err(_) => {}
+            }
+        }
+        Err(relevant)
+    }
+
+    /// Whether one selector's rules allow the call (Redis's `ACLSelectorCheckCmd`).
+    fn check_selector(&self, spec: &CommandSpec, argv: &[Bytes]) -> Result<(), Denied> {
         if self.unrestricted() {
             return Ok(());
         }
@@ -744,8 +825,17 @@ impl User {
         Ok(())
     }
 
-    /// Whether the user may publish to or subscribe to `channel` (a pattern, literally).
+    /// Whether the user (its root rules or a selector) may publish to or subscribe to
+    /// `channel` (a pattern, literally).
     pub fn channel_allowed(&self, channel: &[u8], pattern: bool) -> bool {
+        self.selector_allows_channel(channel, pattern)
+            || self
+                .selectors
+                .iter()
+                .any(|s| s.selector_allows_channel(channel, pattern))
+    }
+
+    fn selector_allows_channel(&self, channel: &[u8], pattern: bool) -> bool {
         self.all_channels
             || self.channels.iter().any(|p| {
                 if pattern {
@@ -823,7 +913,15 @@ pub const REQUIREPASS_KEY: &[u8] = b"crequirepass";
 /// Parses a stored user (its rules, commands one by one).
 pub fn parse_stored(name: &str, rules: &[u8]) -> Option<User> {
     let mut u = User::new(name);
-    for r in rules.split(|c| *c == b' ').filter(|r| !r.is_empty()) {
+    let words = rules.split(|c| *c == b' ').filter(|r| !r.is_empty());
+    let Ok(merged) = merge_selectors(words) else {
+        tracing::warn!(
+            user = name,
+            "stored ACL rules have an unclosed selector; skipped"
+        );
+        return Some(u);
+    };
+    for r in merged.iter().map(Vec::as_slice) {
         if let Err(e) = u.apply_rule(r) {
             tracing::warn!(
                 user = name,
@@ -1122,7 +1220,13 @@ pub fn parse_file(text: &[u8], file: &str) -> Result<Vec<User>, String> {
         }
         let mut u = User::new(&name);
         let mut syntax_error = false;
-        for w in &words[2..] {
+        let Ok(merged) = merge_selectors(words[2..].iter().copied()) else {
+            errors.push_str(&format!(
+                "{file}:{lineno}: Unmatched parenthesis in selector definition."
+            ));
+            continue;
+        };
+        for w in &merged {
             let w: &[u8] = {
                 let mut end = w.len();
                 while end > 0 && matches!(w[end - 1], b'\t' | b'\r' | b'\n') {

@@ -774,3 +774,53 @@ fn acl_load_closes_the_connections_of_every_user_but_the_default() {
     );
     assert_eq!(default.roundtrip(&resp(&[b"PING"])), "+PONG\r\n");
 }
+
+/// A user's selectors are part of the replicated user: every node reads them back from the log
+/// (the stored form) and allows what the selector allows.
+#[test]
+fn selectors_reach_every_node() {
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let mut admin = cluster.client(l);
+    let _: () = cmd("ACL")
+        .arg("SETUSER")
+        .arg("worker")
+        .arg("on")
+        .arg(">pw")
+        .arg("~app:*")
+        .arg("+get")
+        .arg("(~queue:*")
+        .arg("+lpush")
+        .arg("+rpop)")
+        .query(&mut admin)
+        .unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let want: Vec<String> = cmd("ACL").arg("LIST").query(&mut admin).unwrap();
+    assert!(
+        want.iter().any(|l| l.ends_with("(~queue:* resetchannels -@all +lpush +rpop)")),
+        "{want:?}"
+    );
+    for i in 0..3 {
+        let mut c = cluster.client(i);
+        let list: Vec<String> = cmd("ACL").arg("LIST").query(&mut c).unwrap();
+        assert_eq!(list, want, "node {i}");
+        let dry = |c: &mut redis::Connection, args: &[&str]| -> String {
+            cmd("ACL").arg("DRYRUN").arg("worker").arg(args).query(c).unwrap()
+        };
+        assert_eq!(dry(&mut c, &["lpush", "queue:1", "job"]), "OK");
+        assert_eq!(dry(&mut c, &["get", "app:1"]), "OK");
+        // The most telling refusal, as Redis picks it: a key over a command.
+        assert_eq!(
+            dry(&mut c, &["lpush", "app:1", "job"]),
+            "This user has no permissions to access the 'app:1' key"
+        );
+        assert_eq!(
+            dry(&mut c, &["set", "x", "1"]),
+            "This user has no permissions to run the 'set' command"
+        );
+        assert_eq!(
+            dry(&mut c, &["get", "queue:1"]),
+            "This user has no permissions to access the 'queue:1' key"
+        );
+    }
+}

@@ -749,6 +749,18 @@ const ACL_PROBES: &[&[&str]] = &[
     &["lmove", "rw:1", "w:2", "left", "right"],
 ];
 
+/// A rule a selector may hold (keys, channels, commands), or now and then one it may not.
+fn selector_rule(rng: &mut rand::rngs::StdRng) -> &'static str {
+    loop {
+        let r = ACL_RULES[rng.random_range(0..ACL_RULES.len())];
+        let user_only = matches!(r, "on" | "off" | "nopass" | "resetpass" | "reset")
+            || r.starts_with(['>', '<', '!', '#']);
+        if !user_only || rng.random_range(0..10) == 0 {
+            return r;
+        }
+    }
+}
+
 fn acl_sequence(seed: u64, len: usize) -> Vec<Vec<Vec<u8>>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let users = ["u1", "u2", "default"];
@@ -759,7 +771,32 @@ fn acl_sequence(seed: u64, len: usize) -> Vec<Vec<Vec<u8>>> {
             0..=4 => {
                 let mut c = vec!["ACL".into(), "SETUSER".into(), user.into()];
                 for _ in 0..rng.random_range(0..5) {
-                    c.push(ACL_RULES[rng.random_range(0..ACL_RULES.len())].into());
+                    match rng.random_range(0..12) {
+                        // A selector of key, channel and command rules, in one argument or
+                        // spread over several (sometimes never closed).
+                        0 | 1 => {
+                            let rules: Vec<&str> = (0..rng.random_range(0..4))
+                                .map(|_| selector_rule(&mut rng))
+                                .collect();
+                            if rng.random_bool(0.5) {
+                                c.push(format!("({})", rules.join(" ")));
+                            } else {
+                                let mut words: Vec<String> =
+                                    rules.iter().map(|r| r.to_string()).collect();
+                                if words.is_empty() {
+                                    words.push(String::new());
+                                }
+                                words[0] = format!("({}", words[0]);
+                                if rng.random_range(0..8) != 0 {
+                                    let last = words.len() - 1;
+                                    words[last].push(')');
+                                }
+                                c.extend(words);
+                            }
+                        }
+                        2 => c.push("clearselectors".into()),
+                        _ => c.push(ACL_RULES[rng.random_range(0..ACL_RULES.len())].into()),
+                    }
                 }
                 c
             }
@@ -795,11 +832,27 @@ fn acl_comparable(
     let sub = String::from_utf8_lossy(&cmd[1]).to_ascii_uppercase();
     match (sub.as_str(), reply) {
         ("GETUSER", Resp::Array(Some(mut fields))) => {
+            let mask = |fields: &mut Vec<Resp>| {
+                if let Some(i) = fields
+                    .iter()
+                    .position(|f| *f == Resp::Bulk(Some(b"commands".to_vec())))
+                {
+                    fields[i + 1] = Resp::Bulk(None);
+                }
+            };
+            mask(&mut fields);
+            // Each selector's commands too.
             if let Some(i) = fields
                 .iter()
-                .position(|f| *f == Resp::Bulk(Some(b"commands".to_vec())))
+                .position(|f| *f == Resp::Bulk(Some(b"selectors".to_vec())))
             {
-                fields[i + 1] = Resp::Bulk(None);
+                if let Resp::Array(Some(selectors)) = &mut fields[i + 1] {
+                    for sel in selectors.iter_mut() {
+                        if let Resp::Array(Some(f)) = sel {
+                            mask(f);
+                        }
+                    }
+                }
             }
             Resp::Array(Some(fields))
         }
@@ -1010,7 +1063,7 @@ fn acl_files_load_and_save_as_redis_does() {
     let dir = tempfile::tempdir().unwrap();
     let redis_file = dir.path().join("redis.acl");
     let our_file = dir.path().join("rockraft.acl");
-    let good = "user default on nopass ~* &* +@all\nuser app on #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 ~app:* resetchannels &news -@all +@read\n\n  user ops off ~* &* +@all -@dangerous  \n";
+    let good = "user default on nopass ~* &* +@all\nuser app on #5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8 ~app:* resetchannels &news -@all +@read (~sel:* +get) (%W~w:* &w -@all +set)\n\n  user ops off ~* &* +@all -@dangerous  \n";
     for f in [&redis_file, &our_file] {
         std::fs::write(f, good).unwrap();
     }
@@ -1037,12 +1090,22 @@ fn acl_files_load_and_save_as_redis_does() {
         &mut ours,
         &[b"ACL", b"DRYRUN", b"app", b"set", b"app:1", b"v"],
     );
+    for probe in [
+        &[&b"get"[..], b"sel:1"][..],
+        &[b"set", b"sel:1", b"v"],
+        &[b"set", b"w:1", b"v"],
+        &[b"publish", b"w", b"m"],
+    ] {
+        let mut cmd = vec![&b"ACL"[..], b"DRYRUN", b"app"];
+        cmd.extend_from_slice(probe);
+        both(&mut oracle, &mut ours, &cmd);
+    }
     both(&mut oracle, &mut ours, &[b"AUTH", b"app", b"password"]);
     both(&mut oracle, &mut ours, &[b"ACL", b"WHOAMI"]);
     both(&mut oracle, &mut ours, &[b"AUTH", b"default", b"any"]);
     // A bad file: every error, in Redis's words, and nothing changes.
     let bad =
-        "user app on +nosuch ~a\nbogus line\nuser x on #abc\nuser app on\nuser y on +get|x|y\n";
+        "user app on +nosuch ~a\nbogus line\nuser x on #abc\nuser app on\nuser y on +get|x|y\nuser z (~a +get\n";
     for f in [&redis_file, &our_file] {
         std::fs::write(f, bad).unwrap();
     }

@@ -398,7 +398,24 @@ fn acl_local(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                 (field("commands"), Reply::bulk(u.command_rules(true))),
                 (field("keys"), Reply::Bulk(Bytes::from(u.keys_text()))),
                 (field("channels"), Reply::Bulk(Bytes::from(u.channels_text()))),
-                (field("selectors"), Reply::Array(Vec::new())),
+                (
+                    field("selectors"),
+                    Reply::Array(
+                        u.selectors
+                            .iter()
+                            .map(|s| {
+                                Reply::Map(vec![
+                                    (field("commands"), Reply::bulk(s.command_rules(true))),
+                                    (field("keys"), Reply::Bulk(Bytes::from(s.keys_text()))),
+                                    (
+                                        field("channels"),
+                                        Reply::Bulk(Bytes::from(s.channels_text())),
+                                    ),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
             ])
         }
         "CAT" if argv.len() == 2 => {
