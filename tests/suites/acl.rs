@@ -797,7 +797,8 @@ fn selectors_reach_every_node() {
     assert!(cluster.wait_converged(Duration::from_secs(20)));
     let want: Vec<String> = cmd("ACL").arg("LIST").query(&mut admin).unwrap();
     assert!(
-        want.iter().any(|l| l.ends_with("(~queue:* resetchannels -@all +lpush +rpop)")),
+        want.iter()
+            .any(|l| l.ends_with("(~queue:* resetchannels -@all +lpush +rpop)")),
         "{want:?}"
     );
     for i in 0..3 {
@@ -805,7 +806,12 @@ fn selectors_reach_every_node() {
         let list: Vec<String> = cmd("ACL").arg("LIST").query(&mut c).unwrap();
         assert_eq!(list, want, "node {i}");
         let dry = |c: &mut redis::Connection, args: &[&str]| -> String {
-            cmd("ACL").arg("DRYRUN").arg("worker").arg(args).query(c).unwrap()
+            cmd("ACL")
+                .arg("DRYRUN")
+                .arg("worker")
+                .arg(args)
+                .query(c)
+                .unwrap()
         };
         assert_eq!(dry(&mut c, &["lpush", "queue:1", "job"]), "OK");
         assert_eq!(dry(&mut c, &["get", "app:1"]), "OK");

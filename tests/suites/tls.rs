@@ -529,8 +529,8 @@ fn rogue_tls(identity: Option<&Certs>) -> tokio_rustls::TlsConnector {
 }
 
 /// A process that knows a node's bus address and the cluster id but holds no certificate of
-/// the cluster's CA sends a vote request in plaintext, over TLS with another CA's certificate
-/// and over TLS with none, and a node of another CA is met: the cluster ignores all of it
+/// the cluster's CA sends a vote request and an append in plaintext, over TLS with another
+/// CA's certificate and over TLS with none, and a node of another CA is met: the cluster ignores all of it
 /// (counted in INFO raft) and keeps its leader, term and data.
 #[test]
 fn peers_without_the_cluster_certificate_are_ignored() {
@@ -544,11 +544,15 @@ fn peers_without_the_cluster_certificate_are_ignored() {
     let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
     let term = info_field(&mut c, "raft", "raft_term").unwrap();
     let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
-    let vote = rockraft_tests::rogue_frame(
-        shared.network.cluster_id(),
-        shared.node_id,
-        MessageType::MsgRequestVote,
-    );
+    // A vote request and an append, back to back on each connection.
+    let mut vote = Vec::new();
+    for t in [MessageType::MsgRequestVote, MessageType::MsgAppend] {
+        vote.extend(rockraft_tests::rogue_frame(
+            shared.network.cluster_id(),
+            shared.node_id,
+            t,
+        ));
+    }
     let bus = std::net::SocketAddr::from(([127, 0, 0, 1], shared.me.bus_port as u16));
     let mut plain = std::net::TcpStream::connect(bus).unwrap();
     let _ = plain.write_all(&vote);
