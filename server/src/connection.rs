@@ -476,6 +476,14 @@ async fn submit(
         slots.push(ready(spec.name, refused));
         return Some(spec.name);
     }
+    if session.multi.is_some() && spec.flags & command::flags::NO_MULTI != 0 {
+        flag_transaction(session);
+        slots.push(ready(
+            spec.name,
+            Reply::err("ERR Command not allowed inside a transaction"),
+        ));
+        return Some(spec.name);
+    }
     // CLIENT CACHING YES/NO applies to the command after it.
     let caching_command = spec.name == "client"
         && argv

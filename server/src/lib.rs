@@ -182,6 +182,10 @@ pub struct Shared {
     /// The node's certificate, for the TLS port and the bus (CONFIG SET tls-cert-file
     /// replaces it).
     pub tls_certs: Option<Arc<tls::CertStore>>,
+    /// SHUTDOWN asks the process to stop (the binary waits for it as for SIGTERM).
+    pub shutdown_request: tokio::sync::Notify,
+    /// LASTSAVE's answer (Unix seconds): when the node started.
+    pub last_save: AtomicU64,
     /// With `--tls-cluster yes`: how this node dials another's TLS port (MEET, forwarded
     /// membership commands), with its certificate, checking theirs against the CA.
     pub peer_tls: Option<tokio_rustls::TlsConnector>,
@@ -229,6 +233,12 @@ impl ServerHandle {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Resolves once a client sent SHUTDOWN (the caller then calls [`ServerHandle::shutdown`],
+    /// as for SIGTERM).
+    pub async fn shutdown_requested(&self) {
+        self.shared.shutdown_request.notified().await
     }
 
     /// The address of the peer (raft) port.
@@ -427,6 +437,12 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tracker,
         acl: acl::Acl::new(requirepass),
         tls_certs: tls.as_ref().map(|t| t.certs.clone()),
+        shutdown_request: tokio::sync::Notify::new(),
+        last_save: AtomicU64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        ),
         peer_tls: tls
             .as_ref()
             .and_then(|t| t.bus.as_ref())

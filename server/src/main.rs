@@ -47,7 +47,10 @@ fn main() {
                 return 1;
             }
         };
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = server.shutdown_requested() => {}
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         tracing::info!("bye");

@@ -7,6 +7,15 @@
 pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "acl" => &["@slow"],
+        "shutdown" => &["@admin", "@slow", "@dangerous"],
+        "role" => &["@admin", "@fast", "@dangerous"],
+        "lastsave" => &["@admin", "@fast", "@dangerous"],
+        "bgrewriteaof" => &["@admin", "@slow", "@dangerous"],
+        "replicaof" => &["@admin", "@slow", "@dangerous"],
+        "slaveof" => &["@admin", "@slow", "@dangerous"],
+        "sync" => &["@admin", "@slow", "@dangerous"],
+        "psync" => &["@admin", "@slow", "@dangerous"],
+        "failover" => &["@admin", "@slow", "@dangerous"],
         "append" => &["@write", "@string", "@fast"],
         "asking" => &["@fast", "@connection"],
         "auth" => &["@fast", "@connection"],

@@ -49,6 +49,21 @@ pub fn commands() -> Vec<CommandSpec> {
 
 const NOT_EMPTY: &str = "is not empty";
 
+/// Redis Cluster's subcommands that move slots or set up replication by hand, with their
+/// arities: a raft group assigns neither.
+const NOT_IN_RAFT: &[(&str, i32)] = &[
+    ("ADDSLOTS", -3),
+    ("ADDSLOTSRANGE", -4),
+    ("DELSLOTS", -3),
+    ("DELSLOTSRANGE", -4),
+    ("SETSLOT", -4),
+    ("FLUSHSLOTS", 2),
+    ("BUMPEPOCH", 2),
+    ("SET-CONFIG-EPOCH", 3),
+    ("REPLICATE", 3),
+    ("RESET", -2),
+];
+
 fn ready(r: Reply) -> ReplyFuture {
     Box::pin(std::future::ready(r))
 }
@@ -124,7 +139,22 @@ fn cluster(shared: Arc<Shared>, argv: Vec<Bytes>, caller: Caller) -> ReplyFuture
             None => Box::pin(join(shared, argv)),
         },
         "HELP" => ready(help()),
-        _ => ready(unknown_subcommand("cluster", &argv[1])),
+        // The cluster's configuration is the raft log's: there is nothing else to save.
+        "SAVECONFIG" => ready(arity(2).unwrap_or_else(Reply::ok)),
+        _ => match NOT_IN_RAFT.iter().find(|(name, _)| *name == sub) {
+            Some(&(name, n)) => ready(
+                if n > 0 && argv.len() != n as usize
+                    || n < 0 && argv.len() < n.unsigned_abs() as usize
+                {
+                    wrong_arity(&format!("cluster|{}", name.to_ascii_lowercase()))
+                } else {
+                    Reply::err(format!(
+                    "ERR CLUSTER {name} is not supported: every slot belongs to rockraft's one raft group, whose leader serves them all; change members with CLUSTER MEET, FORGET and FAILOVER"
+                ))
+                },
+            ),
+            None => ready(unknown_subcommand("cluster", &argv[1])),
+        },
     }
 }
 

@@ -61,8 +61,10 @@ pub mod flags {
     pub const NOSCRIPT: u32 = 1 << 7;
     /// May block the client (BLPOP and friends).
     pub const BLOCKING: u32 = 1 << 8;
+    /// Refused inside MULTI (SHUTDOWN, SYNC): Redis's `no-multi`.
+    pub const NO_MULTI: u32 = 1 << 9;
 
-    pub const NAMES: [(u32, &str); 9] = [
+    pub const NAMES: [(u32, &str); 10] = [
         (WRITE, "write"),
         (READONLY, "readonly"),
         (DENYOOM, "denyoom"),
@@ -72,6 +74,7 @@ pub mod flags {
         (LOADING, "loading"),
         (STALE, "stale"),
         (FAST, "fast"),
+        (NO_MULTI, "no_multi"),
     ];
 }
 

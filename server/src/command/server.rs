@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use rockraft_resp::Reply;
 
-use super::flags::{self, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
+use super::flags::{self, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, READONLY, STALE, WRITE};
 use super::{
     lookup, spec, table, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind, ReadCtx,
     ERR_SYNTAX,
@@ -30,6 +30,87 @@ pub fn commands() -> Vec<CommandSpec> {
     use Kind::{Local, Read, Write};
     let g = "server";
     vec![
+        spec(
+            "shutdown",
+            -1,
+            ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI,
+            (0, 0, 0),
+            g,
+            "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+            Local(shutdown),
+        ),
+        spec(
+            "role",
+            1,
+            NOSCRIPT | LOADING | STALE | FAST,
+            (0, 0, 0),
+            g,
+            "Returns the replication role.",
+            Local(role),
+        ),
+        spec(
+            "lastsave",
+            1,
+            LOADING | STALE | FAST,
+            (0, 0, 0),
+            g,
+            "Returns the Unix timestamp of the last successful save to disk.",
+            Local(lastsave),
+        ),
+        spec(
+            "bgrewriteaof",
+            1,
+            ADMIN | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "Asynchronously rewrites the append-only file to disk.",
+            Local(bgrewriteaof),
+        ),
+        spec(
+            "replicaof",
+            3,
+            ADMIN | NOSCRIPT | STALE,
+            (0, 0, 0),
+            g,
+            "Configures a server as replica of another, or promotes it to a master.",
+            Local(not_in_raft),
+        ),
+        spec(
+            "slaveof",
+            3,
+            ADMIN | NOSCRIPT | STALE,
+            (0, 0, 0),
+            g,
+            "Sets a Redis server as a replica of another, or promotes it to being a master.",
+            Local(not_in_raft),
+        ),
+        spec(
+            "sync",
+            1,
+            ADMIN | NOSCRIPT | NO_MULTI,
+            (0, 0, 0),
+            g,
+            "An internal command used in replication.",
+            Local(not_in_raft),
+        ),
+        spec(
+            "psync",
+            -3,
+            ADMIN | NOSCRIPT | NO_MULTI,
+            (0, 0, 0),
+            g,
+            "An internal command used in replication.",
+            Local(not_in_raft),
+        ),
+        spec(
+            "failover",
+            -1,
+            ADMIN | NOSCRIPT | STALE,
+            (0, 0, 0),
+            g,
+            "Starts a coordinated failover from a server to one of its replicas.",
+            Local(not_in_raft),
+        ),
         spec(
             "wait",
             3,
@@ -320,8 +401,15 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("async_loading", &0);
             kv("rdb_changes_since_last_save", &0);
             kv("rdb_bgsave_in_progress", &0);
+            kv(
+                "rdb_last_save_time",
+                &shared.last_save.load(Ordering::Relaxed),
+            );
+            kv("rdb_last_bgsave_status", &"ok");
             kv("aof_enabled", &1);
             kv("aof_rewrite_in_progress", &0);
+            kv("aof_last_bgrewrite_status", &"ok");
+            kv("aof_last_write_status", &"ok");
             kv("rockraft_durability", &"raft-log-fsync");
             kv("rockraft_data_dir", &shared.config.data_dir.display());
         }
@@ -832,4 +920,91 @@ pub async fn wait_for(shared: std::sync::Arc<Shared>, argv: Vec<Bytes>, may_bloc
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+}
+
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: stops the node as SIGTERM does (leadership is
+/// handed over first; every acknowledged write is already in the raft log, so SAVE and NOSAVE
+/// change nothing). The connection closes without a reply, as Redis's does.
+fn shutdown(session: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let (mut save, mut nosave, mut other, mut abort) = (false, false, false, false);
+    for a in &argv[1..] {
+        match upper(a).as_str() {
+            "NOSAVE" => nosave = true,
+            "SAVE" => save = true,
+            "NOW" | "FORCE" => other = true,
+            "ABORT" => abort = true,
+            _ => return Reply::err(ERR_SYNTAX),
+        }
+    }
+    if (abort && (save || nosave || other)) || (save && nosave) {
+        return Reply::err(ERR_SYNTAX);
+    }
+    if abort {
+        // A shutdown starts at once and cannot be waited out, so none is ever pending.
+        return Reply::err("ERR No shutdown in progress.");
+    }
+    tracing::info!(client = session.id, "SHUTDOWN requested");
+    shared.shutdown_request.notify_one();
+    session.quit = true;
+    Reply::Many(Vec::new())
+}
+
+/// ROLE: the leader is Redis's master (its log index as the offset, its connected followers
+/// as replicas); a follower a replica of the leader.
+fn role(_: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
+    let status = shared.group.status();
+    let applied = status.applied_index.load(Ordering::Acquire) as i64;
+    if status.is_leader() {
+        let members = status.members();
+        let replicas = members
+            .progress
+            .iter()
+            .filter(|(id, _, active)| *id != shared.node_id && *active)
+            .filter_map(|(id, matched, _)| {
+                let n = shared.book.get(*id)?;
+                Some(Reply::Array(vec![
+                    Reply::bulk(n.host),
+                    Reply::bulk(n.port.to_string()),
+                    Reply::bulk(matched.to_string()),
+                ]))
+            })
+            .collect();
+        return Reply::Array(vec![
+            Reply::bulk("master"),
+            Reply::Int(applied),
+            Reply::Array(replicas),
+        ]);
+    }
+    let leader = status.leader().and_then(|l| shared.book.get(l));
+    let up = leader
+        .as_ref()
+        .is_some_and(|n| shared.network.is_connected(n.node_id));
+    let (host, port) = leader.map_or((String::from("?"), 0), |n| (n.host, n.port));
+    Reply::Array(vec![
+        Reply::bulk("slave"),
+        Reply::bulk(host),
+        Reply::Int(i64::from(port)),
+        Reply::bulk(if up { "connected" } else { "connect" }),
+        Reply::Int(if up { applied } else { -1 }),
+    ])
+}
+
+/// LASTSAVE: when this node started (every write is durable once acknowledged: there is no
+/// save to wait for).
+fn lastsave(_: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
+    Reply::Int(shared.last_save.load(Ordering::Relaxed) as i64)
+}
+
+/// BGREWRITEAOF: nothing to do (the raft log is the append-only file, compacted on its own);
+/// Redis's reply, for the tools that wait for it.
+fn bgrewriteaof(_: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
+    Reply::Simple("Background append only file rewriting started".into())
+}
+
+/// Replication commands that have no meaning in a raft cluster: an error that says why.
+fn not_in_raft(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    Reply::err(format!(
+        "ERR {} is not supported: every rockraft node replicates through raft; add a node with CLUSTER MEET, move leadership with CLUSTER FAILOVER",
+        upper(&argv[0])
+    ))
 }

@@ -1,0 +1,144 @@
+//! The commands operators reach for (issue 19): SHUTDOWN, ROLE, LASTSAVE, BGREWRITEAOF, and the
+//! replication and slot commands a raft cluster has no use for, which say why.
+
+use std::time::Duration;
+
+use redis::cmd;
+use rockraft_tests::{free_port, resp, InProcess, InProcessCluster, Process, Raw};
+
+#[test]
+fn shutdown_stops_the_node_as_sigterm_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, bus) = (free_port(), free_port());
+    let mut node = Process::spawn(dir.path(), port, bus, None);
+    let mut c = node.client();
+    let _: () = cmd("SET").arg("k").arg("kept").query(&mut c).unwrap();
+    let mut raw = Raw::connect(node.addr());
+    for (args, want) in [
+        (
+            &[&b"SHUTDOWN"[..], b"ABORT"][..],
+            "-ERR No shutdown in progress.\r\n",
+        ),
+        (&[b"SHUTDOWN", b"NOSAVE", b"SAVE"], "-ERR syntax error\r\n"),
+        (&[b"SHUTDOWN", b"ABORT", b"NOW"], "-ERR syntax error\r\n"),
+        (&[b"SHUTDOWN", b"SOON"], "-ERR syntax error\r\n"),
+        (&[b"MULTI"], "+OK\r\n"),
+        (
+            &[b"SHUTDOWN"],
+            "-ERR Command not allowed inside a transaction\r\n",
+        ),
+        (
+            &[b"EXEC"],
+            "-EXECABORT Transaction discarded because of previous errors.\r\n",
+        ),
+    ] {
+        assert_eq!(raw.roundtrip(&resp(args)), want, "{args:?}");
+    }
+    // No reply: the connection closes and the process exits cleanly.
+    raw.send(&resp(&[b"SHUTDOWN", b"NOSAVE"]));
+    let mut buf = [0u8; 16];
+    assert_eq!(std::io::Read::read(&mut raw.stream, &mut buf).ok(), Some(0));
+    assert_eq!(node.wait_exit(Duration::from_secs(20)), Some(Some(0)));
+    let node = Process::spawn(dir.path(), port, bus, None);
+    let v: String = cmd("GET").arg("k").query(&mut node.client()).unwrap();
+    assert_eq!(v, "kept");
+}
+
+#[test]
+fn role_names_the_leader_and_its_followers() {
+    let cluster = InProcessCluster::start(3);
+    let l = cluster.leader();
+    let _: () = cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut cluster.client(l))
+        .unwrap();
+    assert!(cluster.wait_converged(Duration::from_secs(20)));
+    let role: redis::Value = cmd("ROLE").query(&mut cluster.client(l)).unwrap();
+    let redis::Value::Array(parts) = role else {
+        panic!("{role:?}")
+    };
+    assert_eq!(parts[0], redis::Value::BulkString(b"master".to_vec()));
+    assert!(
+        matches!(parts[1], redis::Value::Int(n) if n > 0),
+        "{parts:?}"
+    );
+    let redis::Value::Array(replicas) = &parts[2] else {
+        panic!("{parts:?}")
+    };
+    let mut ports: Vec<u16> = replicas
+        .iter()
+        .map(|r| match r {
+            redis::Value::Array(f) => match &f[1] {
+                redis::Value::BulkString(p) => String::from_utf8_lossy(p).parse().unwrap(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    ports.sort_unstable();
+    let mut followers: Vec<u16> = (0..3)
+        .filter(|&i| i != l)
+        .map(|i| cluster.addr(i).port())
+        .collect();
+    followers.sort_unstable();
+    assert_eq!(ports, followers);
+    let f = (l + 1) % 3;
+    let role: (String, String, i64, String, i64) =
+        cmd("ROLE").query(&mut cluster.client(f)).unwrap();
+    assert_eq!(role.0, "slave");
+    assert_eq!(role.1, "127.0.0.1");
+    assert_eq!(role.2, i64::from(cluster.addr(l).port()));
+    assert_eq!(role.3, "connected");
+    assert!(role.4 > 0, "{role:?}");
+}
+
+#[test]
+fn commands_a_raft_cluster_has_no_use_for_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut raw = Raw::connect(node.addr());
+    for args in [
+        &[&b"REPLICAOF"[..], b"127.0.0.1", b"6379"][..],
+        &[b"SLAVEOF", b"NO", b"ONE"],
+        &[b"SYNC"],
+        &[b"PSYNC", b"?", b"-1"],
+        &[b"FAILOVER"],
+    ] {
+        let r = raw.roundtrip(&resp(args));
+        assert!(
+            r.starts_with(&format!(
+                "-ERR {} is not supported: every rockraft node replicates through raft",
+                String::from_utf8_lossy(args[0])
+            )),
+            "{args:?}: {r}"
+        );
+    }
+    let r = raw.roundtrip(&resp(&[b"CLUSTER", b"ADDSLOTS", b"1", b"2"]));
+    assert!(
+        r.starts_with("-ERR CLUSTER ADDSLOTS is not supported"),
+        "{r}"
+    );
+    assert_eq!(
+        raw.roundtrip(&resp(&[b"CLUSTER", b"ADDSLOTS"])),
+        "-ERR wrong number of arguments for 'cluster|addslots' command\r\n"
+    );
+    assert_eq!(
+        raw.roundtrip(&resp(&[b"REPLICAOF", b"x"])),
+        "-ERR wrong number of arguments for 'replicaof' command\r\n"
+    );
+    assert_eq!(
+        raw.roundtrip(&resp(&[b"CLUSTER", b"SAVECONFIG"])),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        raw.roundtrip(&resp(&[b"BGREWRITEAOF"])),
+        "+Background append only file rewriting started\r\n"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let last: i64 = cmd("LASTSAVE").query(&mut node.client()).unwrap();
+    assert!((now - 120..=now).contains(&last), "{last} vs {now}");
+}
