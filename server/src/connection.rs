@@ -35,6 +35,8 @@ type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 struct Slot {
     name: &'static str,
     reply: ReplyFuture,
+    /// The command's arguments, kept for SLOWLOG while it is on.
+    argv: Option<Vec<Bytes>>,
 }
 
 /// The per-command metric handles a connection has used, so that recording one is not a
@@ -73,6 +75,9 @@ struct Batch {
     /// A blocking command (BLPOP…) is among the submitted ones: while it waits, the
     /// connection watches its socket, so a client that leaves stops waiting (and popping).
     blocking: bool,
+    /// Replies were resolved while the last command was submitted (the slots were drained).
+    resolved: bool,
+    slowlog: Arc<crate::slowlog::SlowLog>,
 }
 
 /// While a blocking command waits, at most this much of the client's next requests is read
@@ -112,6 +117,8 @@ pub async fn serve_stream<S>(
         metrics: CommandMetrics::default(),
         output: BytesMut::with_capacity(16 * 1024),
         blocking: false,
+        resolved: false,
+        slowlog: shared.slowlog.clone(),
     };
     let mut slots: Vec<Slot> = Vec::new();
     // Requests read while a blocking command waited are decoded before reading again.
@@ -156,6 +163,10 @@ pub async fn serve_stream<S>(
                 Ok(None) => break,
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
+                    let before = slots.len();
+                    batch.resolved = false;
+                    let copy = (batch.slowlog.slower_than.load(Ordering::Relaxed) >= 0)
+                        .then(|| argv.clone());
                     last_cmd = submit(
                         &mut session,
                         &shared,
@@ -166,6 +177,14 @@ pub async fn serve_stream<S>(
                     )
                     .await
                     .or(last_cmd);
+                    // The command's own slot is the last one it pushed (after any it
+                    // resolved first); SLOWLOG needs its arguments once it is answered.
+                    let pushed = slots.len() > before || batch.resolved;
+                    if let (Some(copy), true, Some(slot)) = (copy, pushed, slots.last_mut()) {
+                        if slot.argv.is_none() && crate::slowlog::loggable(slot.name) {
+                            slot.argv = Some(copy);
+                        }
+                    }
                     if session.quit {
                         close = true;
                         break;
@@ -296,12 +315,14 @@ fn ready(name: &'static str, reply: Reply) -> Slot {
     Slot {
         name,
         reply: Box::pin(std::future::ready(reply)),
+        argv: None,
     }
 }
 
 /// Waits for every submitted command in order, encoding each reply. The clock is read again
 /// only after a reply that had to be waited for.
 async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch) {
+    batch.resolved = true;
     let mut done = None;
     for mut slot in slots.drain(..) {
         let now = std::future::poll_fn(|cx| Poll::Ready(slot.reply.as_mut().poll(cx))).await;
@@ -316,6 +337,15 @@ async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch
         let done = *done.get_or_insert_with(Instant::now);
         let took = done.saturating_duration_since(batch.received);
         batch.metrics.record(slot.name, took.as_secs_f64());
+        if let Some(argv) = slot.argv.take() {
+            let micros = took.as_micros().min(i64::MAX as u128) as i64;
+            if batch.slowlog.wants(micros) {
+                let info = session.info();
+                let (addr, name) = (info.addr.to_string(), info.name.clone());
+                drop(info);
+                batch.slowlog.push(&argv, micros, addr, name);
+            }
+        }
     }
 }
 
@@ -392,6 +422,7 @@ async fn submit_read(
         });
     let confirmed = (!local).then(|| shared.group.read_index());
     slots.push(Slot {
+            argv: None,
             name: spec.name,
             reply: Box::pin(async move {
                 if let Some(load) = load {
@@ -575,6 +606,7 @@ async fn submit(
                     let reply = exec(session, shared).await;
                     *pending_write = true;
                     Slot {
+                        argv: None,
                         name: spec.name,
                         reply,
                     }
@@ -598,6 +630,7 @@ async fn submit(
             // WAIT may wait forever: watch the socket meanwhile, as for BLPOP.
             batch.blocking |= spec.name == "wait";
             slots.push(Slot {
+                argv: None,
                 name: spec.name,
                 reply: run(shared.clone(), argv, command::Caller { tls: session.tls }),
             });
@@ -637,6 +670,7 @@ async fn submit(
                     };
                     batch.blocking = true;
                     slots.push(Slot {
+                        argv: None,
                         name: spec.name,
                         reply: Box::pin(block_read(shared.clone(), argv, wait, registration)),
                     });
@@ -713,6 +747,7 @@ async fn submit(
                 *pending_write = true;
                 batch.blocking = true;
                 slots.push(Slot {
+                    argv: None,
                     name: spec.name,
                     reply: Box::pin(block(
                         shared.clone(),
@@ -749,6 +784,7 @@ async fn submit(
                 && command::zset::wants_resp3_pairs(spec.name, argv.len());
             *pending_write = true;
             slots.push(Slot {
+                argv: None,
                 name: spec.name,
                 reply: Box::pin(async move {
                     let slot = || key.as_deref().map_or(0, rockraft_raftstore::slot::key_slot);
@@ -782,6 +818,7 @@ fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>, 
     let timeout = Duration::from_millis(shared.config.write_timeout_ms);
     let shared = shared.clone();
     Slot {
+        argv: None,
         name,
         reply: Box::pin(async move {
             match tokio::time::timeout(timeout, proposal).await {

@@ -17,6 +17,7 @@ pub mod pubsub;
 mod scan;
 pub mod scripting;
 pub mod session;
+pub mod slowlog;
 pub mod state_machine;
 pub mod strtod;
 pub mod telemetry;
@@ -182,6 +183,8 @@ pub struct Shared {
     /// The node's certificate, for the TLS port and the bus (CONFIG SET tls-cert-file
     /// replaces it).
     pub tls_certs: Option<Arc<tls::CertStore>>,
+    /// SLOWLOG's entries and settings.
+    pub slowlog: Arc<slowlog::SlowLog>,
     /// SHUTDOWN asks the process to stop (the binary waits for it as for SIGTERM).
     pub shutdown_request: tokio::sync::Notify,
     /// LASTSAVE's answer (Unix seconds): when the node started.
@@ -437,6 +440,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tracker,
         acl: acl::Acl::new(requirepass),
         tls_certs: tls.as_ref().map(|t| t.certs.clone()),
+        slowlog: Arc::default(),
         shutdown_request: tokio::sync::Notify::new(),
         last_save: AtomicU64::new(
             std::time::SystemTime::now()

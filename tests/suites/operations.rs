@@ -142,3 +142,80 @@ fn commands_a_raft_cluster_has_no_use_for_say_why() {
     let last: i64 = cmd("LASTSAVE").query(&mut node.client()).unwrap();
     assert!((now - 120..=now).contains(&last), "{last} vs {now}");
 }
+
+/// SLOWLOG against Redis 7.0: the same entries (arguments trimmed as Redis trims them, newest
+/// first, the client's name), errors, and trimming by `slowlog-max-len`; the ids, times and
+/// durations are the servers' own.
+#[test]
+fn slowlog_matches_redis() {
+    use rockraft_tests::differential::{RedisServer, Resp, Target};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    // An entry without its id, time and duration.
+    let shape = |r: Resp| -> Resp {
+        match r {
+            Resp::Array(Some(entries)) => Resp::Array(Some(
+                entries
+                    .into_iter()
+                    .map(|e| match e {
+                        Resp::Array(Some(mut f)) if f.len() == 6 => {
+                            f.drain(..3);
+                            f.remove(1); // the client's address differs
+                            Resp::Array(Some(f))
+                        }
+                        other => other,
+                    })
+                    .collect(),
+            )),
+            other => other,
+        }
+    };
+    let a =
+        |parts: &[&str]| -> Vec<Vec<u8>> { parts.iter().map(|p| p.as_bytes().to_vec()).collect() };
+    let long = "x".repeat(200);
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..20 {
+        mset.push(format!("k{i}"));
+        mset.push("v".into());
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    let script: Vec<Vec<Vec<u8>>> = vec![
+        a(&["CLIENT", "SETNAME", "slowpoke"]),
+        a(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        a(&["SLOWLOG", "RESET"]),
+        a(&["SLOWLOG", "LEN"]),
+        a(&["SET", "k", &long]),
+        a(&mset),
+        a(&["SLOWLOG", "GET", "3"]),
+        a(&["SLOWLOG", "GET", "-2"]),
+        a(&["SLOWLOG", "GET", "x"]),
+        a(&["SLOWLOG", "GET", "1", "2"]),
+        a(&["SLOWLOG", "LEN", "1"]),
+        a(&["SLOWLOG", "NOPE"]),
+        a(&["CONFIG", "SET", "slowlog-max-len", "-1"]),
+        a(&["CONFIG", "SET", "slowlog-log-slower-than", "-2"]),
+        a(&["CONFIG", "SET", "slowlog-max-len", "2"]),
+        a(&["SLOWLOG", "LEN"]),
+        a(&["CONFIG", "GET", "slowlog-max-len"]),
+        a(&["CONFIG", "GET", "slowlog-log-slower-than"]),
+        a(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]),
+        a(&["SET", "k", "v"]),
+        a(&["SLOWLOG", "GET"]),
+        a(&["SLOWLOG", "HELP"]),
+    ];
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    for cmd in &script {
+        let want = shape(oracle.call(cmd));
+        let got = shape(ours.call(cmd));
+        assert_eq!(
+            got.to_string(),
+            want.to_string(),
+            "{:?}",
+            cmd.iter()
+                .map(|c| String::from_utf8_lossy(c))
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -568,7 +568,7 @@ fn acl_local(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "WHOAMI",
             "    Return the current connection username.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ]),
         _ => Reply::err(format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try ACL HELP.",

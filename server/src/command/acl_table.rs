@@ -12,6 +12,10 @@ pub const W: u8 = 2;
 /// Every subcommand of the container commands in the table: (container, subcommand,
 /// categories, in Redis's order).
 pub const SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
+    ("slowlog", "help", &["@slow"]),
+    ("slowlog", "get", &["@admin", "@slow", "@dangerous"]),
+    ("slowlog", "len", &["@admin", "@slow", "@dangerous"]),
+    ("slowlog", "reset", &["@admin", "@slow", "@dangerous"]),
     (
         "client",
         "no-evict",

@@ -7,6 +7,7 @@
 pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "acl" => &["@slow"],
+        "slowlog" => &["@slow"],
         "shutdown" => &["@admin", "@slow", "@dangerous"],
         "role" => &["@admin", "@fast", "@dangerous"],
         "lastsave" => &["@admin", "@fast", "@dangerous"],

@@ -639,6 +639,6 @@ fn help() -> Reply {
         "SLOTS",
         "    Return information about slots range mappings.",
         "HELP",
-        "    Print this help.",
+        "    Prints this help.",
     ])
 }

@@ -399,7 +399,7 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "UNBLOCK <clientid> [TIMEOUT|ERROR]",
             "    Unblock the specified blocked client.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ]),
         _ => unknown_subcommand("client", &argv[1]),
     }

@@ -137,7 +137,7 @@ fn object(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
             "    Return the number of references of the value associated with the specified",
             "    <key>.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ]);
     }
     if !matches!(sub.as_str(), "ENCODING" | "FREQ" | "IDLETIME" | "REFCOUNT") {

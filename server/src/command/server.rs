@@ -40,6 +40,16 @@ pub fn commands() -> Vec<CommandSpec> {
             Local(shutdown),
         ),
         spec(
+            "slowlog",
+            -2,
+            0,
+            (0, 0, 0),
+            g,
+            "A container for slow log commands.",
+            Local(|_, shared, argv| crate::slowlog::command(&shared.slowlog, argv)),
+        )
+        .subcommands(&[("GET", -2), ("LEN", 2), ("RESET", 2), ("HELP", 2)]),
+        spec(
             "role",
             1,
             NOSCRIPT | LOADING | STALE | FAST,
@@ -272,7 +282,7 @@ fn debug(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "DIGEST",
             "    Output a hex signature representing the current DB content.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ]),
         _ => unknown_subcommand("debug", &argv[1]),
     }
@@ -590,6 +600,20 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
             r.proto_max_bulk_len.load(Ordering::Relaxed).to_string(),
             true,
         ),
+        (
+            "slowlog-log-slower-than",
+            shared
+                .slowlog
+                .slower_than
+                .load(Ordering::Relaxed)
+                .to_string(),
+            true,
+        ),
+        (
+            "slowlog-max-len",
+            shared.slowlog.max_len.load(Ordering::Relaxed).to_string(),
+            true,
+        ),
         ("maxmemory", "0".into(), false),
         ("maxmemory-policy", "noeviction".into(), false),
         ("timeout", "0".into(), false),
@@ -732,6 +756,25 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                     shared.notifier.flags.store(flags, Ordering::Relaxed);
                     continue;
                 }
+                if name == "slowlog-log-slower-than" || name == "slowlog-max-len" {
+                    let min = if name == "slowlog-max-len" { 0 } else { -1 };
+                    let Some(value) = super::parse_i64(&pair[1]).filter(|v| *v >= min) else {
+                        return Reply::err(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
+                            i64::MAX
+                        ));
+                    };
+                    if name == "slowlog-max-len" {
+                        shared
+                            .slowlog
+                            .max_len
+                            .store(value as u64, Ordering::Relaxed);
+                        shared.slowlog.trim();
+                    } else {
+                        shared.slowlog.slower_than.store(value, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 let min = crate::Encodings::PARAMS
                     .iter()
                     .find(|(n, alias, _)| *n == name || *alias == Some(name.as_str()))
@@ -779,7 +822,7 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ]),
         _ => unknown_subcommand("config", &argv[1]),
     }
