@@ -219,3 +219,130 @@ fn slowlog_matches_redis() {
         );
     }
 }
+
+/// CLIENT KILL in both forms, every filter, against Redis 7.0: the same replies and the same
+/// connections closed.
+#[test]
+fn client_kill_matches_redis() {
+    use rockraft_tests::differential::RedisServer;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    for addr in [redis.addr, node.addr()] {
+        let mut admin = Raw::connect(addr);
+        assert_eq!(
+            admin.roundtrip(&resp(&[
+                b"ACL", b"SETUSER", b"app", b"on", b"nopass", b"+@all", b"~*", b"&*"
+            ])),
+            "+OK\r\n"
+        );
+        let id_of = |r: &mut Raw| -> String {
+            let line = r.roundtrip(&resp(&[b"CLIENT", b"ID"]));
+            line.trim_start_matches(':').trim().to_string()
+        };
+        let addr_of = |r: &mut Raw| -> String {
+            let info = r.roundtrip(&resp(&[b"CLIENT", b"INFO"]));
+            info.split(' ')
+                .find_map(|f| f.strip_prefix("addr="))
+                .unwrap()
+                .to_string()
+        };
+        let mut by_id = Raw::connect(addr);
+        let mut by_addr = Raw::connect(addr);
+        let mut by_user = Raw::connect(addr);
+        assert_eq!(
+            by_user.roundtrip(&resp(&[b"AUTH", b"app", b"x"])),
+            "+OK\r\n"
+        );
+        let mut subscriber = Raw::connect(addr);
+        let sub = subscriber.roundtrip(&resp(&[b"SUBSCRIBE", b"ch"]));
+        assert!(sub.ends_with(":1\r\n"), "{sub}");
+        let id = id_of(&mut by_id);
+        let a = addr_of(&mut by_addr);
+        let me = id_of(&mut admin);
+        let check = |admin: &mut Raw, args: &[&[u8]], want: &str| {
+            assert_eq!(admin.roundtrip(&resp(args)), want, "{addr} {args:?}");
+        };
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"ID", b"0"],
+            "-ERR client-id should be greater than 0\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"TYPE", b"bogus"],
+            "-ERR Unknown client type 'bogus'\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"USER", b"nobody"],
+            "-ERR No such user 'nobody'\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"SKIPME", b"maybe"],
+            "-ERR syntax error\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"ID"],
+            "-ERR No such client\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"ID", b"1", b"X"],
+            "-ERR syntax error\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"1.2.3.4:5"],
+            "-ERR No such client\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"TYPE", b"master"],
+            ":0\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"ID", me.as_bytes()],
+            ":0\r\n",
+        );
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"ID", id.as_bytes()],
+            ":1\r\n",
+        );
+        check(&mut admin, &[b"CLIENT", b"KILL", a.as_bytes()], "+OK\r\n");
+        check(&mut admin, &[b"CLIENT", b"KILL", b"USER", b"app"], ":1\r\n");
+        check(
+            &mut admin,
+            &[b"CLIENT", b"KILL", b"TYPE", b"pubsub"],
+            ":1\r\n",
+        );
+        for (what, r) in [
+            ("by id", &mut by_id),
+            ("by addr", &mut by_addr),
+            ("by user", &mut by_user),
+            ("subscriber", &mut subscriber),
+        ] {
+            let mut buf = [0u8; 16];
+            assert_eq!(
+                std::io::Read::read(&mut r.stream, &mut buf).ok(),
+                Some(0),
+                "{addr}: the connection killed {what} is still open"
+            );
+        }
+        // The old form kills the caller too, after its reply.
+        let own = addr_of(&mut admin);
+        assert_eq!(
+            admin.roundtrip(&resp(&[b"CLIENT", b"KILL", own.as_bytes()])),
+            "+OK\r\n"
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            std::io::Read::read(&mut admin.stream, &mut buf).ok(),
+            Some(0)
+        );
+    }
+}

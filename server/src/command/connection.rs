@@ -382,6 +382,8 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                 (Reply::bulk("prefixes"), Reply::Array(prefixes)),
             ])
         }),
+        "KILL" if argv.len() < 3 => wrong_arity("client|kill"),
+        "KILL" => kill(s, shared, argv),
         "HELP" => super::help_reply(&[
             "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GETNAME",
@@ -390,6 +392,20 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "    Return the ID of the current connection.",
             "INFO",
             "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are:",
+            "    * ADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made from the specified address",
+            "    * LADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made to specified local address",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Kill connections by type.",
+            "    * USER <username>",
+            "      Kill connections authenticated by <username>.",
+            "    * SKIPME (YES|NO)",
+            "      Skip killing current connection (default: yes).",
             "LIST",
             "    Return information about client connections.",
             "SETINFO <option> <value>",
@@ -402,6 +418,85 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "    Prints this help.",
         ]),
         _ => unknown_subcommand("client", &argv[1]),
+    }
+}
+
+/// CLIENT KILL <ip:port> | CLIENT KILL [ID id] [TYPE type] [USER name] [ADDR ip:port]
+/// [LADDR ip:port] [SKIPME yes|no] (Redis's `clientCommand`): each matching connection is
+/// closed at once (the caller's own after this reply). The old form answers OK or "No such
+/// client", the new one how many it killed.
+fn kill(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    let (mut addr, mut laddr, mut user, mut kind, mut id) = (None, None, None, None, None);
+    let mut skipme = true;
+    if argv.len() == 3 {
+        addr = Some(text(&argv[2]));
+        skipme = false;
+    } else {
+        let mut i = 2;
+        while i < argv.len() {
+            let Some(value) = argv.get(i + 1) else {
+                return Reply::err(super::ERR_SYNTAX);
+            };
+            match upper(&argv[i]).as_str() {
+                "ID" => match super::parse_i64(value).filter(|v| *v >= 1) {
+                    Some(v) => id = Some(v as u64),
+                    None => return Reply::err("ERR client-id should be greater than 0"),
+                },
+                "TYPE" => match upper(value).as_str() {
+                    "NORMAL" => kind = Some(Some(false)),
+                    "PUBSUB" => kind = Some(Some(true)),
+                    // No connection here is a replica or a master (raft replicates).
+                    "SLAVE" | "REPLICA" | "MASTER" => kind = Some(None),
+                    _ => return Reply::err(format!("ERR Unknown client type '{}'", text(value))),
+                },
+                "ADDR" => addr = Some(text(value)),
+                "LADDR" => laddr = Some(text(value)),
+                "USER" => {
+                    let name = text(value);
+                    if shared.acl.user(&name).is_none() {
+                        return Reply::err(format!("ERR No such user '{name}'"));
+                    }
+                    user = Some(name);
+                }
+                "SKIPME" => match upper(value).as_str() {
+                    "YES" => skipme = true,
+                    "NO" => skipme = false,
+                    _ => return Reply::err(super::ERR_SYNTAX),
+                },
+                _ => return Reply::err(super::ERR_SYNTAX),
+            }
+            i += 2;
+        }
+    }
+    let subscribed = kind.map(|_| shared.pubsub.subscriptions());
+    let mut killed = 0;
+    for c in shared.clients.snapshot() {
+        let pubsub = subscribed.as_ref().map(|m| m.contains_key(&c.id));
+        if addr.as_ref().is_some_and(|a| *a != c.addr.to_string())
+            || laddr.as_ref().is_some_and(|a| *a != c.laddr.to_string())
+            || kind.is_some_and(|k| k != pubsub)
+            || id.is_some_and(|i| i != c.id)
+            || user.as_ref().is_some_and(|u| *u != c.user)
+            || (skipme && c.id == s.id)
+        {
+            continue;
+        }
+        if c.id == s.id {
+            s.quit = true;
+        } else if let Some(outbox) = shared.pubsub.outbox(c.id) {
+            outbox.close();
+        }
+        killed += 1;
+    }
+    if argv.len() == 3 {
+        if killed == 0 {
+            Reply::err("ERR No such client")
+        } else {
+            Reply::ok()
+        }
+    } else {
+        Reply::Int(killed)
     }
 }
 
