@@ -242,6 +242,9 @@ pub async fn serve_stream<S>(
     }
     shared.pubsub.forget(session.id, &session.subs);
     shared.pubsub.unregister(session.id);
+    if session.monitor {
+        shared.monitors.remove(session.id);
+    }
     if session.tracking.is_some() {
         shared.tracker.disable(session.id);
     }
@@ -514,6 +517,21 @@ async fn submit(
             Reply::err("ERR Command not allowed inside a transaction"),
         ));
         return Some(spec.name);
+    }
+    // A monitor is a replica to Redis: it may not touch the keyspace.
+    if session.monitor && spec.flags & (command::flags::READONLY | command::flags::WRITE) != 0 {
+        slots.push(ready(
+            spec.name,
+            Reply::err("ERR Replica can't interact with the keyspace"),
+        ));
+        return Some(spec.name);
+    }
+    // Administrative commands are not shown (Redis: too dangerous to be).
+    if shared.monitors.active() && spec.flags & command::flags::ADMIN == 0 {
+        let addr = session.info().addr.to_string();
+        // A monitor's RESET ends its monitoring before Redis shows the command.
+        let except = (session.monitor && spec.name == "reset").then_some(session.id);
+        shared.monitors.feed(&addr, &argv, except);
     }
     // CLIENT CACHING YES/NO applies to the command after it.
     let caching_command = spec.name == "client"

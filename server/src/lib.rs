@@ -11,6 +11,7 @@ pub mod db;
 mod expire;
 pub mod glob;
 pub mod long_double;
+pub mod monitor;
 pub mod notify;
 mod peer_client;
 pub mod pubsub;
@@ -183,6 +184,8 @@ pub struct Shared {
     /// The node's certificate, for the TLS port and the bus (CONFIG SET tls-cert-file
     /// replaces it).
     pub tls_certs: Option<Arc<tls::CertStore>>,
+    /// The connections in MONITOR mode.
+    pub monitors: monitor::Monitors,
     /// SLOWLOG's entries and settings.
     pub slowlog: Arc<slowlog::SlowLog>,
     /// SHUTDOWN asks the process to stop (the binary waits for it as for SIGTERM).
@@ -441,6 +444,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         acl: acl::Acl::new(requirepass),
         tls_certs: tls.as_ref().map(|t| t.certs.clone()),
         slowlog: Arc::default(),
+        monitors: monitor::Monitors::default(),
         shutdown_request: tokio::sync::Notify::new(),
         last_save: AtomicU64::new(
             std::time::SystemTime::now()

@@ -49,6 +49,8 @@ pub enum Push {
         channel: Bytes,
         payload: Bytes,
     },
+    /// A MONITOR line (a status reply).
+    Monitor(String),
     /// Client-side caching: these keys changed (`None`: every key, after FLUSHALL).
     Invalidate {
         keys: Option<Vec<Bytes>>,
@@ -68,6 +70,7 @@ impl Push {
                 channel,
                 payload,
             } => pattern.len() + channel.len() + payload.len() + 48,
+            Push::Monitor(line) => line.len() + 16,
             Push::Invalidate { keys, .. } => {
                 32 + keys
                     .as_ref()
@@ -81,6 +84,9 @@ impl Push {
     /// only as a message of `__redis__:invalidate`, if it subscribed to something.
     pub fn reply(self, resp3: bool, subscribed: bool) -> Option<Reply> {
         let b = |s: &'static str| Reply::Bulk(Bytes::from_static(s.as_bytes()));
+        if let Push::Monitor(line) = self {
+            return Some(Reply::Simple(line));
+        }
         if let Push::Invalidate { keys, redirected } = self {
             let keys = keys.map_or(Reply::Nil, |k| {
                 Reply::Array(k.into_iter().map(Reply::Bulk).collect())
@@ -114,7 +120,7 @@ impl Push {
             Push::Shard { channel, payload } => {
                 vec![b("smessage"), Reply::Bulk(channel), Reply::Bulk(payload)]
             }
-            Push::Invalidate { .. } => unreachable!("answered above"),
+            Push::Invalidate { .. } | Push::Monitor(_) => unreachable!("answered above"),
         }))
     }
 }

@@ -54,6 +54,8 @@ pub struct Session {
     pub authenticated: bool,
     /// The connection came in on the TLS port: cluster replies and redirects name TLS ports.
     pub tls: bool,
+    /// MONITOR: the connection receives every command of the node's clients.
+    pub monitor: bool,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -132,6 +134,7 @@ impl Clients {
             user_generation: 0,
             authenticated: false,
             tls: false,
+            monitor: false,
             info,
         };
         (

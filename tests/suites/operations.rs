@@ -346,3 +346,98 @@ fn client_kill_matches_redis() {
         );
     }
 }
+
+/// MONITOR against Redis 7.0: the same lines (but their times and client addresses) for the
+/// same commands: quoting, redacted credentials, refused and administrative commands left out; a monitor
+/// may not touch the keyspace, and RESET ends it.
+#[test]
+fn monitor_matches_redis() {
+    use rockraft_tests::differential::RedisServer;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut seen = Vec::new();
+    for addr in [redis.addr, node.addr()] {
+        let mut mon = Raw::connect(addr);
+        assert_eq!(mon.roundtrip(&resp(&[b"MONITOR"])), "+OK\r\n");
+        let mut c = Raw::connect(addr);
+        let script: &[&[&[u8]]] = &[
+            &[b"SET", b"k", b"a\"b\\c"],
+            &[b"SET", b"k2", b"x\ny\x01z\t\xff"],
+            &[b"AUTH", b"default", b"wrong"],
+            &[b"HELLO", b"2", b"AUTH", b"default", b"wrong"],
+            &[b"NOSUCH"],
+            &[b"GET"],
+            &[b"MULTI"],
+            &[b"INCR", b"n"],
+            &[b"EXEC"],
+            &[b"CONFIG", b"SET", b"maxclients", b"100"],
+        ];
+        for args in script {
+            c.roundtrip(&resp(args));
+        }
+        // The lines, less their times and addresses.
+        let mut lines = Vec::new();
+        // CONFIG SET is an administrative command: not shown, as in Redis.
+        c.roundtrip(&resp(&[b"ECHO", b"last"]));
+        for _ in 0..8 {
+            let l = mon.read_reply();
+            let rest = l.split_once("] ").map_or(l.clone(), |(_, r)| r.to_string());
+            lines.push(rest);
+        }
+        assert_eq!(
+            mon.roundtrip(&resp(&[b"GET", b"k"])),
+            "-ERR Replica can't interact with the keyspace\r\n"
+        );
+        assert_eq!(mon.roundtrip(&resp(&[b"PING"])), "+PONG\r\n");
+        // A monitor sees its own commands too, after their replies.
+        let own = mon.read_reply();
+        assert!(own.ends_with("] \"PING\"\r\n"), "{own}");
+        assert_eq!(mon.roundtrip(&resp(&[b"RESET"])), "+RESET\r\n");
+        assert_eq!(mon.roundtrip(&resp(&[b"GET", b"k"])), "$5\r\na\"b\\c\r\n");
+        seen.push(lines);
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert!(
+        seen[0][2].contains("\"AUTH\" \"(redacted)\" \"(redacted)\""),
+        "{:?}",
+        seen[0]
+    );
+}
+
+/// A monitor that stops reading is disconnected at its buffer limit (the node does not keep
+/// what it cannot send), and everyone else carries on.
+#[test]
+fn a_monitor_that_stops_reading_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut mon = Raw::connect(node.addr());
+    assert_eq!(mon.roundtrip(&resp(&[b"MONITOR"])), "+OK\r\n");
+    let mut c = node.client();
+    let value = vec![b'v'; 256 * 1024];
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        pipe.cmd("SET").arg(format!("big{i}")).arg(&value).ignore();
+    }
+    // 200 × 256 KiB of lines: past the 32 MiB hard limit, which closes the monitor.
+    let _: () = pipe.query(&mut c).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let closed = loop {
+        match std::io::Read::read(&mut mon.stream, &mut buf) {
+            Ok(0) => break true,
+            Ok(n) => total += n,
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the monitor was not disconnected ({total} bytes read)"
+    );
+    assert!(
+        total < 48 << 20,
+        "{total} bytes reached a monitor that was not reading"
+    );
+    let v: i64 = cmd("STRLEN").arg("big199").query(&mut c).unwrap();
+    assert_eq!(v, 256 * 1024);
+}

@@ -8,6 +8,7 @@ pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "acl" => &["@slow"],
         "slowlog" => &["@slow"],
+        "monitor" => &["@admin", "@slow", "@dangerous"],
         "shutdown" => &["@admin", "@slow", "@dangerous"],
         "role" => &["@admin", "@fast", "@dangerous"],
         "lastsave" => &["@admin", "@fast", "@dangerous"],

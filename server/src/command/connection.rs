@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use rockraft_resp::{Protocol, Reply};
 
-use super::flags::{FAST, LOADING, NOSCRIPT, STALE};
+use super::flags::{ADMIN, FAST, LOADING, NOSCRIPT, STALE};
 use super::{int_arg, spec, unknown_subcommand, upper, wrong_arity, CommandSpec, Kind};
 use crate::session::{ClientInfo, Session};
 use crate::Shared;
@@ -44,6 +44,15 @@ pub fn commands() -> Vec<CommandSpec> {
             g,
             "Closes the connection.",
             Local(quit),
+        ),
+        spec(
+            "monitor",
+            1,
+            ADMIN | NOSCRIPT | LOADING | STALE,
+            (0, 0, 0),
+            "server",
+            "Listens for all requests received by the server in real-time.",
+            Local(monitor),
         ),
         spec(
             "reset",
@@ -131,6 +140,9 @@ fn echo(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
 /// RESET: the connection as new (no transaction, no watched keys, no subscriptions, RESP2,
 /// no name, reads through the leader).
 fn reset(s: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
+    if std::mem::take(&mut s.monitor) {
+        shared.monitors.remove(s.id);
+    }
     s.multi = None;
     s.watched.clear();
     shared.pubsub.forget(s.id, &s.subs);
@@ -143,6 +155,16 @@ fn reset(s: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
     s.set_proto(Protocol::Resp2);
     s.info().name.clear();
     Reply::Simple("RESET".into())
+}
+
+/// MONITOR: from now on the connection receives every command of this node's clients (see
+/// `crate::monitor`).
+fn monitor(s: &mut Session, shared: &Shared, _: &[Bytes]) -> Reply {
+    if let (false, Some(outbox)) = (s.monitor, s.outbox.clone()) {
+        s.monitor = true;
+        shared.monitors.add(s.id, outbox);
+    }
+    Reply::ok()
 }
 
 fn quit(s: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
