@@ -37,6 +37,8 @@ struct Slot {
     reply: ReplyFuture,
     /// The command's arguments, kept for SLOWLOG while it is on.
     argv: Option<Vec<Bytes>>,
+    /// CLIENT REPLY OFF/SKIP: the reply is waited for but not sent.
+    silent: bool,
 }
 
 /// The per-command metric handles a connection has used, so that recording one is not a
@@ -180,9 +182,16 @@ pub async fn serve_stream<S>(
                     // The command's own slot is the last one it pushed (after any it
                     // resolved first); SLOWLOG needs its arguments once it is answered.
                     let pushed = slots.len() > before || batch.resolved;
-                    if let (Some(copy), true, Some(slot)) = (copy, pushed, slots.last_mut()) {
-                        if slot.argv.is_none() && crate::slowlog::loggable(slot.name) {
-                            slot.argv = Some(copy);
+                    if let (true, Some(slot)) = (pushed, slots.last_mut()) {
+                        if let Some(copy) = copy {
+                            if slot.argv.is_none() && crate::slowlog::loggable(slot.name) {
+                                slot.argv = Some(copy);
+                            }
+                        }
+                        // CLIENT REPLY: OFF (and SKIP) send no reply of their own.
+                        if session.reply_off || session.reply_skip > 0 {
+                            slot.silent = true;
+                            session.reply_skip = session.reply_skip.saturating_sub(1);
                         }
                     }
                     if session.quit {
@@ -319,6 +328,7 @@ fn ready(name: &'static str, reply: Reply) -> Slot {
         name,
         reply: Box::pin(std::future::ready(reply)),
         argv: None,
+        silent: false,
     }
 }
 
@@ -336,7 +346,9 @@ async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch
                 slot.reply.await
             }
         };
-        reply.encode(session.proto, &mut batch.output);
+        if !slot.silent {
+            reply.encode(session.proto, &mut batch.output);
+        }
         let done = *done.get_or_insert_with(Instant::now);
         let took = done.saturating_duration_since(batch.received);
         batch.metrics.record(slot.name, took.as_secs_f64());
@@ -426,6 +438,7 @@ async fn submit_read(
     let confirmed = (!local).then(|| shared.group.read_index());
     slots.push(Slot {
             argv: None,
+            silent: false,
             name: spec.name,
             reply: Box::pin(async move {
                 if let Some(load) = load {
@@ -526,6 +539,18 @@ async fn submit(
         ));
         return Some(spec.name);
     }
+    // CLIENT PAUSE: the command waits out the pause (every command under ALL, writes and
+    // what may publish under WRITE), after the replies before it are sent.
+    if pause_for(shared, spec).is_some() {
+        resolve(session, slots, batch).await;
+        *pending_write = false;
+        while let Some(until) = pause_for(shared, spec) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = shared.unpaused.notified() => {}
+            }
+        }
+    }
     // Administrative commands are not shown (Redis: too dangerous to be).
     if shared.monitors.active() && spec.flags & command::flags::ADMIN == 0 {
         let addr = session.info().addr.to_string();
@@ -625,6 +650,7 @@ async fn submit(
                     *pending_write = true;
                     Slot {
                         argv: None,
+                        silent: false,
                         name: spec.name,
                         reply,
                     }
@@ -649,6 +675,7 @@ async fn submit(
             batch.blocking |= spec.name == "wait";
             slots.push(Slot {
                 argv: None,
+                silent: false,
                 name: spec.name,
                 reply: run(shared.clone(), argv, command::Caller { tls: session.tls }),
             });
@@ -689,6 +716,7 @@ async fn submit(
                     batch.blocking = true;
                     slots.push(Slot {
                         argv: None,
+                        silent: false,
                         name: spec.name,
                         reply: Box::pin(block_read(shared.clone(), argv, wait, registration)),
                     });
@@ -766,6 +794,7 @@ async fn submit(
                 batch.blocking = true;
                 slots.push(Slot {
                     argv: None,
+                    silent: false,
                     name: spec.name,
                     reply: Box::pin(block(
                         shared.clone(),
@@ -803,6 +832,7 @@ async fn submit(
             *pending_write = true;
             slots.push(Slot {
                 argv: None,
+                silent: false,
                 name: spec.name,
                 reply: Box::pin(async move {
                     let slot = || key.as_deref().map_or(0, rockraft_raftstore::slot::key_slot);
@@ -837,6 +867,7 @@ fn propose_internal(shared: &Arc<Shared>, name: &'static str, argv: Vec<Bytes>, 
     let shared = shared.clone();
     Slot {
         argv: None,
+        silent: false,
         name,
         reply: Box::pin(async move {
             match tokio::time::timeout(timeout, proposal).await {
@@ -1233,6 +1264,14 @@ fn merge(steps: Vec<Step>, replicated: &[Vec<Bytes>], reply: Reply, resp3: bool)
             })
             .collect(),
     )
+}
+
+/// Until when `spec` must wait under CLIENT PAUSE, if it must.
+fn pause_for(shared: &Shared, spec: &command::CommandSpec) -> Option<tokio::time::Instant> {
+    let pause = *shared.pause.lock().unwrap_or_else(|e| e.into_inner());
+    let (until, all) = pause?;
+    let writes = spec.is_write() || matches!(spec.name, "publish" | "spublish" | "pfcount");
+    (until > tokio::time::Instant::now() && (all || writes)).then_some(until)
 }
 
 /// The connection's ACL user, if its rules restrict it (scripts it runs are checked call by

@@ -184,6 +184,10 @@ pub struct Shared {
     /// The node's certificate, for the TLS port and the bus (CONFIG SET tls-cert-file
     /// replaces it).
     pub tls_certs: Option<Arc<tls::CertStore>>,
+    /// CLIENT PAUSE: until when, and whether every command waits (else only writes).
+    pub pause: std::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
+    /// Wakes the commands waiting out a pause when CLIENT UNPAUSE ends it.
+    pub unpaused: tokio::sync::Notify,
     /// The connections in MONITOR mode.
     pub monitors: monitor::Monitors,
     /// SLOWLOG's entries and settings.
@@ -445,6 +449,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         tls_certs: tls.as_ref().map(|t| t.certs.clone()),
         slowlog: Arc::default(),
         monitors: monitor::Monitors::default(),
+        pause: std::sync::Mutex::new(None),
+        unpaused: tokio::sync::Notify::new(),
         shutdown_request: tokio::sync::Notify::new(),
         last_save: AtomicU64::new(
             std::time::SystemTime::now()

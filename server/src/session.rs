@@ -56,6 +56,10 @@ pub struct Session {
     pub tls: bool,
     /// MONITOR: the connection receives every command of the node's clients.
     pub monitor: bool,
+    /// CLIENT REPLY OFF: no replies are sent; `reply_skip`: how many of the next commands'
+    /// replies are not sent (CLIENT REPLY SKIP: its own and the next one's).
+    pub reply_off: bool,
+    pub reply_skip: u8,
     info: Arc<Mutex<ClientInfo>>,
 }
 
@@ -135,6 +139,8 @@ impl Clients {
             authenticated: false,
             tls: false,
             monitor: false,
+            reply_off: false,
+            reply_skip: 0,
             info,
         };
         (

@@ -441,3 +441,116 @@ fn a_monitor_that_stops_reading_is_cut_off() {
     let v: i64 = cmd("STRLEN").arg("big199").query(&mut c).unwrap();
     assert_eq!(v, 256 * 1024);
 }
+
+/// CLIENT REPLY OFF|ON|SKIP against Redis 7.0: the same bytes come back for the same requests.
+#[test]
+fn client_reply_matches_redis() {
+    use rockraft_tests::differential::RedisServer;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut seen = Vec::new();
+    for addr in [redis.addr, node.addr()] {
+        let mut c = Raw::connect(addr);
+        let mut out = String::new();
+        for args in [
+            &[&b"CLIENT"[..], b"REPLY", b"OFF"][..],
+            &[b"SET", b"k", b"1"],
+            &[b"CLIENT", b"REPLY", b"SKIP"],
+            &[b"INCR", b"k"],
+            &[b"CLIENT", b"REPLY", b"ON"],
+            &[b"INCR", b"k"],
+            &[b"CLIENT", b"REPLY", b"SKIP"],
+            &[b"INCR", b"k"],
+            &[b"GET", b"k"],
+            &[b"CLIENT", b"REPLY", b"MAYBE"],
+            &[b"CLIENT", b"NO-EVICT", b"ON"],
+            &[b"CLIENT", b"NO-EVICT", b"SOMETIMES"],
+        ] {
+            c.send(&resp(args));
+        }
+        for _ in 0..6 {
+            out.push_str(&c.read_reply());
+        }
+        seen.push(out);
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert_eq!(
+        seen[0],
+        "+OK\r\n:3\r\n$1\r\n4\r\n-ERR syntax error\r\n+OK\r\n-ERR syntax error\r\n"
+    );
+}
+
+/// CLIENT PAUSE holds writes (WRITE) or every command (ALL) until it ends or CLIENT UNPAUSE;
+/// reads go on under WRITE; Redis's errors for bad arguments.
+#[test]
+fn client_pause_holds_commands_until_it_ends() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut admin = Raw::connect(node.addr());
+    for (args, want) in [
+        (
+            &[&b"CLIENT"[..], b"PAUSE", b"x"][..],
+            "-ERR timeout is not an integer or out of range\r\n",
+        ),
+        (
+            &[b"CLIENT", b"PAUSE", b"-1"],
+            "-ERR timeout is negative\r\n",
+        ),
+        (
+            &[b"CLIENT", b"PAUSE", b"10", b"SOME"],
+            "-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n",
+        ),
+    ] {
+        assert_eq!(admin.roundtrip(&resp(args)), want);
+    }
+    let mut c = node.client();
+    assert_eq!(
+        admin.roundtrip(&resp(&[b"CLIENT", b"PAUSE", b"700", b"WRITE"])),
+        "+OK\r\n"
+    );
+    let start = Instant::now();
+    let _: Option<String> = cmd("GET").arg("k").query(&mut c).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "a read waited out a WRITE pause"
+    );
+    let _: () = cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "a write ran during the pause"
+    );
+    // A long pause, ended early by UNPAUSE from another connection.
+    assert_eq!(
+        admin.roundtrip(&resp(&[b"CLIENT", b"PAUSE", b"30000", b"WRITE"])),
+        "+OK\r\n"
+    );
+    let writer = std::thread::spawn({
+        let addr = node.addr();
+        move || {
+            let mut w = rockraft_tests::connect(addr).unwrap();
+            let t = Instant::now();
+            let _: () = cmd("SET").arg("k").arg("w").query(&mut w).unwrap();
+            t.elapsed()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(admin.roundtrip(&resp(&[b"CLIENT", b"UNPAUSE"])), "+OK\r\n");
+    let waited = writer.join().unwrap();
+    assert!(
+        waited < Duration::from_secs(10),
+        "UNPAUSE did not release the write ({waited:?})"
+    );
+    // ALL holds reads too.
+    assert_eq!(
+        admin.roundtrip(&resp(&[b"CLIENT", b"PAUSE", b"600", b"ALL"])),
+        "+OK\r\n"
+    );
+    let start = Instant::now();
+    let _: String = cmd("GET").arg("k").query(&mut c).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "a read ran during an ALL pause"
+    );
+}

@@ -404,6 +404,58 @@ fn client(s: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
                 (Reply::bulk("prefixes"), Reply::Array(prefixes)),
             ])
         }),
+        "REPLY" => arity(3).unwrap_or_else(|| match upper(&argv[2]).as_str() {
+            "ON" => {
+                s.reply_off = false;
+                s.reply_skip = 0;
+                Reply::ok()
+            }
+            "OFF" => {
+                s.reply_off = true;
+                Reply::ok()
+            }
+            "SKIP" => {
+                if !s.reply_off {
+                    // Its own reply and the next command's.
+                    s.reply_skip = 2;
+                }
+                Reply::ok()
+            }
+            _ => Reply::err(super::ERR_SYNTAX),
+        }),
+        // Nothing is evicted (no maxmemory) and no key's access time is kept.
+        "NO-EVICT" | "NO-TOUCH" => arity(3).unwrap_or_else(|| match upper(&argv[2]).as_str() {
+            "ON" | "OFF" => Reply::ok(),
+            _ => Reply::err(super::ERR_SYNTAX),
+        }),
+        "PAUSE" if argv.len() != 3 && argv.len() != 4 => wrong_arity("client|pause"),
+        "PAUSE" => {
+            let all = match argv.get(3).map(|m| upper(m)) {
+                None => true,
+                Some(m) if m == "ALL" => true,
+                Some(m) if m == "WRITE" => false,
+                Some(_) => return Reply::err("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+            };
+            let Some(ms) = super::parse_i64(&argv[2]) else {
+                return Reply::err("ERR timeout is not an integer or out of range");
+            };
+            if ms < 0 {
+                return Reply::err("ERR timeout is negative");
+            }
+            let until = tokio::time::Instant::now() + std::time::Duration::from_millis(ms as u64);
+            let mut pause = shared.pause.lock().unwrap_or_else(|e| e.into_inner());
+            // A pause during another keeps the stricter mode and the later end (Redis).
+            *pause = Some(match *pause {
+                Some((u, a)) if u > tokio::time::Instant::now() => (u.max(until), a || all),
+                _ => (until, all),
+            });
+            Reply::ok()
+        }
+        "UNPAUSE" => arity(2).unwrap_or_else(|| {
+            *shared.pause.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            shared.unpaused.notify_waiters();
+            Reply::ok()
+        }),
         "KILL" if argv.len() < 3 => wrong_arity("client|kill"),
         "KILL" => kill(s, shared, argv),
         "HELP" => super::help_reply(&[
