@@ -194,8 +194,11 @@ pub struct Shared {
     pub slowlog: Arc<slowlog::SlowLog>,
     /// SHUTDOWN asks the process to stop (the binary waits for it as for SIGTERM).
     pub shutdown_request: tokio::sync::Notify,
-    /// LASTSAVE's answer (Unix seconds): when the node started.
+    /// LASTSAVE's answer (Unix seconds): when the node started, or its last SAVE/BGSAVE.
     pub last_save: AtomicU64,
+    /// A BGSAVE is running; the last one failed.
+    pub bgsave_running: std::sync::atomic::AtomicBool,
+    pub bgsave_failed: std::sync::atomic::AtomicBool,
     /// With `--tls-cluster yes`: how this node dials another's TLS port (MEET, forwarded
     /// membership commands), with its certificate, checking theirs against the CA.
     pub peer_tls: Option<tokio_rustls::TlsConnector>,
@@ -452,6 +455,8 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         pause: std::sync::Mutex::new(None),
         unpaused: tokio::sync::Notify::new(),
         shutdown_request: tokio::sync::Notify::new(),
+        bgsave_running: std::sync::atomic::AtomicBool::new(false),
+        bgsave_failed: std::sync::atomic::AtomicBool::new(false),
         last_save: AtomicU64::new(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

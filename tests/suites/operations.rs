@@ -554,3 +554,56 @@ fn client_pause_holds_commands_until_it_ends() {
         "a read ran during an ALL pause"
     );
 }
+
+/// SAVE and BGSAVE write a checkpoint of the node to `<data-dir>/save` (a new one replaces
+/// the last), which LASTSAVE and INFO persistence then date; the checkpoint restores as a
+/// backup does.
+#[test]
+fn save_and_bgsave_write_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = InProcess::start(&data);
+    let mut c = node.client();
+    let _: () = cmd("SET").arg("k").arg("saved").query(&mut c).unwrap();
+    let before: i64 = cmd("LASTSAVE").query(&mut c).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let _: () = cmd("SAVE").query(&mut c).unwrap();
+    let after: i64 = cmd("LASTSAVE").query(&mut c).unwrap();
+    assert!(after > before, "{before} {after}");
+    assert!(data.join("save").is_dir());
+    let started: String = cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(started, "Background saving started");
+    assert!(rockraft_tests::wait_until(Duration::from_secs(20), || {
+        rockraft_tests::info_field(&mut c, "persistence", "rdb_bgsave_in_progress").as_deref()
+            == Some("0")
+    }));
+    assert_eq!(
+        rockraft_tests::info_field(&mut c, "persistence", "rdb_last_bgsave_status").as_deref(),
+        Some("ok")
+    );
+    let e = cmd("BGSAVE")
+        .arg("NOW")
+        .query::<String>(&mut c)
+        .unwrap_err();
+    assert!(e.to_string().contains("syntax error"), "{e}");
+    // The checkpoint is a backup: `rockraft-ctl restore` makes a node of it, with the key.
+    let copy = dir.path().join("copy");
+    std::fs::rename(data.join("save"), &copy).unwrap();
+    drop(node);
+    let restored_dir = dir.path().join("restored");
+    let out = std::process::Command::new(rockraft_tests::workspace_binary("rockraft-ctl"))
+        .args(["restore", "--from"])
+        .arg(&copy)
+        .arg("--data-dir")
+        .arg(&restored_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = InProcess::start(&restored_dir);
+    let v: String = cmd("GET").arg("k").query(&mut restored.client()).unwrap();
+    assert_eq!(v, "saved");
+}

@@ -8,6 +8,8 @@ pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "acl" => &["@slow"],
         "slowlog" => &["@slow"],
+        "save" => &["@admin", "@slow", "@dangerous"],
+        "bgsave" => &["@admin", "@slow", "@dangerous"],
         "monitor" => &["@admin", "@slow", "@dangerous"],
         "shutdown" => &["@admin", "@slow", "@dangerous"],
         "role" => &["@admin", "@fast", "@dangerous"],

@@ -50,6 +50,24 @@ pub fn commands() -> Vec<CommandSpec> {
         )
         .subcommands(&[("GET", -2), ("LEN", 2), ("RESET", 2), ("HELP", 2)]),
         spec(
+            "save",
+            1,
+            ADMIN | NOSCRIPT | NO_MULTI,
+            (0, 0, 0),
+            g,
+            "Synchronously saves the database(s) to disk.",
+            Kind::Async(save),
+        ),
+        spec(
+            "bgsave",
+            -1,
+            ADMIN | NOSCRIPT,
+            (0, 0, 0),
+            g,
+            "Asynchronously saves the database(s) to disk.",
+            Kind::Async(bgsave),
+        ),
+        spec(
             "role",
             1,
             NOSCRIPT | LOADING | STALE | FAST,
@@ -250,6 +268,93 @@ fn rrbackup(
     })
 }
 
+/// Where SAVE and BGSAVE put the node's checkpoint (RRBACKUP's, replaced each time).
+fn save_dir(shared: &Shared) -> std::path::PathBuf {
+    shared.config.data_dir.join("save")
+}
+
+/// Writes a checkpoint of the node to `<data-dir>/save` (a new one replaces the last one only
+/// once it is complete) and records its time for LASTSAVE.
+fn checkpoint(shared: &Shared) -> Result<u64, String> {
+    let dir = save_dir(shared);
+    let tmp = shared.config.data_dir.join("save.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (_, meta, _) =
+        rockraft_raftstore::snap::checkpoint(shared.db.engine(), crate::DATA_GROUP_ID, &tmp)
+            .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    shared.last_save.store(now, Ordering::Relaxed);
+    tracing::info!(applied_index = meta.index, dir = %dir.display(), "checkpoint saved");
+    Ok(meta.index)
+}
+
+/// SAVE: a checkpoint of the node now (every acknowledged write is already durable in the raft
+/// log; this is a copy an operator can take away, as RRBACKUP makes).
+fn save(
+    shared: std::sync::Arc<Shared>,
+    _: Vec<Bytes>,
+    _caller: super::Caller,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+    Box::pin(async move {
+        // One save at a time (they write the same directory).
+        if shared
+            .bgsave_running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Reply::err("ERR Background save already in progress");
+        }
+        let node = shared.clone();
+        let made = tokio::task::spawn_blocking(move || checkpoint(&node)).await;
+        shared.bgsave_running.store(false, Ordering::Release);
+        match made {
+            Ok(Ok(_)) => Reply::ok(),
+            Ok(Err(e)) => Reply::err(format!("ERR {e}")),
+            Err(e) => Reply::err(format!("ERR {e}")),
+        }
+    })
+}
+
+/// BGSAVE [SCHEDULE]: the same checkpoint in the background.
+fn bgsave(
+    shared: std::sync::Arc<Shared>,
+    argv: Vec<Bytes>,
+    _caller: super::Caller,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send>> {
+    Box::pin(async move {
+        let schedule = match argv.get(1).map(|a| upper(a)) {
+            None if argv.len() == 1 => false,
+            Some(a) if a == "SCHEDULE" && argv.len() == 2 => true,
+            _ => return Reply::err(ERR_SYNTAX),
+        };
+        if shared
+            .bgsave_running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return if schedule {
+                Reply::Simple("Background saving scheduled".into())
+            } else {
+                Reply::err("ERR Background save already in progress")
+            };
+        }
+        let node = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let ok = checkpoint(&node);
+            if let Err(e) = &ok {
+                tracing::warn!("background save failed: {e}");
+            }
+            node.bgsave_failed.store(ok.is_err(), Ordering::Relaxed);
+            node.bgsave_running.store(false, Ordering::Release);
+        });
+        Reply::Simple("Background saving started".into())
+    })
+}
+
 fn dbsize(ctx: &ReadCtx, _: &[Bytes]) -> Reply {
     let mut n = 0i64;
     ctx.for_each_key(&[], |_, _| {
@@ -410,12 +515,22 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
             kv("loading", &0);
             kv("async_loading", &0);
             kv("rdb_changes_since_last_save", &0);
-            kv("rdb_bgsave_in_progress", &0);
+            kv(
+                "rdb_bgsave_in_progress",
+                &u8::from(shared.bgsave_running.load(Ordering::Relaxed)),
+            );
             kv(
                 "rdb_last_save_time",
                 &shared.last_save.load(Ordering::Relaxed),
             );
-            kv("rdb_last_bgsave_status", &"ok");
+            kv(
+                "rdb_last_bgsave_status",
+                &if shared.bgsave_failed.load(Ordering::Relaxed) {
+                    "err"
+                } else {
+                    "ok"
+                },
+            );
             kv("aof_enabled", &1);
             kv("aof_rewrite_in_progress", &0);
             kv("aof_last_bgrewrite_status", &"ok");
