@@ -80,6 +80,7 @@ struct Batch {
     /// Replies were resolved while the last command was submitted (the slots were drained).
     resolved: bool,
     slowlog: Arc<crate::slowlog::SlowLog>,
+    command_stats: Arc<crate::cmdstats::CommandStats>,
 }
 
 /// While a blocking command waits, at most this much of the client's next requests is read
@@ -121,6 +122,7 @@ pub async fn serve_stream<S>(
         blocking: false,
         resolved: false,
         slowlog: shared.slowlog.clone(),
+        command_stats: shared.command_stats.clone(),
     };
     let mut slots: Vec<Slot> = Vec::new();
     // Requests read while a blocking command waited are decoded before reading again.
@@ -346,12 +348,19 @@ async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch
                 slot.reply.await
             }
         };
-        if !slot.silent {
-            reply.encode(session.proto, &mut batch.output);
-        }
         let done = *done.get_or_insert_with(Instant::now);
         let took = done.saturating_duration_since(batch.received);
         batch.metrics.record(slot.name, took.as_secs_f64());
+        let error = match &reply {
+            Reply::Error(e) => Some(e.as_str()),
+            _ => None,
+        };
+        batch
+            .command_stats
+            .record(slot.name, took.as_micros() as u64, error);
+        if !slot.silent {
+            reply.encode(session.proto, &mut batch.output);
+        }
         if let Some(argv) = slot.argv.take() {
             let micros = took.as_micros().min(i64::MAX as u128) as i64;
             if batch.slowlog.wants(micros) {

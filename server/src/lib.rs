@@ -4,6 +4,7 @@
 
 pub mod acl;
 pub mod blocking;
+pub mod cmdstats;
 pub mod command;
 pub mod config;
 mod connection;
@@ -190,6 +191,8 @@ pub struct Shared {
     pub unpaused: tokio::sync::Notify,
     /// The connections in MONITOR mode.
     pub monitors: monitor::Monitors,
+    /// INFO commandstats and errorstats.
+    pub command_stats: Arc<cmdstats::CommandStats>,
     /// SLOWLOG's entries and settings.
     pub slowlog: Arc<slowlog::SlowLog>,
     /// SHUTDOWN asks the process to stop (the binary waits for it as for SIGTERM).
@@ -451,6 +454,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         acl: acl::Acl::new(requirepass),
         tls_certs: tls.as_ref().map(|t| t.certs.clone()),
         slowlog: Arc::default(),
+        command_stats: Arc::default(),
         monitors: monitor::Monitors::default(),
         pause: std::sync::Mutex::new(None),
         unpaused: tokio::sync::Notify::new(),

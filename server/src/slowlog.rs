@@ -114,6 +114,11 @@ impl SlowLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Empties the log (CONFIG RESETSTAT, SLOWLOG RESET).
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
     /// Drops entries past a lowered `slowlog-max-len`.
     pub fn trim(&self) {
         let max = self.max_len.load(Ordering::Relaxed) as usize;
@@ -140,7 +145,7 @@ pub fn command(log: &SlowLog, argv: &[Bytes]) -> Reply {
             "    Prints this help.",
         ]),
         ("RESET", 2) => {
-            log.lock().clear();
+            log.reset();
             Reply::ok()
         }
         ("LEN", 2) => Reply::Int(log.lock().len() as i64),

@@ -607,3 +607,52 @@ fn save_and_bgsave_write_a_checkpoint() {
     let v: String = cmd("GET").arg("k").query(&mut restored.client()).unwrap();
     assert_eq!(v, "saved");
 }
+
+/// INFO commandstats and errorstats count calls, failures and error codes as Redis does;
+/// CONFIG RESETSTAT clears them; the default INFO has errorstats, `all` commandstats too.
+#[test]
+fn commandstats_and_errorstats_count_calls_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut c = node.client();
+    // The harness's own readiness probes are counted too: start from zero.
+    let _: () = cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let _: () = cmd("SET").arg("a").arg("1").query(&mut c).unwrap();
+    let _: i64 = cmd("INCR").arg("a").query(&mut c).unwrap();
+    let _: i64 = cmd("INCR").arg("a").query(&mut c).unwrap();
+    assert!(cmd("HSET")
+        .arg("a")
+        .arg("f")
+        .arg("v")
+        .query::<i64>(&mut c)
+        .is_err());
+    assert!(cmd("NOSUCH").query::<()>(&mut c).is_err());
+    let info =
+        |c: &mut redis::Connection, s: &str| -> String { cmd("INFO").arg(s).query(c).unwrap() };
+    let stats = info(&mut c, "commandstats");
+    for want in [
+        "cmdstat_set:calls=1,",
+        "cmdstat_incr:calls=2,",
+        "cmdstat_hset:calls=1,",
+    ] {
+        assert!(stats.contains(want), "{want} not in {stats}");
+    }
+    assert!(
+        stats.contains("rejected_calls=0,failed_calls=1\r\n"),
+        "{stats}"
+    );
+    let errors = info(&mut c, "errorstats");
+    assert!(errors.contains("errorstat_ERR:count=1\r\n"), "{errors}");
+    assert!(
+        errors.contains("errorstat_WRONGTYPE:count=1\r\n"),
+        "{errors}"
+    );
+    assert!(info(&mut c, "stats").contains("total_error_replies:2\r\n"));
+    let default: String = cmd("INFO").query(&mut c).unwrap();
+    assert!(default.contains("# Errorstats") && !default.contains("# Commandstats"));
+    assert!(info(&mut c, "all").contains("# Commandstats"));
+    let _: () = cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+    let stats = info(&mut c, "commandstats");
+    assert!(!stats.contains("cmdstat_set:"), "{stats}");
+    assert_eq!(info(&mut c, "errorstats"), "# Errorstats\r\n");
+}

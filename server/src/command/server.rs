@@ -403,13 +403,14 @@ fn time(_: &mut Session, _: &Shared, _: &[Bytes]) -> Reply {
     ])
 }
 
-const DEFAULT_SECTIONS: [&str; 9] = [
+const DEFAULT_SECTIONS: [&str; 10] = [
     "server",
     "clients",
     "memory",
     "persistence",
     "stats",
     "replication",
+    "errorstats",
     "keyspace",
     "raft",
     "cluster",
@@ -424,9 +425,19 @@ fn info(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
         || wanted
             .iter()
             .any(|w| matches!(w.as_str(), "all" | "everything" | "default"));
+    // `all` and `everything` add what the default leaves out (Redis's rule).
+    let more = wanted
+        .iter()
+        .any(|w| matches!(w.as_str(), "all" | "everything"));
     let mut out = String::new();
-    for section in DEFAULT_SECTIONS {
-        if all || wanted.iter().any(|w| w == section) {
+    let every = DEFAULT_SECTIONS[..6]
+        .iter()
+        .chain(&["commandstats"])
+        .chain(&DEFAULT_SECTIONS[6..]);
+    for section in every {
+        let listed = wanted.iter().any(|w| w == section);
+        let default = DEFAULT_SECTIONS.contains(section);
+        if listed || (all && default) || more {
             if !out.is_empty() {
                 out.push_str("\r\n");
             }
@@ -458,6 +469,11 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
     let mut title = section.to_string();
     title[..1].make_ascii_uppercase();
     let _ = write!(out, "# {title}\r\n");
+    match section {
+        "commandstats" => return shared.command_stats.commandstats(out),
+        "errorstats" => return shared.command_stats.errorstats(out),
+        _ => {}
+    }
     let mut kv = |k: &str, v: &dyn std::fmt::Display| {
         let _ = write!(out, "{k}:{v}\r\n");
     };
@@ -553,6 +569,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
                 &s.rejected_connections.load(Ordering::Relaxed),
             );
             kv("expired_keys", &s.expired_keys.load(Ordering::Relaxed));
+            kv("total_error_replies", &shared.command_stats.total_errors());
         }
         "replication" => {
             let applied = status.applied_index.load(Ordering::Acquire);
@@ -925,6 +942,7 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
         }
         "RESETSTAT" => {
             shared.stats.reset();
+            shared.command_stats.reset();
             Reply::ok()
         }
         "REWRITE" => Reply::err("ERR The server is running without a config file"),
