@@ -656,3 +656,60 @@ fn commandstats_and_errorstats_count_calls_and_errors() {
     assert!(!stats.contains("cmdstat_set:"), "{stats}");
     assert_eq!(info(&mut c, "errorstats"), "# Errorstats\r\n");
 }
+
+/// MEMORY against Redis 7.0: HELP, DOCTOR on a small dataset, PURGE and every error the same;
+/// USAGE gives a number for a key (growing with its data) and nil for a missing one.
+#[test]
+fn memory_matches_redis_where_it_can() {
+    use rockraft_tests::differential::{RedisServer, Target};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let a =
+        |parts: &[&str]| -> Vec<Vec<u8>> { parts.iter().map(|p| p.as_bytes().to_vec()).collect() };
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    for cmd in [
+        a(&["SET", "k", "v"]),
+        a(&["MEMORY", "HELP"]),
+        a(&["MEMORY", "DOCTOR"]),
+        a(&["MEMORY", "PURGE"]),
+        a(&["MEMORY", "USAGE", "nokey"]),
+        a(&["MEMORY", "USAGE", "k", "SAMPLES", "x"]),
+        a(&["MEMORY", "USAGE", "k", "SAMPLES", "-1"]),
+        a(&["MEMORY", "USAGE", "k", "FOO", "1"]),
+        a(&["MEMORY", "USAGE", "k", "SAMPLES"]),
+        a(&["MEMORY", "USAGE"]),
+        a(&["MEMORY", "NOPE"]),
+    ] {
+        assert_eq!(
+            ours.call(&cmd).to_string(),
+            oracle.call(&cmd).to_string(),
+            "{cmd:?}"
+        );
+    }
+    let mut c = node.client();
+    let small: i64 = cmd("MEMORY").arg("USAGE").arg("k").query(&mut c).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        pipe.cmd("HSET")
+            .arg("h")
+            .arg(format!("field{i}"))
+            .arg("x".repeat(100))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut c).unwrap();
+    let all: i64 = cmd("MEMORY")
+        .arg("USAGE")
+        .arg("h")
+        .arg("SAMPLES")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let sampled: i64 = cmd("MEMORY").arg("USAGE").arg("h").query(&mut c).unwrap();
+    assert!(small > 0 && small < 100, "{small}");
+    assert!(all > 100_000 && sampled > 100_000, "{all} {sampled}");
+    let stats: std::collections::HashMap<String, redis::Value> =
+        cmd("MEMORY").arg("STATS").query(&mut c).unwrap();
+    assert_eq!(stats["keys.count"], redis::Value::Int(2));
+}

@@ -12,6 +12,12 @@ pub const W: u8 = 2;
 /// Every subcommand of the container commands in the table: (container, subcommand,
 /// categories, in Redis's order).
 pub const SUBCOMMANDS: &[(&str, &str, &[&str])] = &[
+    ("memory", "purge", &["@slow"]),
+    ("memory", "help", &["@slow"]),
+    ("memory", "doctor", &["@slow"]),
+    ("memory", "stats", &["@slow"]),
+    ("memory", "malloc-stats", &["@slow"]),
+    ("memory", "usage", &["@read", "@slow"]),
     ("slowlog", "help", &["@slow"]),
     ("slowlog", "get", &["@admin", "@slow", "@dangerous"]),
     ("slowlog", "len", &["@admin", "@slow", "@dangerous"]),
@@ -247,6 +253,7 @@ pub fn key_access(name: &str) -> Option<&'static [u8]> {
         "mget" => &[R],
         "mset" => &[W],
         "msetnx" => &[W],
+        "memory|usage" => &[0],
         "object|encoding" => &[0],
         "object|freq" => &[0],
         "object|idletime" => &[0],

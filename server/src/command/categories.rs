@@ -8,6 +8,7 @@ pub fn of(name: &str) -> Option<&'static [&'static str]> {
     Some(match name {
         "acl" => &["@slow"],
         "slowlog" => &["@slow"],
+        "memory" => &["@slow"],
         "save" => &["@admin", "@slow", "@dangerous"],
         "bgsave" => &["@admin", "@slow", "@dangerous"],
         "monitor" => &["@admin", "@slow", "@dangerous"],

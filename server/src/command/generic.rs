@@ -32,6 +32,8 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("randomkey", 1, READONLY, (0, 0, 0), g, "Returns a random key name from the database.", Read(randomkey)),
         spec("touch", -2, READONLY | FAST, (1, -1, 1), g, "Returns the number of existing keys out of those specified after updating the time they were last accessed.", Read(touch)),
         spec("object", -2, READONLY, (2, 2, 1), g, "A container for object introspection commands.", Read(object)),
+        spec("memory", -2, 0, (2, 2, 1), "server", "A container for memory diagnostics commands.", Read(memory))
+            .subcommands(&[("DOCTOR", 2), ("HELP", 2), ("MALLOC-STATS", 2), ("PURGE", 2), ("STATS", 2), ("USAGE", -3)]),
     ]
 }
 
@@ -237,4 +239,102 @@ fn encoding(ctx: &ReadCtx, at: &dyn Reader, key: &[u8], v: &Value) -> &'static s
         crate::db::TYPE_STREAM => "stream",
         _ => "unknown",
     }
+}
+
+/// MEMORY USAGE key [SAMPLES n] | STATS | DOCTOR | MALLOC-STATS | PURGE | HELP. rockraft keeps
+/// its data in RocksDB, not in a heap of Redis objects: USAGE estimates the bytes a key takes
+/// there (its name, value and per-entry overhead; a collection's elements sampled as Redis
+/// samples them), STATS reports the process's memory and the keys' count.
+fn memory(ctx: &ReadCtx, argv: &[Bytes]) -> Reply {
+    /// Bytes of bookkeeping per stored entry (its row key prefix, kind, expiry, version).
+    const ENTRY: usize = 24;
+    match upper(&argv[1]).as_str() {
+        "HELP" => super::help_reply(&[
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+            "HELP",
+            "    Prints this help.",
+        ]),
+        "PURGE" => Reply::ok(),
+        "MALLOC-STATS" => Reply::bulk("Stats not supported for the current allocator"),
+        "DOCTOR" => {
+            // Redis's threshold is 5 MB of data; rockraft estimates its data at 64 bytes a key.
+            let keys = key_count(ctx);
+            Reply::Verbatim(if keys * 64 < 5 << 20 {
+                "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be back to our programming as soon as I finished rebooting.\n".into()
+            } else {
+                "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.\n".into()
+            })
+        }
+        "STATS" => {
+            let (keys, rss) = (key_count(ctx) as i64, crate::command::server::rss() as i64);
+            let field = |k: &str| Reply::bulk(k.to_string());
+            Reply::Map(vec![
+                (field("peak.allocated"), Reply::Int(rss)),
+                (field("total.allocated"), Reply::Int(rss)),
+                (field("keys.count"), Reply::Int(keys)),
+                (
+                    field("keys.bytes-per-key"),
+                    Reply::Int(if keys > 0 { rss / keys } else { 0 }),
+                ),
+            ])
+        }
+        _ => {
+            let mut samples = 5usize;
+            let mut i = 3;
+            while i < argv.len() {
+                if !argv[i].eq_ignore_ascii_case(b"samples") || i + 1 >= argv.len() {
+                    return Reply::err(ERR_SYNTAX);
+                }
+                match parse_i64(&argv[i + 1]) {
+                    None => return Reply::err(ERR_NOT_INTEGER),
+                    Some(n) if n < 0 => return Reply::err(ERR_SYNTAX),
+                    Some(0) => samples = usize::MAX,
+                    Some(n) => samples = n as usize,
+                }
+                i += 2;
+            }
+            let key = &argv[2];
+            ctx.read(|at| {
+                let Some(value) = at.live(key) else {
+                    return Reply::Nil;
+                };
+                if !value.is_collection() {
+                    return Reply::Int((key.len() + value.data.len() + ENTRY) as i64);
+                }
+                let size = crate::types::Meta::decode(&value).size as usize;
+                let Ok(Some(c)) = Collection::get(at, value.kind, key) else {
+                    return Reply::Int((key.len() + ENTRY) as i64);
+                };
+                let (mut seen, mut bytes) = (0usize, 0usize);
+                at.scan(key, c.meta.version, &[], &mut |sub, v| {
+                    seen += 1;
+                    bytes += key.len() + sub.len() + v.len() + ENTRY;
+                    seen < samples
+                });
+                let elements = (bytes * size.max(seen)).checked_div(seen).unwrap_or(0);
+                Reply::Int((key.len() + value.data.len() + ENTRY + elements) as i64)
+            })
+        }
+    }
+}
+
+/// How many keys the node holds.
+fn key_count(ctx: &ReadCtx) -> usize {
+    let mut n = 0;
+    ctx.for_each_key(&[], |_, _| {
+        n += 1;
+        true
+    });
+    n
 }

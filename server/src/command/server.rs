@@ -447,6 +447,11 @@ fn info(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     Reply::Verbatim(out)
 }
 
+/// The process's resident memory, in bytes.
+pub fn rss() -> u64 {
+    rss_bytes()
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
