@@ -124,12 +124,7 @@ impl NetInner {
         let mut stream: BusStream = match self.tls() {
             Some(tls) => {
                 let name = server_name(addr)?;
-                let handshake = tls.connector.connect(name, tcp);
-                match tokio::time::timeout(crate::bus_auth::HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(s)) => Box::new(s),
-                    Ok(Err(e)) => return Err(tls_refused(&e)),
-                    Err(_) => return Err(tls_refused(&"the TLS handshake timed out")),
-                }
+                Box::new(tls_handshake(tls.connector.connect(name, tcp)).await?)
             }
             None => Box::new(tcp),
         };
@@ -144,14 +139,7 @@ impl NetInner {
     async fn accept(&self, tcp: TcpStream) -> std::io::Result<BusStream> {
         let _ = tcp.set_nodelay(true);
         let mut stream: BusStream = match self.tls() {
-            Some(tls) => {
-                let handshake = tls.acceptor.accept(tcp);
-                match tokio::time::timeout(crate::bus_auth::HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(s)) => Box::new(s),
-                    Ok(Err(e)) => return Err(tls_refused(&e)),
-                    Err(_) => return Err(tls_refused(&"the TLS handshake timed out")),
-                }
-            }
+            Some(tls) => Box::new(tls_handshake(tls.acceptor.accept(tcp)).await?),
             None => Box::new(tcp),
         };
         if let Some(secret) = self.secret() {
@@ -589,6 +577,17 @@ async fn send_loop(
 
 fn tls_refused(why: &dyn std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("TLS: {why}"))
+}
+
+/// Either side's TLS handshake, bounded like the secret's; a failure refuses the peer.
+async fn tls_handshake<S>(
+    handshake: impl std::future::Future<Output = std::io::Result<S>>,
+) -> std::io::Result<S> {
+    match tokio::time::timeout(crate::bus_auth::HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(tls_refused(&e)),
+        Err(_) => Err(tls_refused(&"the TLS handshake timed out")),
+    }
 }
 
 /// Drops every queued frame; true when the queue is closed for good.
