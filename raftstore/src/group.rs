@@ -1253,7 +1253,16 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
             .store(raft.raft_log.committed, Ordering::Release);
         s.last_index
             .store(raft.raft_log.last_index(), Ordering::Release);
-        s.leader_id.store(raft.leader_id, Ordering::Release);
+        let previous_leader = s.leader_id.swap(raft.leader_id, Ordering::AcqRel);
+        if previous_leader != raft.leader_id && raft.leader_id != raft::INVALID_ID {
+            // Counted by every node as it learns of a new leader (Grafana's "leader changes").
+            metrics::counter!("rockraft_raft_leader_changes_total").increment(1);
+        }
+        metrics::gauge!("rockraft_raft_is_leader").set(if raft.state == StateRole::Leader {
+            1.0
+        } else {
+            0.0
+        });
         let role = match raft.state {
             StateRole::Follower => 0,
             StateRole::Leader => 1,

@@ -3,7 +3,11 @@
 //! Exported: `rockraft_commands_total{cmd}`, `rockraft_command_duration_seconds{cmd}`,
 //! `rockraft_connected_clients`, `rockraft_raft_term`, `rockraft_raft_commit_index`,
 //! `rockraft_raft_applied_index`, `rockraft_raft_log_write_seconds` (the synced raft log write:
-//! fsync latency), `rockraft_expired_keys_total`.
+//! fsync latency), `rockraft_expired_keys_total`, `rockraft_raft_leader_changes_total`,
+//! `rockraft_raft_is_leader`, `rockraft_raft_log_entries`, `rockraft_raft_log_bytes`,
+//! `rockraft_snapshots_{generated,sent,send_failed,received,installed}_total`, and the bus and
+//! pub/sub counters below. Every counter is registered at start, so a dashboard's queries find
+//! it at 0 before its first event (`deploy/grafana/rockraft.json` is checked against a scrape).
 
 use std::net::SocketAddr;
 
@@ -37,5 +41,34 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         "rockraft_raft_log_write_seconds",
         "Latency of the synced raft log write (one fsync per ready turn)."
     );
+    metrics::describe_counter!(
+        "rockraft_raft_leader_changes_total",
+        "Times this node learned of a new raft leader."
+    );
+    metrics::describe_gauge!("rockraft_raft_is_leader", "1 on the raft leader, else 0.");
+    metrics::describe_gauge!("rockraft_raft_log_entries", "Entries in the raft log.");
+    metrics::describe_gauge!(
+        "rockraft_raft_log_bytes",
+        "Bytes of the raft log's entries."
+    );
+    for name in COUNTERS {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::gauge!("rockraft_raft_is_leader").set(0.0);
     Ok(())
 }
+
+/// The counters without labels, registered at start.
+const COUNTERS: [&str; 11] = [
+    "rockraft_expired_keys_total",
+    "rockraft_raft_leader_changes_total",
+    "rockraft_snapshots_generated_total",
+    "rockraft_snapshots_sent_total",
+    "rockraft_snapshots_send_failed_total",
+    "rockraft_snapshots_received_total",
+    "rockraft_snapshots_installed_total",
+    "rockraft_bus_auth_failures_total",
+    "rockraft_raft_messages_from_non_members_total",
+    "rockraft_pubsub_published_total",
+    "rockraft_pubsub_clients_disconnected_total",
+];
