@@ -1,6 +1,7 @@
 //! INFO commandstats and errorstats: per command, how many calls, how long they took and how
 //! many answered an error; per error code, how many errors. A command's time is the one SLOWLOG
-//! uses (request read to reply ready). Containers count as one command (`cmdstat_client`,
+//! uses (request read to reply ready); each command's latencies also go to a histogram (INFO
+//! latencystats, LATENCY HISTOGRAM) and the latency monitor ([`crate::latency`]). Containers count as one command (`cmdstat_client`,
 //! where Redis counts each subcommand).
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,8 @@ struct Counters {
     calls: AtomicU64,
     micros: AtomicU64,
     failed: AtomicU64,
+    fast: bool,
+    latencies: crate::latency::Histogram,
 }
 
 /// Redis keeps at most this many error codes.
@@ -21,6 +24,8 @@ const MAX_ERROR_CODES: usize = 128;
 pub struct CommandStats {
     commands: HashMap<&'static str, Counters>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The latency monitor (LATENCY LATEST…), fed with the same timings.
+    pub latency: crate::latency::Monitor,
 }
 
 impl Default for CommandStats {
@@ -28,9 +33,19 @@ impl Default for CommandStats {
         CommandStats {
             commands: crate::command::table()
                 .iter()
-                .map(|c| (c.name, Counters::default()))
+                .map(|c| {
+                    let fast = c.flags & crate::command::flags::FAST != 0;
+                    (
+                        c.name,
+                        Counters {
+                            fast,
+                            ..Counters::default()
+                        },
+                    )
+                })
                 .collect(),
             errors: Mutex::new(BTreeMap::new()),
+            latency: crate::latency::Monitor::default(),
         }
     }
 }
@@ -44,6 +59,10 @@ impl CommandStats {
             if error.is_some() {
                 c.failed.fetch_add(1, Ordering::Relaxed);
             }
+            // Redis keeps latencies in ns from the µs it measured.
+            c.latencies.record(micros.saturating_mul(1000));
+            let event = if c.fast { "fast-command" } else { "command" };
+            self.latency.observe(event, micros / 1000);
         }
         if let Some(e) = error {
             let code = e.split(' ').next().unwrap_or("ERR");
@@ -70,6 +89,7 @@ impl CommandStats {
             c.calls.store(0, Ordering::Relaxed);
             c.micros.store(0, Ordering::Relaxed);
             c.failed.store(0, Ordering::Relaxed);
+            c.latencies.reset();
         }
         self.errors
             .lock()
@@ -95,6 +115,29 @@ impl CommandStats {
                 c.failed.load(Ordering::Relaxed)
             );
         }
+    }
+
+    /// The `# Latencystats` lines: p50, p99 and p99.9 of each command called.
+    pub fn latencystats(&self, out: &mut String) {
+        let mut names: Vec<&&str> = self.commands.keys().collect();
+        names.sort();
+        for name in names {
+            self.commands[*name].latencies.info_line(name, out);
+        }
+    }
+
+    /// LATENCY HISTOGRAM's entries: every command called (`None`), or the one named.
+    pub fn histograms(&self, name: Option<&str>) -> Vec<(String, rockraft_resp::Reply)> {
+        let mut names: Vec<&&str> = self
+            .commands
+            .keys()
+            .filter(|n| name.is_none_or(|want| **n == want))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| Some((n.to_string(), self.commands[*n].latencies.cdf()?)))
+            .collect()
     }
 
     /// The `# Errorstats` lines.

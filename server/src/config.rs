@@ -10,6 +10,17 @@ use clap::Parser;
 #[derive(Parser, Clone, Debug)]
 #[command(name = "rockraft-server", version, about, long_about = None)]
 pub struct Config {
+    /// A configuration file in redis.conf syntax (`port 7001`, `dir /var/lib/rockraft`, one
+    /// directive a line, Redis's names); flags and environment variables override it, and
+    /// CONFIG REWRITE writes changed settings back to it.
+    #[arg(long, env = "ROCKRAFT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The configuration file, named first as `redis-server /etc/redis/redis.conf` (the same
+    /// as `--config`).
+    #[arg(value_name = "CONFIG_FILE", conflicts_with = "config")]
+    pub config_file_arg: Option<PathBuf>,
+
     /// Address to listen on for clients.
     #[arg(long, env = "ROCKRAFT_BIND", default_value = "127.0.0.1")]
     pub bind: String,
@@ -131,6 +142,14 @@ pub struct Config {
     #[arg(skip)]
     pub zero_port_picks_free: bool,
 
+    /// Not a flag: the file's settings for CONFIG SET to apply as the node starts.
+    #[arg(skip)]
+    pub file_settings: Vec<crate::config_file::RuntimeSetting>,
+
+    /// Not a flag: the file's directives that were ignored, and why (logged at start).
+    #[arg(skip)]
+    pub file_warnings: Vec<String>,
+
     /// A file holding the cluster secret (its first line), instead of `--cluster-secret`.
     #[arg(
         long,
@@ -212,6 +231,10 @@ impl Config {
     /// A configuration for tests and embedding: loopback, a free port, no metrics endpoint.
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         Config {
+            config: None,
+            config_file_arg: None,
+            file_settings: Vec::new(),
+            file_warnings: Vec::new(),
             bind: "127.0.0.1".into(),
             port: 0,
             bus_port: Some(0),

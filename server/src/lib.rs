@@ -7,15 +7,18 @@ pub mod blocking;
 pub mod cmdstats;
 pub mod command;
 pub mod config;
+pub mod config_file;
 mod connection;
 pub mod db;
 mod expire;
 pub mod glob;
+pub mod latency;
 pub mod long_double;
 pub mod monitor;
 pub mod notify;
 mod peer_client;
 pub mod pubsub;
+pub mod rdb;
 mod scan;
 pub mod scripting;
 pub mod session;
@@ -473,6 +476,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     });
     let _ = node.set(Arc::downgrade(&shared));
     shared.acl.reload(&shared.db);
+    for setting in &shared.config.file_settings {
+        command::server::apply_file_setting(&shared, setting).map_err(StartError::Config)?;
+    }
     let (shutdown, _) = broadcast::channel(1);
     let mut tasks = JoinSet::new();
     if let Some(l) = listener {

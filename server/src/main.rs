@@ -1,6 +1,5 @@
 //! The `rockraft-server` binary: flags, logging, signals; everything else is the library.
 
-use clap::Parser;
 use rockraft_server::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -10,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let config = Config::parse();
+    let config = Config::load();
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|e| {
         eprintln!("invalid --log-level '{}': {e}", config.log_level);
         std::process::exit(2);
@@ -20,6 +19,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for w in &config.file_warnings {
+        tracing::warn!("{w}");
+    }
     // A panic anywhere (a failed raft log write, a corrupt entry) stops the whole node: it must
     // not keep answering clients with state that memory and disk disagree on.
     let default_hook = std::panic::take_hook();

@@ -190,6 +190,7 @@ fn rule(name: &str, argv: &[Bytes]) -> Option<Rule> {
         "getex" if has_option(argv, &["PERSIST"]) => Each(GENERIC, "persist"),
         "getex" => Stored(GENERIC, "expire"),
         "copy" => Stored(GENERIC, "copy_to"),
+        "restore" | "restore-asking" => Stored(GENERIC, "restore"),
         "lpush" | "lpushx" => Each(LIST, "lpush"),
         "rpush" | "rpushx" => Each(LIST, "rpush"),
         "lpop" | "blpop" => Each(LIST, "lpop"),

@@ -81,3 +81,52 @@ pub async fn call(
         .await
         .map_err(|_| format!("{addr} did not answer within {timeout:?}"))?
 }
+
+/// Where a [`pipeline`] failed to talk to its target (MIGRATE's IOERR texts).
+#[derive(Debug, PartialEq, Eq)]
+pub enum PipelineFailure {
+    Connect,
+    Write,
+    Read,
+}
+
+/// Sends `requests` to `addr` in one write (plaintext) and returns each reply: `Ok(())` for a
+/// non-error reply, `Err(text)` for an error reply. Each step is bounded by `timeout`.
+pub async fn pipeline(
+    addr: &str,
+    requests: &[Vec<bytes::Bytes>],
+    timeout: Duration,
+) -> Result<Vec<Result<(), String>>, PipelineFailure> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| PipelineFailure::Connect)?
+        .map_err(|_| PipelineFailure::Connect)?;
+    let mut stream = tcp;
+    let mut out = Vec::new();
+    for r in requests {
+        let args: Vec<&[u8]> = r.iter().map(|a| &a[..]).collect();
+        out.extend(rockraft_resp::encode_request(&args));
+    }
+    tokio::time::timeout(timeout, stream.write_all(&out))
+        .await
+        .map_err(|_| PipelineFailure::Write)?
+        .map_err(|_| PipelineFailure::Write)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut replies = Vec::with_capacity(requests.len());
+    while replies.len() < requests.len() {
+        match decode_bytes_mut(&mut buf).map_err(|_| PipelineFailure::Read)? {
+            Some((BytesFrame::Error(e), _, _)) => replies.push(Err(e.to_string())),
+            Some(_) => replies.push(Ok(())),
+            None => {
+                let n = tokio::time::timeout(timeout, stream.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| PipelineFailure::Read)?
+                    .map_err(|_| PipelineFailure::Read)?;
+                if n == 0 {
+                    return Err(PipelineFailure::Read);
+                }
+            }
+        }
+    }
+    Ok(replies)
+}

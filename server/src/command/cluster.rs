@@ -44,7 +44,32 @@ pub fn commands() -> Vec<CommandSpec> {
         "cluster",
         "A container for Redis Cluster commands.",
         Kind::Async(cluster),
-    )]
+    )
+    .lists_subcommands(&[
+        ("ADDSLOTS", -3),
+        ("ADDSLOTSRANGE", -4),
+        ("BUMPEPOCH", 2),
+        ("COUNTKEYSINSLOT", 3),
+        ("DELSLOTS", -3),
+        ("DELSLOTSRANGE", -4),
+        ("FAILOVER", -2),
+        ("FLUSHSLOTS", 2),
+        ("FORGET", 3),
+        ("GETKEYSINSLOT", 4),
+        ("HELP", 2),
+        ("INFO", 2),
+        ("KEYSLOT", 3),
+        ("MEET", -4),
+        ("MYID", 2),
+        ("NODES", 2),
+        ("REPLICATE", 3),
+        ("RESET", -2),
+        ("SAVECONFIG", 2),
+        ("SET-CONFIG-EPOCH", 3),
+        ("SETSLOT", -4),
+        ("SHARDS", 2),
+        ("SLOTS", 2),
+    ])]
 }
 
 const NOT_EMPTY: &str = "is not empty";

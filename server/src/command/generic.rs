@@ -31,7 +31,7 @@ pub fn commands() -> Vec<CommandSpec> {
         spec("copy", -3, WRITE, (1, 2, 1), g, "Copies the value of a key to a new key.", Write { prepare: prepare_copy, apply: apply_copy }),
         spec("randomkey", 1, READONLY, (0, 0, 0), g, "Returns a random key name from the database.", Read(randomkey)),
         spec("touch", -2, READONLY | FAST, (1, -1, 1), g, "Returns the number of existing keys out of those specified after updating the time they were last accessed.", Read(touch)),
-        spec("object", -2, READONLY, (2, 2, 1), g, "A container for object introspection commands.", Read(object)),
+        spec("object", -2, READONLY, (2, 2, 1), g, "A container for object introspection commands.", Read(object)).lists_subcommands(&[("ENCODING", 3), ("FREQ", 3), ("HELP", 2), ("IDLETIME", 3), ("REFCOUNT", 3)]),
         spec("memory", -2, 0, (2, 2, 1), "server", "A container for memory diagnostics commands.", Read(memory))
             .subcommands(&[("DOCTOR", 2), ("HELP", 2), ("MALLOC-STATS", 2), ("PURGE", 2), ("STATS", 2), ("USAGE", -3)]),
     ]

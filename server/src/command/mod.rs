@@ -15,6 +15,7 @@ pub mod blocking;
 pub mod categories;
 pub mod cluster;
 pub mod connection;
+pub mod dump;
 pub mod function;
 pub mod generic;
 pub mod geo;
@@ -30,6 +31,7 @@ pub mod set;
 pub mod sort;
 pub mod stream;
 pub mod string;
+pub mod tips;
 pub mod zset;
 
 use std::collections::HashMap;
@@ -63,8 +65,10 @@ pub mod flags {
     pub const BLOCKING: u32 = 1 << 8;
     /// Refused inside MULTI (SHUTDOWN, SYNC): Redis's `no-multi`.
     pub const NO_MULTI: u32 = 1 << 9;
+    /// Served during a slot migration's ASK redirection (RESTORE-ASKING): Redis's `asking`.
+    pub const ASKING: u32 = 1 << 10;
 
-    pub const NAMES: [(u32, &str); 10] = [
+    pub const NAMES: [(u32, &str); 11] = [
         (WRITE, "write"),
         (READONLY, "readonly"),
         (DENYOOM, "denyoom"),
@@ -75,6 +79,7 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_MULTI, "no_multi"),
+        (ASKING, "asking"),
     ];
 }
 
@@ -139,6 +144,9 @@ pub struct CommandSpec {
     /// A container command's subcommands and their arities (negative: at least), checked
     /// before it runs or is queued ([`subcommand_error`]).
     pub subcommands: &'static [(&'static str, i32)],
+    /// The subcommands COMMAND lists for a container that checks its own (CLIENT, CONFIG,
+    /// CLUSTER, COMMAND, OBJECT): Redis's arities, nothing checked from this table.
+    pub listed_subcommands: &'static [(&'static str, i32)],
     /// For commands whose keys a keyword locates (XREAD's `STREAMS`): their positions.
     pub key_finder: Option<KeyFinder>,
     /// Redis's ACL categories of the command (`@read`, `@write`, `@dangerous`…).
@@ -172,6 +180,21 @@ impl CommandSpec {
     pub(crate) fn subcommands(mut self, table: &'static [(&'static str, i32)]) -> Self {
         self.subcommands = table;
         self
+    }
+
+    /// Lists subcommands in COMMAND without checking them (see
+    /// [`CommandSpec::listed_subcommands`]).
+    pub(crate) fn lists_subcommands(mut self, table: &'static [(&'static str, i32)]) -> Self {
+        self.listed_subcommands = table;
+        self
+    }
+
+    /// The subcommands COMMAND shows.
+    pub fn shown_subcommands(&self) -> &'static [(&'static str, i32)] {
+        match self.subcommands.is_empty() {
+            true => self.listed_subcommands,
+            false => self.subcommands,
+        }
     }
 
     /// Gives a write its read form (see [`CommandSpec::read_form`]).
@@ -423,6 +446,7 @@ pub fn table() -> &'static [CommandSpec] {
         t.extend(list::commands());
         t.extend(zset::commands());
         t.extend(generic::commands());
+        t.extend(dump::commands());
         t.extend(sort::commands());
         t.extend(cluster::commands());
         t.extend(multi::commands());
@@ -504,6 +528,7 @@ pub fn internal_apply(name: &[u8]) -> Option<ApplyFn> {
         b"rockraft.exec" => Some(multi::apply_exec),
         b"rockraft.acl" => Some(crate::acl::apply),
         b"rockraft.as" => Some(crate::acl::apply_as),
+        b"rockraft.migrated" => Some(dump::apply_migrated),
         _ => None,
     }
 }
@@ -615,6 +640,7 @@ pub(crate) fn spec(
         numkeys_at: None,
         read_form: None,
         subcommands: &[],
+        listed_subcommands: &[],
         key_finder: None,
         categories: categories::of(name).unwrap_or(&["@slow"]),
     }
@@ -657,9 +683,10 @@ mod tests {
             assert!(seen.insert(c.name), "duplicate {}", c.name);
             assert_eq!(c.name, c.name.to_ascii_lowercase());
             assert!(c.arity != 0);
+            // MIGRATE writes (its removal is proposed) from an asynchronous command.
             assert_eq!(
                 c.is_write(),
-                matches!(c.kind, Kind::Write { .. }),
+                matches!(c.kind, Kind::Write { .. }) || c.name == "migrate",
                 "{}",
                 c.name
             );

@@ -50,6 +50,41 @@ pub fn commands() -> Vec<CommandSpec> {
         )
         .subcommands(&[("GET", -2), ("LEN", 2), ("RESET", 2), ("HELP", 2)]),
         spec(
+            "latency",
+            -2,
+            0,
+            (0, 0, 0),
+            g,
+            "A container for latency diagnostics commands.",
+            Local(|_, shared, argv| {
+                let stats = &shared.command_stats;
+                crate::latency::command(
+                    &stats.latency,
+                    argv,
+                    &|name| stats.histograms(name),
+                    shared.slowlog.slower_than.load(Ordering::Relaxed),
+                )
+            }),
+        )
+        .subcommands(&[
+            ("DOCTOR", 2),
+            ("GRAPH", 3),
+            ("HISTORY", 3),
+            ("LATEST", 2),
+            ("RESET", -2),
+            ("HISTOGRAM", -2),
+            ("HELP", 2),
+        ]),
+        spec(
+            "lolwut",
+            -1,
+            READONLY | FAST,
+            (0, 0, 0),
+            g,
+            "Displays computer art and the Redis version",
+            Local(lolwut),
+        ),
+        spec(
             "save",
             1,
             ADMIN | NOSCRIPT | NO_MULTI,
@@ -165,7 +200,14 @@ pub fn commands() -> Vec<CommandSpec> {
             g,
             "A container for server configuration commands.",
             Local(config),
-        ),
+        )
+        .lists_subcommands(&[
+            ("GET", -3),
+            ("HELP", 2),
+            ("RESETSTAT", 2),
+            ("REWRITE", 2),
+            ("SET", -4),
+        ]),
         spec(
             "command",
             -1,
@@ -174,7 +216,16 @@ pub fn commands() -> Vec<CommandSpec> {
             g,
             "Returns detailed information about all commands.",
             Local(command),
-        ),
+        )
+        .lists_subcommands(&[
+            ("COUNT", 2),
+            ("DOCS", -2),
+            ("GETKEYS", -4),
+            ("GETKEYSANDFLAGS", -4),
+            ("HELP", 2),
+            ("INFO", -2),
+            ("LIST", -2),
+        ]),
         spec(
             "dbsize",
             1,
@@ -430,10 +481,13 @@ fn info(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
         .iter()
         .any(|w| matches!(w.as_str(), "all" | "everything"));
     let mut out = String::new();
+    // Redis's order: commandstats, errorstats, latencystats (only the middle one by default).
     let every = DEFAULT_SECTIONS[..6]
         .iter()
         .chain(&["commandstats"])
-        .chain(&DEFAULT_SECTIONS[6..]);
+        .chain(&DEFAULT_SECTIONS[6..7])
+        .chain(&["latencystats"])
+        .chain(&DEFAULT_SECTIONS[7..]);
     for section in every {
         let listed = wanted.iter().any(|w| w == section);
         let default = DEFAULT_SECTIONS.contains(section);
@@ -477,6 +531,7 @@ fn info_section(shared: &Shared, section: &str, out: &mut String) {
     match section {
         "commandstats" => return shared.command_stats.commandstats(out),
         "errorstats" => return shared.command_stats.errorstats(out),
+        "latencystats" => return shared.command_stats.latencystats(out),
         _ => {}
     }
     let mut kv = |k: &str, v: &dyn std::fmt::Display| {
@@ -751,6 +806,16 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String, bool)> {
             shared.slowlog.max_len.load(Ordering::Relaxed).to_string(),
             true,
         ),
+        (
+            "latency-monitor-threshold",
+            shared
+                .command_stats
+                .latency
+                .threshold_ms
+                .load(Ordering::Relaxed)
+                .to_string(),
+            true,
+        ),
         ("maxmemory", "0".into(), false),
         ("maxmemory-policy", "noeviction".into(), false),
         ("timeout", "0".into(), false),
@@ -839,103 +904,9 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             let mut tls_files: Option<(std::path::PathBuf, std::path::PathBuf)> = None;
             for pair in argv[2..].chunks_exact(2) {
                 let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
-                match params.iter().find(|(n, _, _)| *n == name) {
-                    None => {
-                        return Reply::err(format!(
-                            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
-                        ))
-                    }
-                    Some((_, _, false)) => {
-                        return Reply::err(format!(
-                            "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
-                        ))
-                    }
-                    Some(_) => {}
+                if let Err(e) = set_param(shared, &params, &name, &pair[1], &mut tls_files) {
+                    return e;
                 }
-                if name == "tls-cert-file" || name == "tls-key-file" {
-                    if let Some(store) = &shared.tls_certs {
-                        let files = tls_files.get_or_insert_with(|| store.files());
-                        let path = std::path::PathBuf::from(
-                            String::from_utf8_lossy(&pair[1]).into_owned(),
-                        );
-                        if name == "tls-cert-file" {
-                            files.0 = path;
-                        } else {
-                            files.1 = path;
-                        }
-                    }
-                    continue;
-                }
-                if name == "requirepass" {
-                    return Reply::err(
-                        "ERR CONFIG SET failed (possibly related to argument 'requirepass') - requirepass goes through the raft log: set it on its own",
-                    );
-                }
-                if name == "protected-mode" {
-                    let on = match upper(&pair[1]).as_str() {
-                        "YES" => true,
-                        "NO" => false,
-                        _ => {
-                            return Reply::err(
-                                "ERR CONFIG SET failed (possibly related to argument 'protected-mode') - argument must be 'yes' or 'no'",
-                            )
-                        }
-                    };
-                    shared.runtime.protected_mode.store(on, Ordering::Relaxed);
-                    continue;
-                }
-                if name == "notify-keyspace-events" {
-                    let Some(flags) = crate::notify::parse_flags(&pair[1]) else {
-                        return Reply::err(
-                            "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
-                        );
-                    };
-                    shared.notifier.flags.store(flags, Ordering::Relaxed);
-                    continue;
-                }
-                if name == "slowlog-log-slower-than" || name == "slowlog-max-len" {
-                    let min = if name == "slowlog-max-len" { 0 } else { -1 };
-                    let Some(value) = super::parse_i64(&pair[1]).filter(|v| *v >= min) else {
-                        return Reply::err(format!(
-                            "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
-                            i64::MAX
-                        ));
-                    };
-                    if name == "slowlog-max-len" {
-                        shared
-                            .slowlog
-                            .max_len
-                            .store(value as u64, Ordering::Relaxed);
-                        shared.slowlog.trim();
-                    } else {
-                        shared.slowlog.slower_than.store(value, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                let min = crate::Encodings::PARAMS
-                    .iter()
-                    .find(|(n, alias, _)| *n == name || *alias == Some(name.as_str()))
-                    .map_or(1, |(_, _, min)| *min);
-                let Some(value) = super::parse_i64(&pair[1]) else {
-                    return Reply::err(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
-                    ));
-                };
-                if value < min {
-                    return Reply::err(format!(
-                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
-                        i64::MAX
-                    ));
-                }
-                if let Some(setting) = shared.runtime.encodings.get(&name) {
-                    setting.store(value, Ordering::Relaxed);
-                    continue;
-                }
-                let target = match name.as_str() {
-                    "maxclients" => &shared.runtime.maxclients,
-                    _ => &shared.runtime.proto_max_bulk_len,
-                };
-                target.store(value as u64, Ordering::Relaxed);
             }
             if let (Some((cert, key)), Some(store)) = (tls_files, &shared.tls_certs) {
                 if let Err(e) = store.reload(&cert, &key) {
@@ -950,7 +921,7 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             shared.command_stats.reset();
             Reply::ok()
         }
-        "REWRITE" => Reply::err("ERR The server is running without a config file"),
+        "REWRITE" => config_rewrite(shared),
         "HELP" => super::help_reply(&[
             "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GET <pattern>",
@@ -959,6 +930,8 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
             "    Set the configuration <directive> to <value>.",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
             "HELP",
             "    Prints this help.",
         ]),
@@ -966,38 +939,489 @@ fn config(_: &mut Session, shared: &Shared, argv: &[Bytes]) -> Reply {
     }
 }
 
-/// A `COMMAND INFO` entry in Redis 7's ten-field form.
-fn command_info(c: &CommandSpec) -> Reply {
-    let flag_names = flags::NAMES
+/// CONFIG SET of one parameter (a certificate or key file is only noted in `tls_files`, for
+/// the caller to load the pair together).
+fn set_param(
+    shared: &Shared,
+    params: &[(&'static str, String, bool)],
+    name: &str,
+    value: &Bytes,
+    tls_files: &mut Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<(), Reply> {
+    let pair = [Bytes::copy_from_slice(name.as_bytes()), value.clone()];
+    match params.iter().find(|(n, _, _)| *n == name) {
+                None => {
+                    return Err(Reply::err(format!(
+                        "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                    )))
+                }
+                Some((_, _, false)) => {
+                    return Err(Reply::err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+                    )))
+                }
+                Some(_) => {}
+            }
+    if name == "tls-cert-file" || name == "tls-key-file" {
+        if let Some(store) = &shared.tls_certs {
+            let files = tls_files.get_or_insert_with(|| store.files());
+            let path = std::path::PathBuf::from(String::from_utf8_lossy(&pair[1]).into_owned());
+            if name == "tls-cert-file" {
+                files.0 = path;
+            } else {
+                files.1 = path;
+            }
+        }
+        return Ok(());
+    }
+    if name == "requirepass" {
+        return Err(Reply::err(
+                    "ERR CONFIG SET failed (possibly related to argument 'requirepass') - requirepass goes through the raft log: set it on its own",
+                ));
+    }
+    if name == "protected-mode" {
+        let on = match upper(&pair[1]).as_str() {
+                    "YES" => true,
+                    "NO" => false,
+                    _ => {
+                        return Err(Reply::err(
+                            "ERR CONFIG SET failed (possibly related to argument 'protected-mode') - argument must be 'yes' or 'no'",
+                        ))
+                    }
+                };
+        shared.runtime.protected_mode.store(on, Ordering::Relaxed);
+        return Ok(());
+    }
+    if name == "notify-keyspace-events" {
+        let Some(flags) = crate::notify::parse_flags(&pair[1]) else {
+            return Err(Reply::err(
+                        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+                    ));
+        };
+        shared.notifier.flags.store(flags, Ordering::Relaxed);
+        return Ok(());
+    }
+    let not_integer = || {
+        Reply::err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                ))
+    };
+    if name == "latency-monitor-threshold" {
+        let value = super::parse_i64(&pair[1]).ok_or_else(not_integer)?;
+        let Some(value) = Some(value).filter(|v| *v >= 0) else {
+            return Err(Reply::err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between 0 and {} inclusive",
+                        i64::MAX
+                    )));
+        };
+        shared
+            .command_stats
+            .latency
+            .threshold_ms
+            .store(value, Ordering::Relaxed);
+        return Ok(());
+    }
+    if name == "slowlog-log-slower-than" || name == "slowlog-max-len" {
+        let min = if name == "slowlog-max-len" { 0 } else { -1 };
+        let value = super::parse_i64(&pair[1]).ok_or_else(not_integer)?;
+        let Some(value) = Some(value).filter(|v| *v >= min) else {
+            return Err(Reply::err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
+                        i64::MAX
+                    )));
+        };
+        if name == "slowlog-max-len" {
+            shared
+                .slowlog
+                .max_len
+                .store(value as u64, Ordering::Relaxed);
+            shared.slowlog.trim();
+        } else {
+            shared.slowlog.slower_than.store(value, Ordering::Relaxed);
+        }
+        return Ok(());
+    }
+    let min = crate::Encodings::PARAMS
         .iter()
-        .filter(|(f, _)| c.flags & f != 0)
-        .map(|(_, n)| Reply::Simple((*n).into()))
+        .find(|(n, alias, _)| *n == name || *alias == Some(name))
+        .map_or(1, |(_, _, min)| *min);
+    let Some(value) = super::parse_i64(&pair[1]) else {
+        return Err(Reply::err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                )));
+    };
+    if value < min {
+        return Err(Reply::err(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {} inclusive",
+                    i64::MAX
+                )));
+    }
+    if let Some(setting) = shared.runtime.encodings.get(name) {
+        setting.store(value, Ordering::Relaxed);
+        return Ok(());
+    }
+    let target = match name {
+        "maxclients" => &shared.runtime.maxclients,
+        _ => &shared.runtime.proto_max_bulk_len,
+    };
+    target.store(value as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The default of each parameter CONFIG SET changes: CONFIG REWRITE appends a setting the
+/// file lacks only when it differs from this.
+fn param_default(name: &str) -> String {
+    match name {
+        "maxclients" => "10000".into(),
+        "proto-max-bulk-len" => (512u64 << 20).to_string(),
+        "slowlog-log-slower-than" => "10000".into(),
+        "slowlog-max-len" => "128".into(),
+        "latency-monitor-threshold" => "0".into(),
+        "protected-mode" => "yes".into(),
+        _ => crate::Encodings::default()
+            .get(name)
+            .map(|v| v.load(Ordering::Relaxed).to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// CONFIG REWRITE: the settings CONFIG SET changes, written into the configuration file
+/// (startup-only lines are left as they are: they cannot have changed).
+fn config_rewrite(shared: &Shared) -> Reply {
+    let Some(path) = &shared.config.config else {
+        return Reply::err("ERR The server is running without a config file");
+    };
+    let aliases: Vec<(&str, &str)> = crate::Encodings::PARAMS
+        .iter()
+        .filter_map(|(n, a, _)| a.map(|a| (a, *n)))
         .collect();
+    let settings: Vec<(String, String, String)> = config_params(shared)
+        .into_iter()
+        .filter(|(name, _, mutable)| *mutable && !aliases.iter().any(|(a, _)| a == name))
+        .map(|(name, value, _)| (name.to_string(), value, param_default(name)))
+        .collect();
+    let canon = |n: &str| {
+        aliases
+            .iter()
+            .find(|(a, _)| *a == n)
+            .map_or(n.to_string(), |(_, c)| c.to_string())
+    };
+    match crate::config_file::rewrite(path, &settings, canon) {
+        Ok(()) => Reply::ok(),
+        Err(e) => {
+            tracing::warn!("CONFIG REWRITE of {}: {e}", path.display());
+            Reply::err(format!("ERR Rewriting config file: {e}"))
+        }
+    }
+}
+
+/// A setting of the configuration file, applied as the node starts: an error names its line.
+pub fn apply_file_setting(
+    shared: &Shared,
+    s: &crate::config_file::RuntimeSetting,
+) -> Result<(), String> {
+    let params = config_params(shared);
+    set_param(
+        shared,
+        &params,
+        &s.name,
+        &Bytes::from(s.value.clone()),
+        &mut None,
+    )
+    .map_err(|e| {
+        let text = match e {
+            Reply::Error(t) => t,
+            _ => "invalid".into(),
+        };
+        crate::config_file::fatal(&s.file, s.line, &s.text, &text)
+    })
+}
+
+/// The categories of subcommand `sub` of `container` (lowercase names).
+fn sub_categories(container: &str, sub: &str) -> &'static [&'static str] {
+    super::acl_table::SUBCOMMANDS
+        .iter()
+        .find(|(c, s, _)| *c == container && *s == sub)
+        .map_or(&["@slow"][..], |(_, _, cats)| cats)
+}
+
+/// A subcommand's flags: what its categories say (Redis derives those categories from these
+/// flags), and the container's loading, stale and noscript.
+fn sub_flags(container: &CommandSpec, cats: &[&str]) -> u32 {
+    let mut f = container.flags & (LOADING | STALE | NOSCRIPT);
+    for (cat, flag) in [
+        ("@write", WRITE),
+        ("@read", READONLY),
+        ("@admin", ADMIN),
+        ("@fast", FAST),
+    ] {
+        if cats.contains(&cat) {
+            f |= flag;
+        }
+    }
+    f
+}
+
+fn flag_set(flags: u32) -> Reply {
+    Reply::Set(
+        flags::NAMES
+            .iter()
+            .filter(|(f, _)| flags & f != 0)
+            .map(|(_, n)| Reply::Simple((*n).into()))
+            .collect(),
+    )
+}
+
+/// Redis 7's key specifications, from the key positions and each key's access: a range from
+/// the first key, or `unknown` where a keyword or count locates the keys (COMMAND GETKEYS
+/// finds them).
+fn key_specs(name: &str, c: &CommandSpec) -> Reply {
+    // A container's keys are its subcommands' (OBJECT ENCODING's, not OBJECT's).
+    let container = !c.shown_subcommands().is_empty() && !name.contains('|');
+    if container || (c.first_key == 0 && c.key_finder.is_none() && c.numkeys_at.is_none()) {
+        return Reply::Array(vec![]);
+    }
+    let access = super::acl_table::key_access(name).unwrap_or(&[super::acl_table::R]);
+    let flags = |a: u8| {
+        let r = a & super::acl_table::R != 0;
+        let w = a & super::acl_table::W != 0;
+        let names: &[&str] = match (r, w) {
+            (true, true) => &["RW", "access", "update"],
+            (false, true) => &["OW", "update"],
+            _ => &["RO", "access"],
+        };
+        Reply::Set(names.iter().map(|n| Reply::Simple((*n).into())).collect())
+    };
+    let map = |pairs: Vec<(&'static str, Reply)>| {
+        Reply::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Reply::bulk(k), v))
+                .collect(),
+        )
+    };
+    let unknown = || {
+        map(vec![
+            ("type", Reply::bulk("unknown")),
+            ("spec", map(vec![])),
+        ])
+    };
+    let spec = |index: i64, lastkey: i64, a: u8| {
+        map(vec![
+            ("flags", flags(a)),
+            (
+                "begin_search",
+                map(vec![
+                    ("type", Reply::bulk("index")),
+                    ("spec", map(vec![("index", Reply::Int(index))])),
+                ]),
+            ),
+            (
+                "find_keys",
+                map(vec![
+                    ("type", Reply::bulk("range")),
+                    (
+                        "spec",
+                        map(vec![
+                            ("lastkey", Reply::Int(lastkey)),
+                            ("keystep", Reply::Int(c.step as i64)),
+                            ("limit", Reply::Int(0)),
+                        ]),
+                    ),
+                ]),
+            ),
+        ])
+    };
+    let (first, last) = (c.first_key as i64, c.last_key as i64);
+    let mut specs = Vec::new();
+    // A count of keys at `at`, the keys after it (SINTERCARD, EVAL, ZUNIONSTORE's sources).
+    if let Some(at) = c.numkeys_at {
+        let at = at as i64;
+        if first > 0 && first < at {
+            specs.push(spec(first, 0, access[0]));
+        }
+        specs.push(map(vec![
+            ("flags", flags(*access.last().expect("an access"))),
+            (
+                "begin_search",
+                map(vec![
+                    ("type", Reply::bulk("index")),
+                    ("spec", map(vec![("index", Reply::Int(at))])),
+                ]),
+            ),
+            (
+                "find_keys",
+                map(vec![
+                    ("type", Reply::bulk("keynum")),
+                    (
+                        "spec",
+                        map(vec![
+                            ("keynumidx", Reply::Int(0)),
+                            ("firstkey", Reply::Int(1)),
+                            ("keystep", Reply::Int(1)),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]));
+        return Reply::Array(specs);
+    }
+    if c.key_finder.is_some() {
+        return Reply::Array(vec![map(vec![
+            ("flags", flags(access[0])),
+            ("begin_search", unknown()),
+            ("find_keys", unknown()),
+        ])]);
+    }
+
+    // One spec per listed access; the last covers the keys after it.
+    for (i, a) in access.iter().enumerate() {
+        let index = first + i as i64 * c.step as i64;
+        let final_spec = i + 1 == access.len();
+        let lastkey = match (final_spec, last) {
+            (false, _) => 0,
+            (true, l) if l < 0 => l,
+            (true, l) => (l - index).max(0),
+        };
+        if last >= 0 && index > last {
+            break;
+        }
+        specs.push(spec(index, lastkey, *a));
+    }
+    Reply::Array(specs)
+}
+
+fn tips_reply(name: &str) -> Reply {
+    Reply::Set(
+        super::tips::of(name)
+            .iter()
+            .map(|t| Reply::bulk(*t))
+            .collect(),
+    )
+}
+
+/// A `COMMAND INFO` entry in Redis 7's ten-field form (subcommands in the tenth).
+fn command_info(c: &CommandSpec) -> Reply {
+    let subs = c
+        .shown_subcommands()
+        .iter()
+        .map(|(sub, arity)| {
+            let sub = sub.to_ascii_lowercase();
+            let cats = sub_categories(c.name, &sub);
+            let full = format!("{}|{sub}", c.name);
+            // A subcommand that takes keys takes them where the container's table says.
+            let keyed = c.first_key > 0 && super::acl_table::key_access(&full).is_some();
+            let (first, last, step) = match keyed {
+                true => (c.first_key as i64, c.last_key as i64, c.step as i64),
+                false => (0, 0, 0),
+            };
+            Reply::Array(vec![
+                Reply::bulk(full.clone()),
+                Reply::Int(*arity as i64),
+                flag_set(sub_flags(c, cats)),
+                Reply::Int(first),
+                Reply::Int(last),
+                Reply::Int(step),
+                Reply::Set(
+                    cats.iter()
+                        .map(|cat| Reply::Simple((*cat).into()))
+                        .collect(),
+                ),
+                tips_reply(&full),
+                match keyed {
+                    true => key_specs(&full, c),
+                    false => Reply::Array(vec![]),
+                },
+                Reply::Array(vec![]),
+            ])
+        })
+        .collect();
+    let keys = match c.shown_subcommands().is_empty() {
+        true => (c.first_key as i64, c.last_key as i64, c.step as i64),
+        false => (0, 0, 0),
+    };
     Reply::Array(vec![
         Reply::bulk(c.name),
         Reply::Int(c.arity as i64),
-        Reply::Set(flag_names),
-        Reply::Int(c.first_key as i64),
-        Reply::Int(c.last_key as i64),
-        Reply::Int(c.step as i64),
+        flag_set(c.flags),
+        Reply::Int(keys.0),
+        Reply::Int(keys.1),
+        Reply::Int(keys.2),
         Reply::Set(
             c.categories
                 .iter()
                 .map(|cat| Reply::Simple((*cat).into()))
                 .collect(),
         ),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
-        Reply::Array(vec![]),
+        tips_reply(c.name),
+        key_specs(c.name, c),
+        Reply::Array(subs),
     ])
 }
 
+/// COMMAND INFO of a name, `container|sub` included.
+fn command_info_of(name: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(name).to_ascii_lowercase();
+    if let Some((container, _)) = text.split_once('|') {
+        let Some(c) = lookup(container.as_bytes()) else {
+            return Reply::Nil;
+        };
+        return match command_info(c) {
+            Reply::Array(f) => match &f[9] {
+                Reply::Array(subs) => subs
+                    .iter()
+                    .find(|e| matches!(e, Reply::Array(x) if x[0] == Reply::bulk(text.clone())))
+                    .cloned()
+                    .unwrap_or(Reply::Nil),
+                _ => Reply::Nil,
+            },
+            _ => Reply::Nil,
+        };
+    }
+    lookup(name).map_or(Reply::Nil, command_info)
+}
+
 fn command_docs(c: &CommandSpec) -> Reply {
-    Reply::Map(vec![
+    let mut fields = vec![
         (Reply::bulk("summary"), Reply::bulk(c.summary)),
         (Reply::bulk("since"), Reply::bulk("1.0.0")),
         (Reply::bulk("group"), Reply::bulk(c.group)),
-    ])
+    ];
+    if !c.shown_subcommands().is_empty() {
+        let subs = c
+            .shown_subcommands()
+            .iter()
+            .map(|(sub, _)| {
+                let full = format!("{}|{}", c.name, sub.to_ascii_lowercase());
+                let doc = Reply::Map(vec![
+                    (
+                        Reply::bulk("summary"),
+                        Reply::bulk(format!("{} {sub}", c.name.to_ascii_uppercase())),
+                    ),
+                    (Reply::bulk("since"), Reply::bulk("1.0.0")),
+                    (Reply::bulk("group"), Reply::bulk(c.group)),
+                ]);
+                (Reply::bulk(full), doc)
+            })
+            .collect();
+        fields.push((Reply::bulk("subcommands"), Reply::Map(subs)));
+    }
+    Reply::Map(fields)
+}
+
+/// Which names COMMAND LIST FILTERBY keeps.
+type NameFilter = Box<dyn Fn(&str, &CommandSpec) -> bool>;
+
+/// Every command name, subcommands (`client|kill`) after their container, as Redis lists them.
+fn all_names() -> Vec<(String, &'static CommandSpec)> {
+    let mut out = Vec::new();
+    for c in table().iter().filter(|c| !c.name.starts_with("rockraft.")) {
+        out.push((c.name.to_string(), c));
+        for (sub, _) in c.shown_subcommands() {
+            out.push((format!("{}|{}", c.name, sub.to_ascii_lowercase()), c));
+        }
+    }
+    out
 }
 
 fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
@@ -1006,17 +1430,47 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
     }
     match upper(&argv[1]).as_str() {
         "COUNT" if argv.len() == 2 => Reply::Int(table().len() as i64),
-        "LIST" => Reply::Array(table().iter().map(|c| Reply::bulk(c.name)).collect()),
+        "LIST" => {
+            let names = all_names();
+            let keep: NameFilter = match argv.len() {
+                2 => Box::new(|_, _| true),
+                5 if upper(&argv[2]) == "FILTERBY" => {
+                    let value = argv[4].clone();
+                    match upper(&argv[3]).as_str() {
+                        "MODULE" => Box::new(|_, _| false),
+                        "ACLCAT" => {
+                            let cat = format!(
+                                "@{}",
+                                String::from_utf8_lossy(&value).to_ascii_lowercase()
+                            );
+                            Box::new(move |name, c| match name.split_once('|') {
+                                Some((container, sub)) => {
+                                    sub_categories(container, sub).contains(&cat.as_str())
+                                }
+                                None => c.categories.contains(&cat.as_str()),
+                            })
+                        }
+                        "PATTERN" => {
+                            Box::new(move |name, _| glob_match(&value, name.as_bytes(), true))
+                        }
+                        _ => return Reply::err(ERR_SYNTAX),
+                    }
+                }
+                _ => return Reply::err(ERR_SYNTAX),
+            };
+            Reply::Array(
+                names
+                    .into_iter()
+                    .filter(|(n, c)| keep(n, c))
+                    .map(|(n, _)| Reply::bulk(n))
+                    .collect(),
+            )
+        }
         "INFO" => {
             if argv.len() == 2 {
                 return Reply::Array(table().iter().map(command_info).collect());
             }
-            Reply::Array(
-                argv[2..]
-                    .iter()
-                    .map(|n| lookup(n).map_or(Reply::Nil, command_info))
-                    .collect(),
-            )
+            Reply::Array(argv[2..].iter().map(|n| command_info_of(n)).collect())
         }
         "DOCS" => {
             let docs = if argv.len() == 2 {
@@ -1033,9 +1487,14 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
             };
             Reply::Map(docs)
         }
-        "GETKEYS" => {
-            if argv.len() < 3 {
-                return wrong_arity("command|getkeys");
+        "GETKEYS" | "GETKEYSANDFLAGS" => {
+            let with_flags = upper(&argv[1]) == "GETKEYSANDFLAGS";
+            if argv.len() < 4 {
+                return wrong_arity(if with_flags {
+                    "command|getkeysandflags"
+                } else {
+                    "command|getkeys"
+                });
             }
             let cmd_argv = &argv[2..];
             let Some(c) = lookup(&cmd_argv[0]) else {
@@ -1048,8 +1507,54 @@ fn command(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
             if keys.is_empty() {
                 return Reply::err("ERR The command has no key arguments");
             }
-            Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect())
+            if !with_flags {
+                return Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect());
+            }
+            // Each key with its access, as the key specs give it.
+            let access = super::acl_table::key_access(c.name).unwrap_or(&[super::acl_table::R]);
+            Reply::Array(
+                keys.into_iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let a = access[i.min(access.len() - 1)];
+                        let names: &[&str] =
+                            match (a & super::acl_table::R != 0, a & super::acl_table::W != 0) {
+                                (true, true) => &["RW", "access", "update"],
+                                (false, true) => &["OW", "update"],
+                                _ => &["RO", "access"],
+                            };
+                        Reply::Array(vec![
+                            Reply::Bulk(k.clone()),
+                            Reply::Set(names.iter().map(|n| Reply::Simple((*n).into())).collect()),
+                        ])
+                    })
+                    .collect(),
+            )
         }
+        "HELP" if argv.len() == 2 => super::help_reply(&[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
+            "HELP",
+            "    Prints this help.",
+        ]),
+        "HELP" => wrong_arity("command|help"),
         "COUNT" => wrong_arity("command|count"),
         _ => unknown_subcommand("command", &argv[1]),
     }
@@ -1188,4 +1693,13 @@ fn not_in_raft(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
         "ERR {} is not supported: every rockraft node replicates through raft; add a node with CLUSTER MEET, move leadership with CLUSTER FAILOVER",
         upper(&argv[0])
     ))
+}
+
+/// LOLWUT [VERSION v]: the version line Redis 7 prints (its art for versions 5 and 6 is not
+/// drawn here).
+fn lolwut(_: &mut Session, _: &Shared, argv: &[Bytes]) -> Reply {
+    if argv.len() >= 3 && upper(&argv[1]) == "VERSION" && super::parse_i64(&argv[2]).is_none() {
+        return Reply::err(super::ERR_NOT_INTEGER);
+    }
+    Reply::Verbatim(format!("Redis ver. {}\n", crate::REDIS_VERSION))
 }
