@@ -97,10 +97,12 @@ pub async fn pipeline(
     requests: &[Vec<bytes::Bytes>],
     timeout: Duration,
 ) -> Result<Vec<Result<(), String>>, PipelineFailure> {
+    // As Redis's non-blocking connect: no answer in time is a failure to connect, a refusal
+    // shows as the first write failing.
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| PipelineFailure::Connect)?
-        .map_err(|_| PipelineFailure::Connect)?;
+        .map_err(|_| PipelineFailure::Write)?;
     let mut stream = tcp;
     let mut out = Vec::new();
     for r in requests {

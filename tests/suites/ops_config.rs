@@ -715,3 +715,156 @@ fn redis_migrate_moves_keys_into_rockraft() {
         );
     }
 }
+
+/// MIGRATE from rockraft to a Redis, side by side with MIGRATE from a Redis: the same replies
+/// (OK, NOKEY, the target's errors, IOERR), and the keys leave the source unless COPY.
+#[test]
+fn migrate_out_of_rockraft_answers_as_redis() {
+    let redis = RedisServer::start();
+    let target = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut oracle = Target::connect("redis", redis.addr);
+    let mut ours = Target::connect("rockraft", node.addr());
+    let mut dst = Target::connect("target", target.addr);
+    let port = target.addr.port().to_string();
+    let closed = free_port().to_string();
+    for src in [&mut oracle, &mut ours] {
+        let name = src.name.clone();
+        dst.flush();
+        src.call(&a(&["SET", "a", "1", "EX", "1000"]));
+        src.call(&a(&["RPUSH", "b", "x", "y"]));
+        src.call(&a(&["SET", "c", "3"]));
+        src.call(&a(&["SET", "d", "4"]));
+        let steps: Vec<(Vec<Vec<u8>>, &str)> = vec![
+            (a(&["MIGRATE", "127.0.0.1", &port, "a", "0", "5000"]), "+OK"),
+            (a(&["EXISTS", "a"]), ":0"),
+            (
+                a(&["MIGRATE", "127.0.0.1", &port, "nosuch", "0", "5000"]),
+                "+NOKEY",
+            ),
+            (
+                a(&[
+                    "MIGRATE",
+                    "127.0.0.1",
+                    &port,
+                    "",
+                    "0",
+                    "5000",
+                    "COPY",
+                    "KEYS",
+                    "b",
+                    "c",
+                ]),
+                "+OK",
+            ),
+            (a(&["EXISTS", "b", "c"]), ":2"),
+            // The target has b now: BUSYKEY, and b stays here.
+            (a(&["MIGRATE", "127.0.0.1", &port, "b", "0", "5000"]), ""),
+            (a(&["EXISTS", "b"]), ":1"),
+            (
+                a(&[
+                    "MIGRATE",
+                    "127.0.0.1",
+                    &port,
+                    "",
+                    "0",
+                    "5000",
+                    "REPLACE",
+                    "KEYS",
+                    "b",
+                    "c",
+                    "nosuch",
+                ]),
+                "+OK",
+            ),
+            (a(&["EXISTS", "b", "c"]), ":0"),
+            (a(&["MIGRATE", "127.0.0.1", &closed, "d", "0", "1000"]), ""),
+            (a(&["EXISTS", "d"]), ":1"),
+            (
+                a(&["MIGRATE", "127.0.0.1", &port, "d", "0", "5000", "KEYS", "d"]),
+                "",
+            ),
+            (
+                a(&["MIGRATE", "127.0.0.1", &port, "d", "0", "5000", "AUTH"]),
+                "",
+            ),
+            (
+                a(&["MIGRATE", "127.0.0.1", &port, "d", "0", "5000", "NOPE"]),
+                "",
+            ),
+            (a(&["MIGRATE", "127.0.0.1", &port, "d", "x", "5000"]), ""),
+            (
+                a(&[
+                    "MIGRATE",
+                    "127.0.0.1",
+                    &port,
+                    "d",
+                    "0",
+                    "5000",
+                    "AUTH",
+                    "pw",
+                ]),
+                "",
+            ),
+        ];
+        for (c, want) in &steps {
+            let got = src.call(c).to_string();
+            if want.is_empty() {
+                continue;
+            }
+            assert_eq!(&got, want, "{name}: {c:?}");
+        }
+        let ttl = dst.call(&a(&["TTL", "a"]));
+        assert!(
+            matches!(ttl, Resp::Int(t) if (990..=1000).contains(&t)),
+            "{name}: {ttl}"
+        );
+        assert_eq!(
+            dst.call(&a(&["LRANGE", "b", "0", "-1"])).to_string(),
+            "[\"x\", \"y\"]"
+        );
+        src.flush();
+    }
+    // The replies that depend on the target's answers, compared step by step.
+    dst.flush();
+    for src in [&mut oracle, &mut ours] {
+        src.call(&a(&["SET", "b", "1"]));
+    }
+    dst.call(&a(&["SET", "b", "taken"]));
+    for c in [
+        a(&["MIGRATE", "127.0.0.1", &port, "b", "0", "5000"]),
+        a(&["MIGRATE", "127.0.0.1", &closed, "b", "0", "1000"]),
+        a(&["MIGRATE", "127.0.0.1", &port, "b", "0", "5000", "KEYS", "b"]),
+        a(&["MIGRATE", "127.0.0.1", &port, "b", "0", "5000", "AUTH"]),
+        a(&["MIGRATE", "127.0.0.1", &port, "b", "0", "5000", "NOPE"]),
+        a(&["MIGRATE", "127.0.0.1", &port, "b", "x", "5000"]),
+        a(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "b",
+            "0",
+            "5000",
+            "AUTH",
+            "pw",
+        ]),
+        a(&[
+            "MIGRATE",
+            "127.0.0.1",
+            &port,
+            "b",
+            "0",
+            "5000",
+            "AUTH2",
+            "u",
+            "pw",
+        ]),
+    ] {
+        assert_eq!(
+            ours.call(&c).to_string(),
+            oracle.call(&c).to_string(),
+            "{c:?}"
+        );
+    }
+}
