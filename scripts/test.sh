@@ -11,6 +11,8 @@ cargo build --release --workspace --bins
 # The criterion suite must keep compiling (running it is `cargo bench -p rockraft-benches`).
 cargo bench -p rockraft-benches --no-run
 cargo test --release --workspace -- --test-threads=2
+# The deployment files, against their schemas and linters (no container runtime needed).
+deploy/validate.sh
 # A black-box fault campaign: real processes, partitions, kills, pauses, membership changes;
 # fails on any linearizability anomaly or lost acknowledged write.
 "$CARGO_TARGET_DIR/release/rockraft-ctl" campaign --nodes 3 --duration 90
