@@ -1,36 +1,64 @@
 #!/bin/sh
-# join.sh SEED_HOST SEED_PORT SELF_HOST SELF_PORT
-# Brings the node at SELF into the cluster that SEED belongs to: CLUSTER MEET, sent to the
-# seed (a follower forwards it to the leader). Safe to run again: a node already in the
-# cluster is left as it is (MEET is idempotent), so it can run at every container start.
-# A password, if any, comes from REDISCLI_AUTH, as redis-cli reads it.
+# join.sh SELF SEED [SEED...]          (each HOST:PORT, a client port)
+# Brings the node at SELF into the cluster of the first SEED with CLUSTER MEET, sent to a seed
+# (a follower forwards it to the leader). A later seed (any member, e.g. a Service in front of
+# the ready ones) takes the MEET only if it is a voter of a cluster of two or more, so nodes
+# that find the first seed down never form a second cluster among themselves.
+# Idempotent: nothing is sent when a seed's cluster already lists SELF's id, so it can run at
+# every start. An older entry at SELF's address (the node came back without its data, so under
+# a new id) is then forgotten: a dead id would go on counting toward the quorum.
+# Retries for JOIN_TIMEOUT seconds (120). A password, if any, comes from REDISCLI_AUTH.
 set -eu
-seed_host=$1 seed_port=$2 self_host=$3 self_port=$4
-tries=${JOIN_TRIES:-60}
+self=$1
+shift
+end=$(($(date +%s) + ${JOIN_TIMEOUT:-120}))
 
-call() { h=$1 p=$2; shift 2; redis-cli -h "$h" -p "$p" --no-auth-warning "$@" 2>/dev/null | tr -d '\r'; }
+# call SECONDS HOST:PORT COMMAND...: the reply, or nothing if the node does not answer in time.
+call() {
+  t=$1 a=$2
+  shift 2
+  timeout "$t" redis-cli -h "${a%:*}" -p "${a##*:}" --no-auth-warning "$@" </dev/null 2>/dev/null | tr -d '\r'
+}
 
-# The seed itself needs no joining.
-if [ "$seed_host:$seed_port" = "$self_host:$self_port" ]; then
-  exit 0
-fi
-i=0
-while [ "$i" -lt "$tries" ]; do
-  i=$((i + 1))
-  # Already a member of a cluster of more than one node: nothing to do.
-  voters=$(call "$self_host" "$self_port" INFO raft | sed -n 's/^raft_voters://p')
-  learners=$(call "$self_host" "$self_port" INFO raft | sed -n 's/^raft_learners://p')
-  if [ -n "$voters" ] && [ $((voters + ${learners:-0})) -gt 1 ]; then
-    echo "join: $self_host:$self_port is already in a cluster of $((voters + ${learners:-0})) nodes"
-    exit 0
-  fi
-  reply=$(call "$seed_host" "$seed_port" CLUSTER MEET "$self_host" "$self_port" || true)
-  if [ "$reply" = "OK" ]; then
-    echo "join: $self_host:$self_port met by $seed_host:$seed_port"
-    exit 0
-  fi
-  echo "join: attempt $i: ${reply:-no answer from $seed_host:$seed_port}" >&2
+forget_stale() { # SEED MY_ID
+  call 5 "$1" CLUSTER NODES | while read -r id addr _; do
+    if [ "$id" = "$2" ] || [ "${addr%@*}" != "$self" ]; then continue; fi
+    echo "join: forgetting $id, an older entry at $self: $(call 60 "$1" CLUSTER FORGET "$id")"
+  done
+}
+
+# One round over the seeds: 0 done, 1 try again, 2 give up.
+attempt() {
+  me=$(call 5 "$self" CLUSTER MYID)
+  [ -n "$me" ] || { echo "join: $self does not answer yet" >&2; return 1; }
+  [ "$self" != "$1" ] || { echo "join: $self is the first seed: it founds the cluster"; return 0; }
+  first=$1
+  for seed; do
+    [ "$seed" != "$self" ] || continue
+    nodes=$(call 5 "$seed" CLUSTER NODES)
+    [ -n "$nodes" ] || { echo "join: no answer from $seed" >&2; continue; }
+    case "$nodes" in
+      *"$me "*) echo "join: $self ($me) is a member (asked $seed)"; forget_stale "$seed" "$me"; return 0 ;;
+    esac
+    if [ "$seed" != "$first" ]; then
+      voters=$(call 5 "$seed" INFO raft | sed -n 's/^raft_voters://p')
+      [ "${voters:-0}" -ge 2 ] || { echo "join: $seed is not in a formed cluster" >&2; continue; }
+    fi
+    # MEET names SELF's client port; it may wait behind another membership change.
+    reply=$(call 60 "$seed" CLUSTER MEET "${self%:*}" "${self##*:}")
+    case "$reply" in
+      OK) echo "join: $self ($me) met by $seed"; forget_stale "$seed" "$me"; return 0 ;;
+      *"not empty"*) echo "join: $self cannot join (empty its data directory first): $reply" >&2; return 2 ;;
+      *) echo "join: MEET $self via $seed: ${reply:-no answer}" >&2 ;;
+    esac
+  done
+  return 1
+}
+
+while :; do
+  rc=0
+  attempt "$@" || rc=$?
+  [ "$rc" -eq 1 ] || exit "$rc"
+  [ "$(date +%s)" -lt "$end" ] || { echo "join: $self did not join within ${JOIN_TIMEOUT:-120} s" >&2; exit 1; }
   sleep "${JOIN_INTERVAL:-2}"
 done
-echo "join: $self_host:$self_port could not join $seed_host:$seed_port" >&2
-exit 1

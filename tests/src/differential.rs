@@ -1040,7 +1040,8 @@ impl Generator {
 
     /// A command that can go inside a transaction and be compared there: no pseudo-command,
     /// no random removal (SPOP, whose choice the harness aligns only at top level), no SORT
-    /// (see `first_difference`) or OBJECT (encoding history).
+    /// (see `first_difference`), OBJECT (encoding history) or DUMP (its encodings; compared
+    /// by the value it decodes to at top level only).
     fn queued_command(&mut self) -> Cmd {
         loop {
             let c = match self.rng.random_range(0..40) {
@@ -1068,6 +1069,7 @@ impl Generator {
                         | "SORT"
                         | "SORT_RO"
                         | "OBJECT"
+                        | "DUMP"
                         | "TX"
                         | "WATCHTX"
                 )
@@ -1134,7 +1136,7 @@ impl Generator {
 
     fn generic_command(&mut self) -> Cmd {
         let k = self.key();
-        match self.rng.random_range(0..12) {
+        match self.rng.random_range(0..15) {
             0 | 1 => {
                 let mut c = vec![b("COPY"), k, self.key()];
                 if self.rng.random_ratio(1, 2) {
@@ -1198,8 +1200,71 @@ impl Generator {
                 }
                 c
             }
-            _ => vec![b("SUBSTR"), k, self.index(), self.index()],
+            11 => vec![b("SUBSTR"), k, self.index(), self.index()],
+            12 => vec![b("DUMP"), k],
+            _ => self.restore(k),
         }
+    }
+
+    /// RESTORE of a value this generator serializes itself (every type, or a bad payload),
+    /// with Redis's options: both servers must read it alike, and DUMP must give it back.
+    fn restore(&mut self, k: Vec<u8>) -> Cmd {
+        use rockraft_server::rdb::{dump, Object};
+        let n = self.rng.random_range(0..4usize);
+        let mut distinct = |g: &mut Self| -> Vec<Vec<u8>> {
+            let mut v: Vec<Vec<u8>> = (0..n).map(|_| g.value()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let object = match self.rng.random_range(0..5) {
+            0 => Object::String(self.value()),
+            1 => Object::List((0..n).map(|_| self.value()).collect()),
+            2 => Object::Set(distinct(self)),
+            3 => Object::ZSet(
+                distinct(self)
+                    .into_iter()
+                    .map(|m| (m, self.rng.random_range(-3i32..4) as f64 / 2.0))
+                    .collect(),
+            ),
+            _ => Object::Hash(
+                distinct(self)
+                    .into_iter()
+                    .map(|f| (f, self.value()))
+                    .collect(),
+            ),
+        };
+        let mut payload = dump(&object);
+        match self.rng.random_range(0..12) {
+            0 => {
+                let last = payload.len() - 1;
+                payload[last] ^= 1; // checksum
+            }
+            1 => payload.truncate(self.rng.random_range(0..payload.len())),
+            _ => {}
+        }
+        // "1" only as an absolute time (long past); a relative 1 ms would race the next read.
+        let ttl = self.pick(&["0", "0", "0", "100000", "-1", "x", "1"]);
+        let mut c = vec![b("RESTORE"), k, b(ttl), payload];
+        if ttl == "1" {
+            c.push(b("ABSTTL"));
+        }
+        for _ in 0..self.rng.random_range(0..3) {
+            match self.rng.random_range(0..6) {
+                0 | 1 => c.push(b("REPLACE")),
+                2 => c.push(b("ABSTTL")),
+                3 => {
+                    c.push(b("IDLETIME"));
+                    c.push(b(self.pick(&["10", "-1", "x"])));
+                }
+                4 => {
+                    c.push(b("FREQ"));
+                    c.push(b(self.pick(&["5", "256", "x"])));
+                }
+                _ => c.push(b("NOPE")),
+            }
+        }
+        c
     }
 
     fn score(&mut self) -> Vec<u8> {
@@ -1628,6 +1693,8 @@ impl Generator {
                     | "ZRANDMEMBER"
                     | "RANDOMKEY"
                     | "OBJECT"
+                    | "DUMP"
+                    | "RESTORE"
                     | "TTL"
                     | "PTTL"
                     | "HKEYS"
@@ -2191,8 +2258,60 @@ fn zero_scores(reply: Resp) -> Resp {
     }
 }
 
+/// A DUMP payload as the value it holds: Redis and rockraft serialize the same value in
+/// different encodings (listpacks, intsets… against plain ones), so payloads compare by what
+/// they decode to. Members of sets and fields of hashes in order; stream times dropped.
+fn dumped_value(payload: &[u8]) -> Resp {
+    use rockraft_server::rdb::{restore, Object};
+    let text = match restore(payload) {
+        Err(e) => format!("undecodable DUMP payload: {e:?}"),
+        Ok(Object::Set(mut m)) => {
+            m.sort();
+            format!("set {m:?}")
+        }
+        Ok(Object::Hash(mut h)) => {
+            h.sort();
+            format!("hash {h:?}")
+        }
+        // Redis writes a large sorted set from its highest score down.
+        Ok(Object::ZSet(mut z)) => {
+            // -0 is 0 (see zero_scores).
+            z.iter_mut().filter(|e| e.1 == 0.0).for_each(|e| e.1 = 0.0);
+            z.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            format!("zset {z:?}")
+        }
+        Ok(Object::Stream(mut st)) => {
+            let clock = |id: (u64, u64)| {
+                if id.0 >= 1_000_000_000_000 {
+                    (0, 0)
+                } else {
+                    id
+                }
+            };
+            for e in &mut st.entries {
+                e.0 = clock(e.0);
+            }
+            for g in &mut st.groups {
+                g.last_id = clock(g.last_id);
+                g.consumers.iter_mut().for_each(|c| c.1 = 0);
+                for p in &mut g.pending {
+                    p.0 = clock(p.0);
+                    p.1 = 0;
+                }
+            }
+            st.last_id = clock(st.last_id);
+            st.first_id = clock(st.first_id);
+            st.max_deleted = clock(st.max_deleted);
+            format!("stream {st:?}")
+        }
+        Ok(o) => format!("{o:?}"),
+    };
+    Resp::Simple(text.into_bytes())
+}
+
 fn normalize_plain(cmd: &Cmd, reply: Resp) -> Resp {
     match (name_of(cmd).as_str(), reply) {
+        ("DUMP", Resp::Bulk(Some(payload))) => dumped_value(&payload),
         // A library's functions and the libraries come in Redis's hash order; rockraft's
         // are sorted by name.
         ("FUNCTION", Resp::Array(Some(libraries))) if cmd[1].eq_ignore_ascii_case(b"LIST") => {

@@ -868,3 +868,56 @@ fn migrate_out_of_rockraft_answers_as_redis() {
         );
     }
 }
+
+/// A write that lands while MIGRATE's keys are in flight is kept: the removal MIGRATE proposes
+/// takes a key away only if it still holds the value that was sent. (The target here is a
+/// stand-in that answers only once the test has written.)
+#[test]
+fn migrate_never_loses_a_write_made_while_keys_are_in_flight() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let node = InProcess::start(dir.path());
+    let mut c = node.client();
+    let _: () = cmd("SET").arg("a").arg("1").query(&mut c).unwrap();
+    let _: () = cmd("SET").arg("b").arg("1").query(&mut c).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel::<()>();
+    let target = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        connected_tx.send(()).unwrap();
+        answer_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let _ = s.read(&mut buf);
+        // SELECT, then one RESTORE-ASKING per key.
+        s.write_all(b"+OK\r\n+OK\r\n+OK\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let url = node.url();
+    let migrate = std::thread::spawn(move || {
+        let mut m = redis::Client::open(url).unwrap().get_connection().unwrap();
+        cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(port)
+            .arg("")
+            .arg(0)
+            .arg(10_000)
+            .arg("KEYS")
+            .arg("a")
+            .arg("b")
+            .query::<String>(&mut m)
+    });
+    connected_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    // The keys were read and sent; a client writes one of them before the target answers.
+    let _: () = cmd("SET").arg("a").arg("2").query(&mut c).unwrap();
+    answer_tx.send(()).unwrap();
+    assert_eq!(migrate.join().unwrap().unwrap(), "OK");
+    target.join().unwrap();
+    let a: Option<String> = cmd("GET").arg("a").query(&mut c).unwrap();
+    assert_eq!(a.as_deref(), Some("2"), "the write made meanwhile was lost");
+    let b: i64 = cmd("EXISTS").arg("b").query(&mut c).unwrap();
+    assert_eq!(b, 0, "the unchanged key stays behind");
+}
