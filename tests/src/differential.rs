@@ -1211,7 +1211,7 @@ impl Generator {
     fn restore(&mut self, k: Vec<u8>) -> Cmd {
         use rockraft_server::rdb::{dump, Object};
         let n = self.rng.random_range(0..4usize);
-        let mut distinct = |g: &mut Self| -> Vec<Vec<u8>> {
+        let distinct = |g: &mut Self| -> Vec<Vec<u8>> {
             let mut v: Vec<Vec<u8>> = (0..n).map(|_| g.value()).collect();
             v.sort();
             v.dedup();
