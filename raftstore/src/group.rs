@@ -572,11 +572,25 @@ impl<SM: StateMachine, T: Transport> RaftGroup<SM, T> {
                         self.raw.report_snapshot(msg.from, status);
                         return true;
                     }
-                    MessageType::MsgSnapshot => {
+                    MessageType::MsgSnapshot if msg.to == self.cfg.node_id => {
                         self.step_snapshot(*msg, from);
                         return true;
                     }
                     _ => {}
+                }
+                if msg.to != self.cfg.node_id {
+                    // Meant for a node that was at this address before (it came back with an
+                    // empty data directory, so under a new id): stepping it would apply
+                    // another node's log positions to this one (raft-rs panics on a commit
+                    // index past the log).
+                    tracing::debug!(
+                        group = self.cfg.group_id,
+                        to = msg.to,
+                        from = msg.from,
+                        "dropped raft message addressed to another node"
+                    );
+                    metrics::counter!("rockraft_raft_messages_to_another_node_total").increment(1);
+                    return true;
                 }
                 if !self.is_member(msg.from) && self.is_member(self.cfg.node_id) {
                     // A node removed from the group (or never in it) can neither vote nor

@@ -59,7 +59,7 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// The counters without labels, registered at start.
-const COUNTERS: [&str; 11] = [
+const COUNTERS: [&str; 12] = [
     "rockraft_expired_keys_total",
     "rockraft_raft_leader_changes_total",
     "rockraft_snapshots_generated_total",
@@ -69,6 +69,7 @@ const COUNTERS: [&str; 11] = [
     "rockraft_snapshots_installed_total",
     "rockraft_bus_auth_failures_total",
     "rockraft_raft_messages_from_non_members_total",
+    "rockraft_raft_messages_to_another_node_total",
     "rockraft_pubsub_published_total",
     "rockraft_pubsub_clients_disconnected_total",
 ];
