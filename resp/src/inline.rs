@@ -25,8 +25,9 @@ pub(crate) fn decode(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolE
         .ok_or(ProtocolError::UnbalancedQuotes)
 }
 
-/// Splits a line into arguments; `None` when quotes are unbalanced.
-fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// Splits a line into arguments as Redis's `sdssplitargs` does (inline commands, and
+/// redis.conf lines); `None` when quotes are unbalanced.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {

@@ -10,6 +10,7 @@ mod inline;
 pub mod reply;
 mod request;
 
+pub use inline::split_args;
 pub use reply::{Protocol, Reply};
 pub use request::{decode_request, ProtocolError, RequestLimits};
 

@@ -6,6 +6,9 @@
 //! (string, list, set, hash, sorted set with binary scores) and the stream listpacks of 7.0.
 //! Read: every encoding Redis 2.6 through 7.2 writes for these types: integer and LZF strings,
 //! ziplists, listpacks, intsets, quicklists (1 and 2), stream listpacks (1, 2, 3).
+//!
+//! The framing ([`seal`], [`open`]) and the length and string primitives are shared with
+//! FUNCTION DUMP's payload (`scripting/dump.rs`).
 
 /// The RDB version written (Redis 7.0's).
 pub const RDB_VERSION: u16 = 10;
@@ -111,7 +114,7 @@ pub fn crc64(data: &[u8]) -> u64 {
 
 // ---- writing ----
 
-fn put_len(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn put_len(out: &mut Vec<u8>, n: u64) {
     if n < 1 << 6 {
         out.push(n as u8);
     } else if n < 1 << 14 {
@@ -126,7 +129,7 @@ fn put_len(out: &mut Vec<u8>, n: u64) {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     put_len(out, s.len() as u64);
     out.extend_from_slice(s);
 }
@@ -316,15 +319,36 @@ pub fn dump(o: &Object) -> Vec<u8> {
             put_stream(&mut out, s);
         }
     }
+    seal(out)
+}
+
+/// A payload's footer: the RDB version written and the CRC-64 of everything before it.
+pub(crate) fn seal(mut out: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
     let crc = crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
+/// A payload's body, once its footer says an RDB version up to `max_version` and its
+/// checksum matches.
+pub(crate) fn open(payload: &[u8], max_version: u16) -> R<&[u8]> {
+    if payload.len() < 10 {
+        return Err(Refused::VersionOrChecksum);
+    }
+    let (body, footer) = payload.split_at(payload.len() - 10);
+    let version = u16::from_le_bytes([footer[0], footer[1]]);
+    let crc = u64::from_le_bytes(footer[2..].try_into().expect("8 bytes"));
+    if version > max_version || crc64(&payload[..payload.len() - 8]) != crc {
+        return Err(Refused::VersionOrChecksum);
+    }
+    Ok(body)
+}
+
 // ---- reading ----
 
-struct Reader<'a> {
+/// Reads RDB lengths and strings from a payload's body.
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
@@ -333,7 +357,16 @@ type R<T> = Result<T, Refused>;
 const BAD: Refused = Refused::BadFormat;
 
 impl<'a> Reader<'a> {
-    fn byte(&mut self) -> R<u8> {
+    pub(crate) fn new(b: &'a [u8]) -> Reader<'a> {
+        Reader { b, at: 0 }
+    }
+
+    /// Whether everything was read.
+    pub(crate) fn done(&self) -> bool {
+        self.at == self.b.len()
+    }
+
+    pub(crate) fn byte(&mut self) -> R<u8> {
         let b = *self.b.get(self.at).ok_or(BAD)?;
         self.at += 1;
         Ok(b)
@@ -391,7 +424,8 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn string(&mut self) -> R<Vec<u8>> {
+    /// A string: plain, integer-encoded or LZF-compressed.
+    pub(crate) fn string(&mut self) -> R<Vec<u8>> {
         match self.len_or_enc()? {
             (n, false) => Ok(self.take(usize::try_from(n).map_err(|_| BAD)?)?.to_vec()),
             (0, true) => Ok((self.byte()? as i8).to_string().into_bytes()),
@@ -813,19 +847,8 @@ fn read_stream(r: &mut Reader, kind: u8) -> R<Stream> {
 
 /// The value in a DUMP payload (from any Redis 2.6 through 7.2, or rockraft).
 pub fn restore(payload: &[u8]) -> R<Object> {
-    if payload.len() < 10 {
-        return Err(Refused::VersionOrChecksum);
-    }
-    let (body, footer) = payload.split_at(payload.len() - 10);
-    let version = u16::from_le_bytes([footer[0], footer[1]]);
-    if version > RDB_VERSION_READ {
-        return Err(Refused::VersionOrChecksum);
-    }
-    let crc = u64::from_le_bytes(footer[2..].try_into().expect("8 bytes"));
-    if crc64(&payload[..payload.len() - 8]) != crc {
-        return Err(Refused::VersionOrChecksum);
-    }
-    let mut r = Reader { b: body, at: 0 };
+    let body = open(payload, RDB_VERSION_READ)?;
+    let mut r = Reader::new(body);
     let kind = r.byte()?;
     let o = match kind {
         T_STRING => Object::String(r.string()?),
@@ -913,7 +936,7 @@ pub fn restore(payload: &[u8]) -> R<Object> {
         }
         _ => return Err(BAD),
     };
-    if r.at != body.len() {
+    if !r.done() {
         return Err(BAD);
     }
     Ok(o)

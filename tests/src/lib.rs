@@ -156,6 +156,23 @@ impl Drop for InProcess {
     }
 }
 
+/// The node's Prometheus text from `/metrics` on `port`, once it has every one of `names`
+/// (metrics appear as they are first recorded); what it last served after 10 s otherwise.
+pub fn scrape_metrics(port: u16, names: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut body = String::new();
+    wait_until(Duration::from_secs(10), || {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        body.clear();
+        let _ = s.read_to_string(&mut body);
+        names.iter().all(|n| body.contains(n))
+    });
+    body
+}
+
 /// Path of a binary built in this workspace's target directory.
 pub fn workspace_binary(name: &str) -> PathBuf {
     // Test executables live in <target>/<profile>/deps/.

@@ -3,14 +3,11 @@
 //! compose file run form a cluster and shrink it. (`deploy/validate.sh` checks the files
 //! against their schemas and linters; `scripts/test.sh` runs it.)
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use redis::cmd;
-use rockraft_tests::{free_port, wait_until, Process};
+use rockraft_tests::{free_port, Process};
 
 fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -42,20 +39,12 @@ fn the_dashboard_asks_only_for_metrics_a_live_node_exports() {
         .arg("v")
         .query(&mut node.client())
         .unwrap();
-    let mut body = String::new();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            let Ok(mut s) = TcpStream::connect(("127.0.0.1", metrics_port)) else {
-                return false;
-            };
-            let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-            body.clear();
-            let _ = s.read_to_string(&mut body);
-            body.contains("rockraft_commands_total")
-                && body.contains("rockraft_raft_leader_changes_total")
-        }),
-        "{body}"
-    );
+    let want = [
+        "rockraft_commands_total",
+        "rockraft_raft_leader_changes_total",
+    ];
+    let body = rockraft_tests::scrape_metrics(metrics_port, &want);
+    assert!(want.iter().all(|n| body.contains(n)), "{body}");
     let (ok, report) = check(&body);
     assert!(ok, "{report}");
     // The check can fail: a scrape without the snapshot counters does.

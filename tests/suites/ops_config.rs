@@ -13,6 +13,32 @@ fn a(parts: &[&str]) -> Vec<Vec<u8>> {
     parts.iter().map(|p| p.as_bytes().to_vec()).collect()
 }
 
+/// A Redis and a rockraft node, for the same commands sent to both.
+struct SideBySide {
+    redis: RedisServer,
+    node: InProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl SideBySide {
+    fn start() -> SideBySide {
+        let dir = tempfile::tempdir().unwrap();
+        SideBySide {
+            redis: RedisServer::start(),
+            node: InProcess::start(dir.path()),
+            _dir: dir,
+        }
+    }
+
+    /// A connection to Redis and one to rockraft.
+    fn connect(&self) -> (Target, Target) {
+        (
+            Target::connect("redis", self.redis.addr),
+            Target::connect("rockraft", self.node.addr()),
+        )
+    }
+}
+
 fn config_get(c: &mut redis::Connection, name: &str) -> String {
     let v: Vec<String> = cmd("CONFIG").arg("GET").arg(name).query(c).unwrap();
     v.get(1).cloned().unwrap_or_default()
@@ -165,11 +191,8 @@ fn a_bad_config_file_stops_the_start_naming_the_line() {
 
 #[test]
 fn config_rewrite_without_a_file_answers_as_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     for c in [a(&["CONFIG", "REWRITE"]), a(&["CONFIG", "HELP"])] {
         assert_eq!(
             ours.call(&c).to_string(),
@@ -181,11 +204,8 @@ fn config_rewrite_without_a_file_answers_as_redis() {
 
 #[test]
 fn command_subcommands_and_key_flags_match_redis() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     for c in [
         a(&["COMMAND", "HELP"]),
         a(&["COMMAND", "GETKEYS", "PING"]),
@@ -233,11 +253,8 @@ fn command_subcommands_and_key_flags_match_redis() {
 
 #[test]
 fn latency_matches_redis_with_the_monitor_off_and_records_when_on() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     for c in [
         a(&["CONFIG", "GET", "latency-monitor-threshold"]),
         a(&["LATENCY", "LATEST"]),
@@ -359,11 +376,8 @@ fn latency_matches_redis_with_the_monitor_off_and_records_when_on() {
 /// stream listpacks) go into rockraft; rockraft's payloads go into Redis 7.0.
 #[test]
 fn dump_and_restore_move_every_type_between_redis_and_rockraft() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     let big: Vec<String> = (0..700)
         .map(|i| format!("element-{i}-{}", "p".repeat(i % 50)))
         .collect();
@@ -547,11 +561,8 @@ fn dump_and_restore_move_every_type_between_redis_and_rockraft() {
 
 #[test]
 fn restore_refuses_bad_input_as_redis_does() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     oracle.call(&a(&["SET", "src", "value"]));
     let Resp::Bulk(Some(good)) = oracle.call(&a(&["DUMP", "src"])) else {
         panic!()
@@ -652,15 +663,12 @@ fn restore_refuses_bad_input_as_redis_does() {
 /// rockraft: SELECT, RESTORE with REPLACE, and the keys leave the source.
 #[test]
 fn redis_migrate_moves_keys_into_rockraft() {
-    let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let side = SideBySide::start();
+    let (mut oracle, mut ours) = side.connect();
     oracle.call(&a(&["RPUSH", "jobs", "j1", "j2"]));
     oracle.call(&a(&["HSET", "user:1", "name", "ada"]));
     oracle.call(&a(&["SET", "session", "s", "EX", "1000"]));
-    let port = node.addr().port().to_string();
+    let port = side.node.addr().port().to_string();
     let r = oracle.call(&a(&[
         "MIGRATE",
         "127.0.0.1",
@@ -700,7 +708,7 @@ fn redis_migrate_moves_keys_into_rockraft() {
             .args(["--cluster", "import", &format!("127.0.0.1:{port}")])
             .args([
                 "--cluster-from",
-                &redis.addr.to_string(),
+                &side.redis.addr.to_string(),
                 "--cluster-replace",
             ])
             .output()
@@ -720,12 +728,9 @@ fn redis_migrate_moves_keys_into_rockraft() {
 /// (OK, NOKEY, the target's errors, IOERR), and the keys leave the source unless COPY.
 #[test]
 fn migrate_out_of_rockraft_answers_as_redis() {
-    let redis = RedisServer::start();
+    let side = SideBySide::start();
     let target = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let node = InProcess::start(dir.path());
-    let mut oracle = Target::connect("redis", redis.addr);
-    let mut ours = Target::connect("rockraft", node.addr());
+    let (mut oracle, mut ours) = side.connect();
     let mut dst = Target::connect("target", target.addr);
     let port = target.addr.port().to_string();
     let closed = free_port().to_string();

@@ -1,6 +1,5 @@
 //! Real tools against a real server process: redis-cli, redis-benchmark, the metrics endpoint.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -150,17 +149,8 @@ fn metrics_endpoint_serves_prometheus_text() {
         .arg("k")
         .query(&mut node.client())
         .unwrap();
-    let mut body = String::new();
-    let fetched = wait_until(Duration::from_secs(10), || {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", metrics_port)) else {
-            return false;
-        };
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        body.clear();
-        let _ = s.read_to_string(&mut body);
-        body.contains("rockraft_commands_total")
-    });
-    assert!(fetched, "{body}");
+    let body = rockraft_tests::scrape_metrics(metrics_port, &["rockraft_commands_total"]);
+    assert!(body.contains("rockraft_commands_total"), "{body}");
     for name in [
         "rockraft_commands_total{cmd=\"set\"}",
         "rockraft_command_duration_seconds_bucket",
