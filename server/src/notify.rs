@@ -335,8 +335,8 @@ pub fn events(name: &str, argv: &[Bytes], changes: &[Change], reply: &Reply) -> 
                 }
             }
             Rule::Stored(class, event) => {
-                if *after && name == "copy" {
-                    // COPY deletes a destination it replaces and adds it again.
+                if *after && matches!(name, "copy" | "restore" | "restore-asking") {
+                    // COPY and RESTORE REPLACE delete a key they replace and add it again.
                     out.push((NEW, "new", key.clone()));
                     out.push((class, event, key.clone()));
                 } else if *after {
