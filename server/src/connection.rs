@@ -79,6 +79,9 @@ struct Batch {
     blocking: bool,
     /// Replies were resolved while the last command was submitted (the slots were drained).
     resolved: bool,
+    /// A read among the submitted commands has not run yet: a write after it waits until it
+    /// has (a pipeline runs in order, and the read must not see the write).
+    pending_read: bool,
     slowlog: Arc<crate::slowlog::SlowLog>,
     command_stats: Arc<crate::cmdstats::CommandStats>,
 }
@@ -121,6 +124,7 @@ pub async fn serve_stream<S>(
         output: BytesMut::with_capacity(16 * 1024),
         blocking: false,
         resolved: false,
+        pending_read: false,
         slowlog: shared.slowlog.clone(),
         command_stats: shared.command_stats.clone(),
     };
@@ -338,6 +342,7 @@ fn ready(name: &'static str, reply: Reply) -> Slot {
 /// only after a reply that had to be waited for.
 async fn resolve(session: &mut Session, slots: &mut Vec<Slot>, batch: &mut Batch) {
     batch.resolved = true;
+    batch.pending_read = false;
     let mut done = None;
     for mut slot in slots.drain(..) {
         let now = std::future::poll_fn(|cx| Poll::Ready(slot.reply.as_mut().poll(cx))).await;
@@ -445,6 +450,7 @@ async fn submit_read(
             )
         });
     let confirmed = (!local).then(|| shared.group.read_index());
+    batch.pending_read = true;
     slots.push(Slot {
             argv: None,
             silent: false,
@@ -614,6 +620,10 @@ async fn submit(
                 return Some(spec.name);
             }
             Ok(Some(internal)) => {
+                if batch.pending_read {
+                    resolve(session, slots, batch).await;
+                    *pending_write = false;
+                }
                 slots.push(propose_internal(shared, spec.name, internal, session.tls));
                 *pending_write = true;
                 return Some(spec.name);
@@ -777,6 +787,10 @@ async fn submit(
             if spec.name == "set" && fail::eval("ack_without_write", |_| ()).is_some() {
                 slots.push(ready(spec.name, Reply::ok()));
                 return Some(spec.name);
+            }
+            if batch.pending_read {
+                resolve(session, slots, batch).await;
+                *pending_write = false;
             }
             if session.tracking.as_ref().is_some_and(|m| m.noloop) {
                 shared.tracker.wrote(session.id, spec.keys(&argv));

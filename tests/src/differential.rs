@@ -96,6 +96,16 @@ impl Target {
             .unwrap();
     }
 
+    /// Sends commands in one write (a pipeline) without reading their replies.
+    pub fn send_all(&mut self, cmds: &[Vec<Vec<u8>>]) {
+        let mut out = Vec::new();
+        for argv in cmds {
+            let args: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
+            out.extend_from_slice(&rockraft_resp::encode_request(&args));
+        }
+        self.stream.write_all(&out).unwrap();
+    }
+
     /// Reads the next reply or pushed message.
     pub fn read(&mut self) -> Resp {
         read_resp(&mut self.reader)
@@ -2568,6 +2578,60 @@ pub fn first_difference(
         let (w, g) = (normalize(cmd, want), normalize(cmd, got));
         if w != g && !history_encoding(cmd, &w, &g) {
             return Some((i, format!("{w}"), format!("{g}")));
+        }
+    }
+    None
+}
+
+/// Whether `cmd` may go in a pipeline of [`first_pipelined_difference`]: not a pseudo-command
+/// (they take several round trips), not one that blocks, not a random choice (those are
+/// checked one by one, see [`check_random`]), and not WATCH (connection state).
+pub fn pipelinable(cmd: &Cmd) -> bool {
+    const NOT: &[&str] = &[
+        "TX",
+        "WATCHTX",
+        "HSCANALL",
+        "SSCANALL",
+        "ZSCANALL",
+        "SORT",
+        "SORT_RO",
+        "SPOP",
+        "SRANDMEMBER",
+        "HRANDFIELD",
+        "ZRANDMEMBER",
+        "RANDOMKEY",
+        "WATCH",
+        "XREAD",
+        "XREADGROUP",
+        "WAIT",
+        "EVAL",
+        "EVALSHA",
+        "FCALL",
+        "FCALL_RO",
+    ];
+    let name = name_of(cmd);
+    let blocking = name.starts_with('B') && !name.starts_with("BIT");
+    !blocking && !NOT.contains(&name.as_str())
+}
+
+/// Sends the pipelinable commands of `seq` to both servers, each as one pipeline (a server
+/// that proposes writes as they arrive puts many in one raft entry), and returns the first
+/// whose (normalized) replies differ: (the command, oracle's reply, t's reply). Both start
+/// empty.
+pub fn first_pipelined_difference(
+    oracle: &mut Target,
+    t: &mut Target,
+    seq: &[Cmd],
+) -> Option<(String, String, String)> {
+    oracle.flush();
+    t.flush();
+    let cmds: Vec<Cmd> = seq.iter().filter(|c| pipelinable(c)).cloned().collect();
+    oracle.send_all(&cmds);
+    t.send_all(&cmds);
+    for cmd in &cmds {
+        let (want, got) = (normalize(cmd, oracle.read()), normalize(cmd, t.read()));
+        if want != got && !history_encoding(cmd, &want, &got) {
+            return Some((show(cmd), format!("{want}"), format!("{got}")));
         }
     }
     None
