@@ -46,6 +46,8 @@ pub struct ApplyContext<'a> {
     cleared: [bool; ALL_CFS.len()],
     now_ms: u64,
     index: u64,
+    /// Sequence numbers handed out for the entry being applied.
+    seq: u64,
 }
 
 fn cf_index(cf: &str) -> usize {
@@ -77,6 +79,7 @@ impl<'a> ApplyContext<'a> {
             cleared: [false; ALL_CFS.len()],
             now_ms: 0,
             index: 0,
+            seq: 0,
         }
     }
 
@@ -88,6 +91,15 @@ impl<'a> ApplyContext<'a> {
     /// Sets the log index of the entry about to be applied.
     pub fn set_index(&mut self, index: u64) {
         self.index = index;
+        self.seq = 0;
+    }
+
+    /// The next of a sequence (0, 1, 2, …) that starts anew with every entry: with
+    /// [`Self::index`], a number no other write of any entry gets. An entry that carries
+    /// several proposals applies each in turn, and they share the sequence.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq - 1
     }
 
     pub(crate) fn batch(&mut self) -> &mut WriteBatch {

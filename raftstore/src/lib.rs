@@ -31,7 +31,10 @@ pub const DATA_GROUP_ID: u64 = 1;
 pub use apply::{ApplyContext, StateMachine};
 pub use engine::Engine;
 pub use error::{Error, Result};
-pub use group::{start_group, GroupConfig, GroupHandle, GroupStatus, Members, NoPeers, Transport};
+pub use group::{
+    start_group, GroupConfig, GroupHandle, GroupStatus, Members, NoPeers, Transport,
+    MERGE_MAX_BYTES, MERGE_MAX_PROPOSALS,
+};
 pub use membership::AddressBook;
 pub use raft::eraftpb;
 pub use raft::StateRole;

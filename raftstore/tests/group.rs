@@ -1,13 +1,15 @@
 //! A raft group over RocksDB with a toy state machine: proposals are answered with their own
-//! entry's output, reads wait for ReadIndex, and a restart neither re-applies nor skips entries.
+//! entry's output, proposals of one turn share entries yet are applied one by one in order,
+//! reads wait for ReadIndex, and a restart neither re-applies nor skips entries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rockraft_raftstore::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use rockraft_raftstore::keys::CF_DATA;
 use rockraft_raftstore::{
     start_group, ApplyContext, Engine, GroupConfig, GroupHandle, NoPeers, StateMachine,
+    MERGE_MAX_BYTES, MERGE_MAX_PROPOSALS,
 };
 
 /// Increments the counter named by the entry and returns its new value; counts apply calls.
@@ -92,6 +94,102 @@ fn each_proposal_gets_its_own_entry_output() {
         h.read_index().await.unwrap();
     });
     assert_eq!(applies.load(Ordering::SeqCst), 501);
+    h.stop();
+    t.join().unwrap();
+}
+
+/// Records what each apply saw: the proposal's first byte, the entry's index, the sequence
+/// number it drew and the proposer's clock. Answers with the proposal's length.
+struct Recorder {
+    seen: Arc<Mutex<Vec<Applied>>>,
+}
+
+/// (first byte, entry index, sequence number, clock) of one apply.
+type Applied = (u8, u64, u64, u64);
+
+impl StateMachine for Recorder {
+    type Output = usize;
+
+    fn apply(&mut self, ctx: &mut ApplyContext<'_>, data: &bytes::Bytes) -> usize {
+        let seq = ctx.next_seq();
+        let seen = (data[0], ctx.index(), seq, ctx.now_ms());
+        self.seen.lock().unwrap().push(seen);
+        ctx.put(CF_DATA, &[data[0]], &ctx.index().to_be_bytes());
+        data.len()
+    }
+}
+
+#[test]
+fn proposals_of_one_turn_share_entries_and_each_is_applied_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (h, t) = start_group(
+        engine.clone(),
+        GroupConfig::new(7, 1),
+        &[7],
+        Recorder { seen: seen.clone() },
+        NoPeers,
+        rockraft_raftstore::AddressBook::default(),
+    )
+    .unwrap();
+    // Proposal i carries (i % 251) as its first byte and i + 1 bytes, except a big one.
+    let big = 300;
+    let data = |i: usize| {
+        let len = if i == big { MERGE_MAX_BYTES } else { i + 1 };
+        vec![(i % 251) as u8; len]
+    };
+    let total = 3 * MERGE_MAX_PROPOSALS;
+    rt().block_on(async {
+        for _ in 0..200 {
+            match h.propose(1, vec![255]).await {
+                Ok(_) => break,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+        seen.lock().unwrap().clear();
+        let futures: Vec<_> = (0..total)
+            .map(|i| h.propose(5000 + i as u64, data(i)))
+            .collect();
+        for (i, f) in futures.into_iter().enumerate() {
+            assert_eq!(
+                f.await.unwrap(),
+                data(i).len(),
+                "proposal {i} got its own output"
+            );
+        }
+    });
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), total, "every proposal applied once");
+    let mut entries = 0;
+    for (i, &(first, index, seq, now)) in seen.iter().enumerate() {
+        assert_eq!(first, (i % 251) as u8, "applied in the order proposed");
+        assert_eq!(now, 5000 + i as u64, "each with its own proposer's clock");
+        if i == 0 || index != seen[i - 1].1 {
+            entries += 1;
+            assert!(i == 0 || index > seen[i - 1].1);
+            assert_eq!(seq, 0, "the sequence starts anew with each entry");
+        } else {
+            assert_eq!(
+                seq,
+                seen[i - 1].2 + 1,
+                "parts of one entry share its sequence"
+            );
+            assert!(
+                i != big && i != big + 1,
+                "a proposal this big has an entry of its own"
+            );
+        }
+    }
+    eprintln!("{entries} entries for {total} proposals");
+    assert!(
+        entries <= total / 2,
+        "{entries} entries for {total} proposals queued at once"
+    );
+    assert!(
+        entries >= total / MERGE_MAX_PROPOSALS,
+        "at most {MERGE_MAX_PROPOSALS} per entry"
+    );
     h.stop();
     t.join().unwrap();
 }

@@ -229,8 +229,6 @@ impl Db {
 /// live sees it gone.
 pub struct Txn<'c, 'e> {
     ctx: &'c mut ApplyContext<'e>,
-    /// Collection versions handed out for this entry so far.
-    versions: u64,
     /// User keys changed by this entry (may repeat).
     touched: Vec<Vec<u8>>,
     /// The node, when it is running (not while it replays its log at start): what reads in a
@@ -276,7 +274,6 @@ impl<'c, 'e> Txn<'c, 'e> {
     pub fn new(ctx: &'c mut ApplyContext<'e>) -> Self {
         Txn {
             ctx,
-            versions: 0,
             touched: Vec::new(),
             node: None,
             notifying: false,
@@ -486,8 +483,7 @@ impl<'c, 'e> Txn<'c, 'e> {
     /// index and the collection's position in it, so every replica picks the same one, and a
     /// key's new version is always above any it had before.
     pub fn new_version(&mut self) -> u64 {
-        let seq = self.versions.min((1 << VERSION_SEQ_BITS) - 1);
-        self.versions += 1;
+        let seq = self.ctx.next_seq().min((1 << VERSION_SEQ_BITS) - 1);
         (self.ctx.index() << VERSION_SEQ_BITS) | seq
     }
 

@@ -5,6 +5,7 @@
 //! `rockraft_raft_applied_index`, `rockraft_raft_log_write_seconds` (the synced raft log write:
 //! fsync latency), `rockraft_expired_keys_total`, `rockraft_raft_leader_changes_total`,
 //! `rockraft_raft_is_leader`, `rockraft_raft_log_entries`, `rockraft_raft_log_bytes`,
+//! `rockraft_raft_proposals_merged_total` (proposals that shared a log entry with others),
 //! `rockraft_snapshots_{generated,sent,send_failed,received,installed}_total`, and the bus and
 //! pub/sub counters below. Every counter is registered at start, so a dashboard's queries find
 //! it at 0 before its first event (`deploy/grafana/rockraft.json` is checked against a scrape).
@@ -47,6 +48,10 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
     );
     metrics::describe_gauge!("rockraft_raft_is_leader", "1 on the raft leader, else 0.");
     metrics::describe_gauge!("rockraft_raft_log_entries", "Entries in the raft log.");
+    metrics::describe_counter!(
+        "rockraft_raft_proposals_merged_total",
+        "Proposals that shared a raft log entry with others of the same turn."
+    );
     metrics::describe_gauge!(
         "rockraft_raft_log_bytes",
         "Bytes of the raft log's entries."
@@ -59,7 +64,7 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// The counters without labels, registered at start.
-const COUNTERS: [&str; 12] = [
+const COUNTERS: [&str; 13] = [
     "rockraft_expired_keys_total",
     "rockraft_raft_leader_changes_total",
     "rockraft_snapshots_generated_total",
@@ -70,6 +75,7 @@ const COUNTERS: [&str; 12] = [
     "rockraft_bus_auth_failures_total",
     "rockraft_raft_messages_from_non_members_total",
     "rockraft_raft_messages_to_another_node_total",
+    "rockraft_raft_proposals_merged_total",
     "rockraft_pubsub_published_total",
     "rockraft_pubsub_clients_disconnected_total",
 ];

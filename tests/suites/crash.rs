@@ -79,6 +79,9 @@ impl Acked {
     }
 }
 
+/// Writes per attempt of [`Writer::write_one`].
+const PIPELINE: usize = 4;
+
 /// Acknowledged writes, and where to send the next.
 struct Writer {
     addrs: Vec<SocketAddr>,
@@ -99,9 +102,10 @@ impl Writer {
         }
     }
 
-    /// One write attempt of a new key; true if it was acknowledged. Errors (a dead node,
-    /// MOVED, CLUSTERDOWN, an unknown outcome) move to the next node; such keys are not
-    /// counted, whatever became of them.
+    /// One write attempt: [`PIPELINE`] writes of new keys or elements in one pipeline (so that
+    /// they share raft entries); true if all were acknowledged. Errors (a dead node, MOVED,
+    /// CLUSTERDOWN, an unknown outcome) move to the next node; the pipeline's writes are then
+    /// not counted, whatever became of them.
     fn write_one(&mut self) -> bool {
         let (i, c) = match self.conn.take() {
             Some(c) => c,
@@ -118,11 +122,23 @@ impl Writer {
             }
         };
         let mut c = c;
-        let (acked, command) = Acked::make(self.acked.len() + self.next * 1_000_000, &self.value);
-        let r: redis::RedisResult<redis::Value> = command.query(&mut c);
+        let base = self.acked.len() + self.next * 1_000_000;
+        let mut pipe = redis::pipe();
+        let mut made = Vec::with_capacity(PIPELINE);
+        for j in 0..PIPELINE {
+            let (acked, command) = Acked::make(base + j, &self.value);
+            pipe.add_command(command);
+            made.push(acked);
+        }
+        let r: redis::RedisResult<Vec<redis::Value>> = pipe.query(&mut c);
         match r {
-            Ok(_) => {
-                self.acked.push(acked);
+            Ok(replies)
+                if replies.len() == PIPELINE
+                    && !replies
+                        .iter()
+                        .any(|r| matches!(r, redis::Value::ServerError(_))) =>
+            {
+                self.acked.extend(made);
                 self.conn = Some((i, c));
                 true
             }
