@@ -181,9 +181,9 @@ fn a_corrupted_data_directory_is_refused_with_a_clear_error() {
 
 /// A data directory written by release 0.1 (raft log in RocksDB), unpacked into a new
 /// temporary directory: 250 strings `str:1`..`str:250` ("value-N"), a hash, a list, a set, a
-/// sorted set, a stream, `counter` = 2 and `withttl` (a 100,000 s TTL). It was killed with
+/// sorted set, a stream, `counter` = 2 and `withttl` (expiring in 2100). It was killed with
 /// `kill -9`, so part of it is only in RocksDB's WAL, and its log was compacted (the first
-/// index is 205, the last 260).
+/// index is 205, the last 262). `fixtures/make-data-dir-v0.1.sh` rebuilds it.
 fn old_release_data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("n");
